@@ -1,0 +1,190 @@
+// circuitscope-cli: the headless, scriptable face of the core (product.md §5).
+// Only argument parsing lives here; the JSON documents are built in core/commands.
+// Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal failure.
+
+#include "core/commands/cli_commands.h"
+#include "core/model/demo_model.h"
+#include "core/model/random_model.h"
+#include "core/util/errors.h"
+#include "core/util/runtime.h"
+
+#include <QCommandLineParser>
+#include <QCoreApplication>
+
+#include <cstdio>
+#include <iostream>
+#include <optional>
+
+namespace {
+
+constexpr int kExitBadInput = 2;
+constexpr int kExitInternal = 1;
+
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+std::string str(const QString& s)
+{
+    return s.toStdString();
+}
+
+class Cli {
+public:
+    explicit Cli(const QStringList& args) : m_args(args) {}
+
+    int run()
+    {
+        setUpOptions();
+        if (!m_parser.parse(m_args))
+            throw UsageError(str(m_parser.errorText()));
+        if (m_parser.isSet(QStringLiteral("help")) || m_parser.positionalArguments().isEmpty()) {
+            std::cout << str(m_parser.helpText());
+            return m_parser.positionalArguments().isEmpty() && !m_parser.isSet(QStringLiteral("help")) ? kExitBadInput : 0;
+        }
+        const QStringList positional = m_parser.positionalArguments();
+        if (positional.size() > 1)
+            throw UsageError("unexpected argument '" + str(positional.at(1)) + "'");
+        const QString command = positional.first();
+        if (command == u"info")
+            return print(cs::infoJson(*model()));
+        if (command == u"tokenize")
+            return print(cs::tokenizeJson(*model(), str(required(QStringLiteral("text")))));
+        if (command == u"forward")
+            return forward();
+        if (command == u"make-random-model")
+            return makeRandomModel();
+        throw UsageError("unknown command '" + str(command) + "' (info, tokenize, forward, make-random-model)");
+    }
+
+private:
+    void setUpOptions()
+    {
+        m_parser.setApplicationDescription(QStringLiteral(
+            "Circuitscope command line.\n"
+            "Commands: info, tokenize, forward, make-random-model."));
+        m_parser.addPositionalArgument(QStringLiteral("command"), QStringLiteral("What to do."));
+        m_parser.addHelpOption();
+        const QList<QCommandLineOption> options = {
+            {QStringLiteral("model"), QStringLiteral("Hugging Face GPT-2 directory (default: the bundled demo)."), QStringLiteral("DIR")},
+            {QStringLiteral("text"), QStringLiteral("Text to tokenize."), QStringLiteral("TEXT")},
+            {QStringLiteral("prompt"), QStringLiteral("Prompt to run."), QStringLiteral("TEXT")},
+            {QStringLiteral("top"), QStringLiteral("How many entries to list (default 10)."), QStringLiteral("K"), QStringLiteral("10")},
+            {QStringLiteral("truncate"), QStringLiteral("Keep the last n_ctx tokens of an overlong prompt instead of refusing it.")},
+            {QStringLiteral("out"), QStringLiteral("Output directory (make-random-model)."), QStringLiteral("DIR")},
+            {QStringLiteral("layers"), QStringLiteral("n_layer (default 12)."), QStringLiteral("N"), QStringLiteral("12")},
+            {QStringLiteral("heads"), QStringLiteral("n_head (default 12)."), QStringLiteral("N"), QStringLiteral("12")},
+            {QStringLiteral("d-model"), QStringLiteral("n_embd (default 768)."), QStringLiteral("N"), QStringLiteral("768")},
+            {QStringLiteral("d-mlp"), QStringLiteral("MLP width (default 4·n_embd)."), QStringLiteral("N")},
+            {QStringLiteral("n-ctx"), QStringLiteral("n_positions (default 1024)."), QStringLiteral("N"), QStringLiteral("1024")},
+            {QStringLiteral("vocab"), QStringLiteral("vocab_size (default 50257)."), QStringLiteral("N"), QStringLiteral("50257")},
+            {QStringLiteral("seed"), QStringLiteral("Random seed (default 0)."), QStringLiteral("N"), QStringLiteral("0")},
+            {QStringLiteral("dtype"), QStringLiteral("Storage dtype: f32, f16 or bf16 (default f32)."), QStringLiteral("T"), QStringLiteral("f32")},
+            {QStringLiteral("tokenizer"), QStringLiteral("Folder with vocab.json + merges.txt to copy into the model."), QStringLiteral("DIR")},
+        };
+        m_parser.addOptions(options);
+    }
+
+    QString required(const QString& name) const
+    {
+        if (!m_parser.isSet(name))
+            throw UsageError("missing --" + str(name));
+        return m_parser.value(name);
+    }
+
+    int intOption(const QString& name) const
+    {
+        bool ok = false;
+        const int v = m_parser.value(name).toInt(&ok);
+        if (!ok)
+            throw UsageError("--" + str(name) + ": '" + str(m_parser.value(name)) + "' is not an integer");
+        return v;
+    }
+
+    std::shared_ptr<const cs::Gpt2Model> model() const
+    {
+        std::filesystem::path dir;
+        if (m_parser.isSet(QStringLiteral("model"))) {
+            dir = str(m_parser.value(QStringLiteral("model")));
+        } else {
+            const auto demo = cs::findBundledDemoModel(str(QCoreApplication::applicationDirPath()));
+            if (!demo)
+                throw UsageError("no --model given and the bundled demo model was not found");
+            dir = *demo;
+        }
+        auto m = cs::loadHfGpt2(dir);
+        for (const auto& w : m->warnings)
+            std::cerr << "warning: " << w << '\n';
+        return m;
+    }
+
+    int forward()
+    {
+        std::vector<std::string> warnings;
+        const auto policy = m_parser.isSet(QStringLiteral("truncate")) ? cs::OverlongPrompt::KeepLast : cs::OverlongPrompt::Refuse;
+        const auto doc = cs::forwardJson(*model(), str(required(QStringLiteral("prompt"))), intOption(QStringLiteral("top")),
+                                         policy, &warnings);
+        for (const auto& w : warnings)
+            std::cerr << "warning: " << w << '\n';
+        return print(doc);
+    }
+
+    int makeRandomModel()
+    {
+        cs::RandomModelOptions o;
+        o.config.nLayer = intOption(QStringLiteral("layers"));
+        o.config.nHead = intOption(QStringLiteral("heads"));
+        o.config.dModel = intOption(QStringLiteral("d-model"));
+        o.config.dMlp = m_parser.isSet(QStringLiteral("d-mlp")) ? intOption(QStringLiteral("d-mlp")) : 4 * o.config.dModel;
+        o.config.nCtx = intOption(QStringLiteral("n-ctx"));
+        o.config.vocabSize = intOption(QStringLiteral("vocab"));
+        o.seed = static_cast<std::uint64_t>(intOption(QStringLiteral("seed")));
+        const QString dtype = m_parser.value(QStringLiteral("dtype"));
+        if (dtype == u"f32")
+            o.dtype = cs::StorageDType::F32;
+        else if (dtype == u"f16")
+            o.dtype = cs::StorageDType::F16;
+        else if (dtype == u"bf16")
+            o.dtype = cs::StorageDType::BF16;
+        else
+            throw UsageError("--dtype: '" + str(dtype) + "' is not f32, f16 or bf16");
+        if (m_parser.isSet(QStringLiteral("tokenizer")))
+            o.tokenizerDir = str(m_parser.value(QStringLiteral("tokenizer")));
+        const std::filesystem::path out = str(required(QStringLiteral("out")));
+        cs::writeRandomHfModel(out, o);
+        return print({{"model", out.string()}, {"config", o.config.toJson()}, {"seed", o.seed}});
+    }
+
+    static int print(const nlohmann::json& doc)
+    {
+        // Token strings may hold bytes that are not valid UTF-8 only if a bug let them through; replace
+        // rather than throw so the output stays parseable.
+        std::cout << doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+        return 0;
+    }
+
+    QStringList m_args;
+    QCommandLineParser m_parser;
+};
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    QCoreApplication app(argc, argv);
+    QCoreApplication::setApplicationName(QStringLiteral("circuitscope-cli"));
+    QCoreApplication::setApplicationVersion(QStringLiteral(CIRCUITSCOPE_VERSION));
+    try {
+        cs::initializeRuntime();
+        return Cli(QCoreApplication::arguments()).run();
+    } catch (const UsageError& e) {
+        std::cerr << "circuitscope-cli: " << cs::oneLine(e.what()) << '\n';
+        return kExitBadInput;
+    } catch (const cs::InputError& e) {
+        std::cerr << "circuitscope-cli: " << cs::oneLine(e.what()) << '\n';
+        return kExitBadInput;
+    } catch (const std::exception& e) {
+        std::cerr << "circuitscope-cli: internal error: " << cs::oneLine(e.what()) << '\n';
+        return kExitInternal;
+    }
+}

@@ -1,0 +1,229 @@
+// circuitscope-bench: the figures of product.md §6, as JSON on stdout.
+//
+//   circuitscope-bench [--model DIR] [--tokens N] [--repeats R]
+//
+// Without --model it writes (once) a random GPT-2-small-shaped model (12 layers, d 768, 12 heads,
+// d_mlp 3072, vocab 50,257, seed 0) to $TMPDIR/circuitscope-bench/gpt2-small-random with the project's
+// own generator — in a child process, so that the generator's memory does not count in the peak RSS
+// measured for opening it. Every time is the median of R runs after one warm-up run, and the machine's
+// own GEMM rate is measured alongside, so each figure can be read as a ratio.
+
+#include "core/model/forward.h"
+#include "core/model/gpt2_model.h"
+#include "core/model/random_model.h"
+#include "core/util/runtime.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double nowMs()
+{
+    using namespace std::chrono;
+    return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+template <typename F>
+double medianMs(int repeats, F&& f)
+{
+    f(); // warm-up
+    std::vector<double> t;
+    for (int i = 0; i < repeats; ++i) {
+        const double start = nowMs();
+        f();
+        t.push_back(nowMs() - start);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+double peakRssMb()
+{
+    rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_maxrss) / 1024.0; // KiB on Linux
+}
+
+double currentRssMb()
+{
+    std::ifstream in("/proc/self/statm");
+    long pages = 0, resident = 0;
+    in >> pages >> resident;
+    return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
+}
+
+std::string cpuModel()
+{
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("model name", 0) == 0)
+            return line.substr(line.find(':') + 2);
+    }
+    return {};
+}
+
+std::string envOr(const char* name)
+{
+    const char* v = std::getenv(name);
+    return v ? v : "";
+}
+
+fs::path sourceTokenizerDir()
+{
+    return fs::path(CIRCUITSCOPE_SOURCE_DIR) / "tests/data/gpt2-tokenizer";
+}
+
+// Runs the generator in a child process; returns false on failure.
+bool generateInChild(const fs::path& dir)
+{
+    const pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0) {
+        try {
+            cs::RandomModelOptions o;
+            o.config = cs::Gpt2Config{.nLayer = 12, .nHead = 12, .dModel = 768, .dMlp = 3072, .nCtx = 1024, .vocabSize = 50257};
+            o.seed = 0;
+            o.tokenizerDir = sourceTokenizerDir();
+            const fs::path tmp = dir.string() + ".partial";
+            fs::remove_all(tmp);
+            cs::writeRandomHfModel(tmp, o);
+            fs::rename(tmp, dir);
+            _exit(0);
+        } catch (const std::exception& e) {
+            std::cerr << "generator: " << e.what() << '\n';
+            _exit(1);
+        }
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    fs::path modelDir;
+    int tokens = 64;
+    int repeats = 10;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--model" && i + 1 < argc)
+            modelDir = argv[++i];
+        else if (a == "--tokens" && i + 1 < argc)
+            tokens = std::atoi(argv[++i]);
+        else if (a == "--repeats" && i + 1 < argc)
+            repeats = std::max(1, std::atoi(argv[++i]));
+        else {
+            std::cerr << "usage: circuitscope-bench [--model DIR] [--tokens N] [--repeats R]\n";
+            return 2;
+        }
+    }
+    nlohmann::ordered_json out;
+    try {
+        if (modelDir.empty()) {
+            modelDir = fs::temp_directory_path() / "circuitscope-bench" / "gpt2-small-random";
+            if (!fs::exists(modelDir / "config.json")) {
+                fs::create_directories(modelDir.parent_path());
+                // Before any libtorch thread pool exists: forking after OpenMP started is unsafe.
+                if (!generateInChild(modelDir)) {
+                    std::cerr << "circuitscope-bench: could not generate the benchmark model\n";
+                    return 1;
+                }
+            }
+        }
+        cs::initializeRuntime();
+        const cs::RuntimeInfo rt = cs::runtimeInfo();
+        out["machine"] = {{"cpu", cpuModel()},
+                          {"cores", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))},
+                          {"threads", rt.threads},
+                          {"blas", rt.blas},
+                          {"blas_library", rt.blasLibrary},
+                          {"OPENBLAS_CORETYPE", envOr("OPENBLAS_CORETYPE")},
+                          {"OPENBLAS_L2_SIZE", envOr("OPENBLAS_L2_SIZE")}};
+
+        // --- open ---
+        const double rssBefore = currentRssMb();
+        const double t0 = nowMs();
+        const auto model = cs::loadHfGpt2(modelDir);
+        const double openMs = nowMs() - t0;
+        const double weightsMb = static_cast<double>(fs::file_size(model->weightsFile)) / (1024.0 * 1024.0);
+        const double peakAfterOpen = peakRssMb();
+        const auto& c = model->config;
+        out["model"] = {{"path", modelDir.string()},
+                        {"n_layer", c.nLayer},
+                        {"d_model", c.dModel},
+                        {"n_head", c.nHead},
+                        {"d_mlp", c.dMlp},
+                        {"vocab_size", c.vocabSize},
+                        {"parameters", model->weights.parameterCount()}};
+        out["open"] = {{"ms", openMs},
+                       {"target_ms", 1500},
+                       {"weights_mb", weightsMb},
+                       {"rss_before_open_mb", rssBefore},
+                       {"peak_rss_mb", peakAfterOpen},
+                       {"peak_rss_over_weights", peakAfterOpen / weightsMb},
+                       {"target_peak_rss_over_weights", 1.3},
+                       {"note", "page cache warm (the file was read before); peak RSS includes the libraries (rss_before_open_mb)"}};
+
+        // --- GEMM rate ---
+        {
+            const at::Tensor a = at::randn({tokens, c.dModel});
+            const at::Tensor b = at::randn({c.dModel, c.vocabSize});
+            const double ms = medianMs(repeats, [&] { (void)at::mm(a, b); });
+            const double gflop = 2.0 * tokens * c.dModel * static_cast<double>(c.vocabSize) / 1e9;
+            const at::Tensor s1 = at::randn({1024, 1024}), s2 = at::randn({1024, 1024});
+            const double msSq = medianMs(repeats, [&] { (void)at::mm(s1, s2); });
+            out["gemm"] = {{"unembed_shape", {tokens, c.dModel, c.vocabSize}},
+                           {"unembed_ms", ms},
+                           {"unembed_gflops", gflop / (ms / 1e3)},
+                           {"square_1024_ms", msSq},
+                           {"square_1024_gflops", 2.0 * 1024 * 1024 * 1024 / 1e9 / (msSq / 1e3)}};
+        }
+
+        // --- forward with the full activation record ---
+        std::vector<int> ids(static_cast<std::size_t>(tokens));
+        for (int i = 0; i < tokens; ++i)
+            ids[static_cast<std::size_t>(i)] = (i * 7919 + 13) % c.vocabSize;
+        const double fwdMs = medianMs(repeats, [&] { (void)cs::runForward(*model, ids); });
+        cs::ForwardOptions withGrad;
+        withGrad.withGrad = true;
+        const double fwdBwdMs = medianMs(repeats, [&] {
+            const cs::ActivationRecord rec = cs::runForward(*model, ids, withGrad);
+            const at::Tensor objective = rec.logits[tokens - 1][0] - rec.logits[tokens - 1][1];
+            objective.backward();
+        });
+        // Forward FLOPs: per token and layer 2·(3d² + d² + 2·d·F) for the products plus the attention
+        // products 2·2·n·d (scores and weighted sum, full n as computed), plus the unembedding.
+        const double n = tokens, d = c.dModel, F = c.dMlp;
+        const double flops = c.nLayer * n * (2 * (4 * d * d + 2 * d * F) + 4 * n * d) + 2 * n * d * c.vocabSize;
+        out["forward"] = {{"tokens", tokens},
+                          {"record_ms", fwdMs},
+                          {"target_ms", 120},
+                          {"gflop", flops / 1e9},
+                          {"gflops", flops / 1e9 / (fwdMs / 1e3)},
+                          {"with_grad_plus_backward_ms", fwdBwdMs},
+                          {"repeats", repeats}};
+        out["peak_rss_mb"] = peakRssMb();
+    } catch (const std::exception& e) {
+        std::cerr << "circuitscope-bench: " << e.what() << '\n';
+        return 1;
+    }
+    std::cout << out.dump(2) << '\n';
+    return 0;
+}

@@ -1,0 +1,78 @@
+#pragma once
+// The GPT-2 forward pass (math §1.3) with an activation record.
+//
+// Names map to TDB's activation locations (math §1.5) as follows:
+//   LayerRecord::residIn      resid.post_emb (layer 0) / previous layer's resid.post_mlp   [n, d]
+//   LayerRecord::ln1Sigma     attn_ln.scale (σ of ln_1)                                   [n]
+//   LayerRecord::query/key/value  attn.q / attn.k / attn.v, but WITHOUT TDB's d_head^(-1/4)
+//                             scaling (HF convention; the 1/sqrt(d_head) is in the scores) [n, H, d_head]
+//   LayerRecord::scores       attn.qk_logits, layout (q, k, head), −inf where k > q         [n, n, H]
+//   LayerRecord::probs        attn.qk_probs, layout (q, k, head)                           [n, n, H]
+//   LayerRecord::headOut      attn.v_out: Z[q,h] = Σ_k P[q,k,h]·V[k,h]                       [n, H, d_head]
+//   LayerRecord::attnOut      resid.delta_attn (includes b_O)                             [n, d]
+//   LayerRecord::residMid     resid.post_attn                                             [n, d]
+//   LayerRecord::ln2Sigma     mlp_ln.scale (σ of ln_2)                                    [n]
+//   LayerRecord::mlpPre       mlp.pre_act                                                 [n, F]
+//   LayerRecord::mlpPost      mlp.post_act                                                [n, F]
+//   LayerRecord::mlpOut       resid.delta_mlp (includes b_out)                            [n, d]
+//   LayerRecord::residOut     resid.post_mlp                                              [n, d]
+//   ActivationRecord::lnFinalSigma  resid.ln_f.scale                                      [n]
+//   ActivationRecord::logits  logits                                                      [n, V]
+// Pair-level tensors (n×n×H×d_head per layer) are deliberately not kept; the analysis computes them
+// for one requested node from `probs`, `value` and the weights.
+
+#include "core/model/gpt2_model.h"
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <stdexcept>
+#include <vector>
+
+namespace cs {
+
+struct LayerRecord {
+    at::Tensor residIn, ln1Sigma;
+    at::Tensor query, key, value;
+    at::Tensor scores, probs;
+    at::Tensor headOut, attnOut, residMid;
+    at::Tensor ln2Sigma, mlpPre, mlpPost, mlpOut, residOut;
+};
+
+struct ActivationRecord {
+    std::vector<int> ids;
+    at::Tensor embeddings;          // r0 = E[tok] + Π[pos], [n, d]
+    std::vector<LayerRecord> layers;
+    at::Tensor lnFinalSigma;        // [n]
+    at::Tensor lnFinalOut;          // ln_f(r_L), [n, d] (HF's last hidden state)
+    at::Tensor logits;              // [n, V]
+    bool withGrad = false;          // tensors are attached to an autograd graph rooted at `embeddings`
+
+    int tokenCount() const { return static_cast<int>(ids.size()); }
+};
+
+// Thrown when ForwardOptions::cancelled returns true between layers.
+class Cancelled : public std::runtime_error {
+public:
+    Cancelled() : std::runtime_error("cancelled") {}
+};
+
+struct ForwardOptions {
+    // Record an autograd graph: `embeddings` becomes a leaf that requires grad, so gradients of any
+    // scalar of the record w.r.t. any recorded activation can be taken (math §6.2 needs this).
+    bool withGrad = false;
+    std::function<bool()> cancelled;          // checked between layers
+    std::function<void(int layersDone)> progress;
+};
+
+// Runs the model on token ids (1 ≤ n ≤ n_ctx, each id < vocab_size; std::invalid_argument otherwise —
+// callers validate user prompts with tokenizePrompt first).
+ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids, const ForwardOptions& options = {});
+
+// Layer norm pieces shared with the analysis code: returns σ = sqrt(mean((x−μ)²) + ε) over the last
+// dim ([..., 1] kept) and writes the normalized, gained and biased output to *out.
+at::Tensor layerNorm(const at::Tensor& x, const at::Tensor& gain, const at::Tensor& bias, double eps, at::Tensor* sigma);
+
+at::Tensor mlpActivation(const at::Tensor& preActivation, MlpActivation kind);
+
+} // namespace cs

@@ -1,0 +1,36 @@
+#pragma once
+// A GPT-2 model opened from a Hugging Face directory: config, weights, tokenizer.
+
+#include "core/model/gpt2_config.h"
+#include "core/model/gpt2_weights.h"
+#include "core/tokenizer/gpt2_tokenizer.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cs {
+
+struct Gpt2Model {
+    std::filesystem::path directory;
+    std::filesystem::path weightsFile;   // model.safetensors or pytorch_model.bin
+    Gpt2Config config;
+    Gpt2Weights weights;
+    std::shared_ptr<const Gpt2Tokenizer> tokenizer;
+    std::vector<std::string> warnings;   // things the loader tolerated (e.g. unknown extra tensors)
+};
+
+// Opens `dir` (config.json + model.safetensors or pytorch_model.bin + vocab.json/merges.txt or
+// tokenizer.json). Weights may carry the `transformer.` prefix or not; lm_head may be tied or not;
+// F32/F16/BF16 become F32 (aligned F32 safetensors are not copied). Every tensor's shape is checked
+// against config.json; errors are InputError naming the file and the key or field.
+std::shared_ptr<const Gpt2Model> loadHfGpt2(const std::filesystem::path& dir);
+
+// Loads just the weights of a state dict that is already in memory (key → tensor), with the same
+// checks. `source` names the file in error messages.
+Gpt2Weights weightsFromStateDict(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                                 const Gpt2Config& config, const std::filesystem::path& source,
+                                 std::vector<std::string>* warnings);
+
+} // namespace cs

@@ -1,0 +1,44 @@
+#pragma once
+// The weights of a GPT-2 model in Hugging Face's layout (Conv1D: a linear layer is y = x·W + b with
+// W stored [in, out]), always float32. The math section of the spec names these differently
+// (TDB's "standardized weights", math §1.6); the accessors below give those views without copying.
+
+#include "core/model/gpt2_config.h"
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+namespace cs {
+
+struct Gpt2LayerWeights {
+    at::Tensor ln1Gain, ln1Bias;         // [d]
+    at::Tensor attnQkvWeight;            // [d, 3d]: q | k | v along the last dim (HF c_attn)
+    at::Tensor attnQkvBias;              // [3d]
+    at::Tensor attnOutWeight;            // [d, d] (HF attn.c_proj): concat_h Z · W + b_O
+    at::Tensor attnOutBias;              // [d] = b_O
+    at::Tensor ln2Gain, ln2Bias;         // [d]
+    at::Tensor mlpInWeight;              // [d, F] (HF mlp.c_fc) = W_in
+    at::Tensor mlpInBias;                // [F] = b_in
+    at::Tensor mlpOutWeight;             // [F, d] (HF mlp.c_proj) = W_out
+    at::Tensor mlpOutBias;               // [d] = b_out
+
+    // TDB's W_Q/W_K/W_V[h] ∈ R^{d×d_head} and W_O[h] ∈ R^{d_head×d} (views, no copy).
+    at::Tensor queryWeight(int head, int dHead) const;
+    at::Tensor keyWeight(int head, int dHead) const;
+    at::Tensor valueWeight(int head, int dHead) const;
+    at::Tensor outWeight(int head, int dHead) const;
+};
+
+struct Gpt2Weights {
+    at::Tensor tokenEmbedding;     // [V, d] = E (wte)
+    at::Tensor positionEmbedding;  // [n_ctx, d] = Π (wpe)
+    at::Tensor lnFinalGain, lnFinalBias; // [d]
+    at::Tensor unembedding;        // [V, d] (lm_head.weight; the same tensor as wte when tied)
+    std::vector<Gpt2LayerWeights> layers;
+
+    // Number of distinct parameters (a tied unembedding counts once).
+    std::int64_t parameterCount() const;
+};
+
+} // namespace cs

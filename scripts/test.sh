@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The second quick-start command (and what CI runs): install what is missing, build, run every test
+# through CTest. Extra arguments go to CMake (e.g. -DCIRCUITSCOPE_SANITIZE=ON with BUILD_DIR=build-asan).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${BUILD_DIR:-$root/build}"
+"$root/scripts/install-deps.sh"
+"$root/scripts/build.sh" "$@"
+cd "$build"
+ctest --output-on-failure --parallel "$(nproc)" --timeout 900

@@ -1,0 +1,43 @@
+#pragma once
+// Small helpers shared by the test suites (header-only: tests link libraries, never sources).
+
+#include <ATen/ATen.h>
+
+#include <QString>
+#include <QTest>
+
+#include <filesystem>
+#include <string>
+
+namespace cs::test {
+
+inline std::filesystem::path dataDir()
+{
+    return std::filesystem::path(TEST_DATA_DIR);
+}
+
+inline double maxAbsDiff(const at::Tensor& a, const at::Tensor& b)
+{
+    return (a.detach().to(at::kDouble) - b.detach().to(at::kDouble)).abs().max().item<double>();
+}
+
+inline QByteArray describeShape(const at::Tensor& t)
+{
+    std::string s;
+    for (auto d : t.sizes())
+        s += std::to_string(d) + " ";
+    return QByteArray::fromStdString(s);
+}
+
+} // namespace cs::test
+
+// Compares two tensors' shapes and values within an absolute tolerance, printing the worst difference.
+#define CS_COMPARE_TENSORS(actual, expected, tolerance)                                                              \
+    do {                                                                                                             \
+        const at::Tensor a_ = (actual);                                                                              \
+        const at::Tensor e_ = (expected);                                                                            \
+        QCOMPARE(cs::test::describeShape(a_), cs::test::describeShape(e_));                                          \
+        const double d_ = cs::test::maxAbsDiff(a_, e_);                                                              \
+        if (!(d_ <= (tolerance)))                                                                                    \
+            QFAIL(qPrintable(QStringLiteral("max |difference| %1 exceeds %2").arg(d_).arg(double(tolerance))));      \
+    } while (false)

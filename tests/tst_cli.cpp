@@ -1,0 +1,146 @@
+// The circuitscope-cli contract (product.md §5): the JSON keys of info/tokenize/forward, and for bad
+// input exactly one line on stderr with exit code 2 — never a crash or a stack trace.
+
+#include "test_support.h"
+
+#include <QProcess>
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+struct CliResult {
+    int exitCode = -1;
+    QProcess::ExitStatus status = QProcess::CrashExit;
+    std::string out;
+    QString err;
+};
+
+CliResult runCli(const QStringList& args)
+{
+    QProcess p;
+    p.start(QStringLiteral(CLI_PATH), args);
+    if (!p.waitForFinished(120000))
+        qFatal("circuitscope-cli did not finish");
+    return {p.exitCode(), p.exitStatus(), p.readAllStandardOutput().toStdString(), QString::fromUtf8(p.readAllStandardError())};
+}
+
+QString tinyModel()
+{
+    return QString::fromStdString((cs::test::dataDir() / "tiny-gpt2").string());
+}
+
+} // namespace
+
+class TestCli : public QObject {
+    Q_OBJECT
+
+private Q_SLOTS:
+    void infoHasTheContractKeys()
+    {
+        const auto r = runCli({QStringLiteral("info"), QStringLiteral("--model"), tinyModel()});
+        QCOMPARE(r.exitCode, 0);
+        const auto j = nlohmann::json::parse(r.out);
+        QCOMPARE(j["n_layer"].get<int>(), 2);
+        QCOMPARE(j["n_head"].get<int>(), 4);
+        QCOMPARE(j["d_model"].get<int>(), 32);
+        QCOMPARE(j["d_mlp"].get<int>(), 128);
+        QCOMPARE(j["n_ctx"].get<int>(), 64);
+        QCOMPARE(j["vocab_size"].get<int>(), 50257);
+        // wte + wpe + 2 layers + ln_f; lm_head is tied and counted once.
+        const long long d = 32, f = 128, v = 50257, ctx = 64;
+        const long long layer = 4 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
+        QCOMPARE(j["parameters"].get<long long>(), v * d + ctx * d + 2 * layer + 2 * d);
+        QVERIFY(j["threads"].get<int>() >= 1);
+        QVERIFY(j["blas"].is_string());
+    }
+
+    void tokenizeListsIdsAndTokens()
+    {
+        const auto r = runCli({QStringLiteral("tokenize"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--text"),
+                               QStringLiteral("When Mary and John")});
+        QCOMPARE(r.exitCode, 0);
+        const auto j = nlohmann::json::parse(r.out);
+        QCOMPARE(j["ids"].get<std::vector<int>>(), (std::vector<int>{2215, 5335, 290, 1757}));
+        QCOMPARE(j["tokens"].get<std::vector<std::string>>(), (std::vector<std::string>{"When", " Mary", " and", " John"}));
+    }
+
+    void forwardListsNextTokens()
+    {
+        const auto r = runCli({QStringLiteral("forward"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"),
+                               QStringLiteral("The quick brown fox"), QStringLiteral("--top"), QStringLiteral("5")});
+        QCOMPARE(r.exitCode, 0);
+        const auto j = nlohmann::json::parse(r.out);
+        QCOMPARE(j["ids"].size(), std::size_t(4));
+        QCOMPARE(j["tokens"].size(), std::size_t(4));
+        const auto& next = j["next_tokens"];
+        QCOMPARE(next.size(), std::size_t(5));
+        for (std::size_t i = 0; i < next.size(); ++i) {
+            for (const char* key : {"id", "token", "logit", "prob"})
+                QVERIFY(next[i].contains(key));
+            QVERIFY(next[i]["prob"].get<double>() > 0 && next[i]["prob"].get<double>() < 1);
+            if (i > 0)
+                QVERIFY(next[i]["logit"].get<double>() <= next[i - 1]["logit"].get<double>());
+        }
+    }
+
+    void makeRandomModelWritesALoadableModel()
+    {
+        QTemporaryDir tmp;
+        const QString out = tmp.filePath(QStringLiteral("rand"));
+        const auto r = runCli({QStringLiteral("make-random-model"), QStringLiteral("--out"), out, QStringLiteral("--layers"),
+                               QStringLiteral("1"), QStringLiteral("--heads"), QStringLiteral("2"), QStringLiteral("--d-model"),
+                               QStringLiteral("8"), QStringLiteral("--n-ctx"), QStringLiteral("16"), QStringLiteral("--tokenizer"),
+                               QString::fromStdString((cs::test::dataDir() / "gpt2-tokenizer").string())});
+        QCOMPARE(r.exitCode, 0);
+        const auto info = runCli({QStringLiteral("info"), QStringLiteral("--model"), out});
+        QCOMPARE(info.exitCode, 0);
+        QCOMPARE(nlohmann::json::parse(info.out)["d_mlp"].get<int>(), 32);
+    }
+
+    void badInputIsOneLineAndExitTwo_data()
+    {
+        QTest::addColumn<QStringList>("args");
+        QTest::addColumn<QString>("expected");
+        const QString model = tinyModel();
+        QTest::newRow("missing model dir") << QStringList{QStringLiteral("info"), QStringLiteral("--model"), QStringLiteral("/nonexistent/x")}
+                                           << QStringLiteral("not a directory");
+        QTest::newRow("empty prompt") << QStringList{QStringLiteral("forward"), QStringLiteral("--model"), model, QStringLiteral("--prompt"), QString()}
+                                      << QStringLiteral("prompt: empty");
+        QTest::newRow("overlong prompt") << QStringList{QStringLiteral("forward"), QStringLiteral("--model"), model, QStringLiteral("--prompt"),
+                                                        QStringLiteral(" a").repeated(80)}
+                                         << QStringLiteral("80 tokens");
+        QTest::newRow("unknown command") << QStringList{QStringLiteral("frobnicate")} << QStringLiteral("unknown command");
+        QTest::newRow("unknown option") << QStringList{QStringLiteral("info"), QStringLiteral("--bogus")} << QStringLiteral("bogus");
+        QTest::newRow("bad --top") << QStringList{QStringLiteral("forward"), QStringLiteral("--model"), model, QStringLiteral("--prompt"),
+                                                  QStringLiteral("hi"), QStringLiteral("--top"), QStringLiteral("many")}
+                                   << QStringLiteral("--top");
+        QTest::newRow("missing --prompt") << QStringList{QStringLiteral("forward"), QStringLiteral("--model"), model}
+                                          << QStringLiteral("missing --prompt");
+    }
+    void badInputIsOneLineAndExitTwo()
+    {
+        QFETCH(QStringList, args);
+        QFETCH(QString, expected);
+        const auto r = runCli(args);
+        QCOMPARE(r.status, QProcess::NormalExit);
+        QCOMPARE(r.exitCode, 2);
+        QVERIFY2(r.err.contains(expected), qPrintable(r.err));
+        QCOMPARE(r.err.count(u'\n'), 1);
+        QVERIFY(r.out.empty());
+    }
+
+    void overlongPromptCanBeTruncated()
+    {
+        const auto r = runCli({QStringLiteral("forward"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"),
+                               QStringLiteral(" a").repeated(80), QStringLiteral("--truncate")});
+        QCOMPARE(r.exitCode, 0);
+        QCOMPARE(nlohmann::json::parse(r.out)["ids"].size(), std::size_t(64));
+        QVERIFY(r.err.contains(QStringLiteral("truncated")));
+    }
+};
+
+QTEST_GUILESS_MAIN(TestCli)
+#include "tst_cli.moc"
