@@ -12,6 +12,8 @@
 #include "core/util/runtime.h"
 #include "test_support.h"
 
+#include <torch/csrc/autograd/autograd.h>
+
 #include <QTemporaryDir>
 #include <QTest>
 
@@ -201,7 +203,7 @@ private Q_SLOTS:
         const ActivationRecord rec = runForward(*m_st, ids, opts);
         QVERIFY(rec.embeddings.requires_grad());
         const at::Tensor objective = rec.logits[-1][5335] - rec.logits[-1][1757];
-        const auto grads = at::autograd::grad({objective}, {rec.layers[1].mlpPost, rec.embeddings});
+        const auto grads = torch::autograd::grad({objective}, {rec.layers[1].mlpPost, rec.embeddings});
         QVERIFY(grads[0].abs().sum().item<float>() > 0);
         // The MLP post-activation of the last layer only affects the last token's objective through its
         // own row: other rows have zero gradient.

@@ -55,7 +55,7 @@ RuntimeInfo runtimeInfo()
     info.blasLibrary = libraryOf("sgemm_");
     using ConfigFn = char* (*)();
     if (auto cfg = reinterpret_cast<ConfigFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
-        info.blas = std::string("OpenBLAS ") + cfg();
+        info.blas = cfg(); // "OpenBLAS 0.3.21 ... USE_OPENMP <core> MAX_THREADS=64"
         using CoreFn = char* (*)();
         if (auto core = reinterpret_cast<CoreFn>(dlsym(RTLD_DEFAULT, "openblas_get_corename")))
             info.blas += std::string(" core=") + core();
