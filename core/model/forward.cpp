@@ -20,6 +20,58 @@ at::Tensor mlpActivation(const at::Tensor& pre, MlpActivation kind)
     return kind == MlpActivation::GeluNew ? at::gelu(pre, "tanh") : at::gelu(pre);
 }
 
+at::Tensor mlpActivationDerivative(const at::Tensor& z, MlpActivation kind)
+{
+    if (kind == MlpActivation::GeluNew) {
+        const double c = std::sqrt(2.0 / M_PI);
+        const at::Tensor t = at::tanh(c * (z + 0.044715 * z.pow(3)));
+        return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * c * (1 + 3 * 0.044715 * z * z);
+    }
+    // Exact GELU: Φ(z) + z·φ(z).
+    const at::Tensor cdf = 0.5 * (1 + at::erf(z / std::sqrt(2.0)));
+    const at::Tensor pdf = at::exp(-0.5 * z * z) / std::sqrt(2.0 * M_PI);
+    return cdf + z * pdf;
+}
+
+const SaeRecord* LayerRecord::sae(SaeLocation location) const
+{
+    for (const auto& r : saes) {
+        if (r.bound.location == location)
+            return &r;
+    }
+    return nullptr;
+}
+
+namespace {
+
+// Runs the autoencoder bound at (location, layer), if any, on x and returns what flows on: TDB's
+// decode(α1) + (x − decode(α2)) with α1, α2 two copies of α, so that ∂out/∂x = I and ∂out/∂α1 = D.
+at::Tensor applySae(const SaeSet* saes, SaeLocation location, int layer, const at::Tensor& x, LayerRecord& L)
+{
+    const BoundSae* bound = saes ? saes->findAt(location, layer) : nullptr;
+    if (!bound)
+        return x;
+    SaeRecord r;
+    r.bound = *bound;
+    r.input = x;
+    r.encoding = encodeSae(*bound->sae, x);
+    at::Tensor out = x;
+    if (at::GradMode::is_enabled()) {
+        r.latents = r.encoding.latents.clone();
+        r.reconstruction = decodeSae(*bound->sae, r.latents, r.encoding);
+        r.error = x - decodeSae(*bound->sae, r.encoding.latents, r.encoding);
+        out = r.reconstruction + r.error;
+    } else {
+        r.latents = r.encoding.latents;
+        r.reconstruction = decodeSae(*bound->sae, r.latents, r.encoding);
+        r.error = x - r.reconstruction;
+    }
+    L.saes.push_back(std::move(r));
+    return out;
+}
+
+} // namespace
+
 ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids, const ForwardOptions& options)
 {
     const Gpt2Config& c = model.config;
@@ -53,6 +105,7 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
             throw Cancelled();
         const Gpt2LayerWeights& lw = w.layers[layer];
         LayerRecord L;
+        resid = applySae(options.saes, SaeLocation::ResidPre, layer, resid, L);
         L.residIn = resid;
 
         at::Tensor sigma1;
@@ -73,17 +126,23 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
         const at::Tensor probsHqk = at::softmax(scoresHqk, -1);
         L.scores = scoresHqk.permute({1, 2, 0});           // (q, k, head) as in TDB
         L.probs = probsHqk.permute({1, 2, 0});
-        L.headOut = at::bmm(probsHqk, vh).permute({1, 0, 2}); // [n, H, dh]
-        L.attnOut = at::addmm(lw.attnOutBias, L.headOut.reshape({n, d}), lw.attnOutWeight);
-        L.residMid = resid + L.attnOut;
+        // The weighted sum reads L.probs (not probsHqk) so that autograd can differentiate w.r.t. the
+        // recorded probabilities (act×grad of heads, math §6.2).
+        L.headOut = at::bmm(L.probs.permute({2, 0, 1}), vh).permute({1, 0, 2}); // [n, H, dh]
+        const at::Tensor z = applySae(options.saes, SaeLocation::AttnZ, layer, L.headOut.reshape({n, d}), L);
+        L.headOut = z.view({n, H, dh});
+        L.attnOut = applySae(options.saes, SaeLocation::ResidDeltaAttn, layer,
+                             at::addmm(lw.attnOutBias, z, lw.attnOutWeight), L);
+        L.residMid = applySae(options.saes, SaeLocation::ResidMid, layer, resid + L.attnOut, L);
 
         at::Tensor sigma2;
         const at::Tensor x2 = layerNorm(L.residMid, lw.ln2Gain, lw.ln2Bias, c.layerNormEps, &sigma2);
         L.ln2Sigma = sigma2.squeeze(-1);
         L.mlpPre = at::addmm(lw.mlpInBias, x2, lw.mlpInWeight);
-        L.mlpPost = mlpActivation(L.mlpPre, c.activation);
-        L.mlpOut = at::addmm(lw.mlpOutBias, L.mlpPost, lw.mlpOutWeight);
-        L.residOut = L.residMid + L.mlpOut;
+        L.mlpPost = applySae(options.saes, SaeLocation::MlpPostAct, layer, mlpActivation(L.mlpPre, c.activation), L);
+        L.mlpOut = applySae(options.saes, SaeLocation::ResidDeltaMlp, layer,
+                            at::addmm(lw.mlpOutBias, L.mlpPost, lw.mlpOutWeight), L);
+        L.residOut = applySae(options.saes, SaeLocation::ResidPost, layer, L.residMid + L.mlpOut, L);
         resid = L.residOut;
         rec.layers.push_back(std::move(L));
         if (options.progress)

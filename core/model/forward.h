@@ -18,10 +18,13 @@
 //   LayerRecord::residOut     resid.post_mlp                                              [n, d]
 //   ActivationRecord::lnFinalSigma  resid.ln_f.scale                                      [n]
 //   ActivationRecord::logits  logits                                                      [n, V]
+// With autoencoders, each recorded location holds the autoencoder's output (numerically equal to its
+// input), and LayerRecord::saes holds the latents.
 // Pair-level tensors (n×n×H×d_head per layer) are deliberately not kept; the analysis computes them
 // for one requested node from `probs`, `value` and the weights.
 
 #include "core/model/gpt2_model.h"
+#include "core/model/sae_set.h"
 
 #include <ATen/ATen.h>
 
@@ -31,7 +34,21 @@
 
 namespace cs {
 
+// An autoencoder run inside the forward pass (math §3.4): its output decode(α) + (x − decode(α′)) equals
+// x, so the model's outputs are unchanged, while the gradient w.r.t. `latents` is D·∂L/∂x.
+struct SaeRecord {
+    BoundSae bound;
+    at::Tensor input;          // x at the location, [n, n_in]
+    SaeEncoding encoding;      // μ, scale, z and α of x
+    at::Tensor latents;        // α as it enters the decoder (take gradients w.r.t. this), [n, N]
+    at::Tensor reconstruction; // x̂, [n, n_in]
+    at::Tensor error;          // x − x̂, [n, n_in]
+};
+
 struct LayerRecord {
+    std::vector<SaeRecord> saes;
+    const SaeRecord* sae(SaeLocation location) const;
+
     at::Tensor residIn, ln1Sigma;
     at::Tensor query, key, value;
     at::Tensor scores, probs;
@@ -63,6 +80,8 @@ struct ForwardOptions {
     bool withGrad = false;
     std::function<bool()> cancelled;          // checked between layers
     std::function<void(int layersDone)> progress;
+    // Autoencoders to run inside the pass (math §3.4); the set must outlive the call only.
+    const SaeSet* saes = nullptr;
 };
 
 // Runs the model on token ids (1 ≤ n ≤ n_ctx, each id < vocab_size; std::invalid_argument otherwise —
@@ -74,5 +93,7 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
 at::Tensor layerNorm(const at::Tensor& x, const at::Tensor& gain, const at::Tensor& bias, double eps, at::Tensor* sigma);
 
 at::Tensor mlpActivation(const at::Tensor& preActivation, MlpActivation kind);
+// Its derivative, elementwise (math §1.3 gives the tanh form).
+at::Tensor mlpActivationDerivative(const at::Tensor& preActivation, MlpActivation kind);
 
 } // namespace cs

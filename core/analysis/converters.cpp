@@ -1,0 +1,293 @@
+#include "core/analysis/converters.h"
+
+#include "core/util/errors.h"
+
+#include <cmath>
+
+namespace cs {
+
+namespace {
+
+// Centering projector applied to a vector: C·v = v − mean(v).
+at::Tensor centered(const at::Tensor& v)
+{
+    return v - v.mean(-1, /*keepdim=*/true);
+}
+
+// VJP of a detached-σ layer norm (math §4.3): ∇_x[u·LN̂(x)] = (1/σ)·C·(g ⊙ u).
+at::Tensor layerNormVjp(const at::Tensor& u, const at::Tensor& gain, double sigma)
+{
+    return centered(gain * u) / sigma;
+}
+
+const SaeRecord& saeRecordFor(const AnalysisInput& in, const NodeRef& node)
+{
+    const BoundSae* bound = in.saes.find(nodeKindName(node.kind), node.layer);
+    const SaeRecord* rec = bound ? in.record.layers.at(static_cast<std::size_t>(node.layer)).sae(bound->location) : nullptr;
+    if (!rec)
+        throw InputError("node '" + node.name() + "': no " + nodeKindName(node.kind) + " autoencoder at layer " +
+                         std::to_string(node.layer) + " in this run");
+    return *rec;
+}
+
+double attentionScale(const Gpt2Config& c, int layer)
+{
+    double scale = c.scaleAttnWeights ? 1.0 / std::sqrt(static_cast<double>(c.dHead())) : 1.0;
+    if (c.scaleAttnByInverseLayerIdx)
+        scale /= static_cast<double>(layer + 1);
+    return scale;
+}
+
+// Value of head h at every key token pushed through W_O[h]: [n, d].
+at::Tensor headValueWrites(const AnalysisInput& in, int layer, int head)
+{
+    const int dh = in.model.config.dHead();
+    const LayerRecord& L = in.record.layers.at(static_cast<std::size_t>(layer));
+    return at::mm(L.value.select(1, head), in.model.weights.layers.at(static_cast<std::size_t>(layer)).outWeight(head, dh));
+}
+
+// The latent's decoder direction in residual space, without α and s: D_l, D_l·W_out or D_l·W_O.
+at::Tensor latentResidualDirection(const AnalysisInput& in, const SaeRecord& rec, int latent)
+{
+    const at::Tensor dir = rec.bound.sae->decoder[latent];
+    const Gpt2LayerWeights& lw = in.model.weights.layers.at(static_cast<std::size_t>(rec.bound.layer));
+    switch (rec.bound.location) {
+    case SaeLocation::MlpPostAct: return at::mv(lw.mlpOutWeight.t(), dir);
+    case SaeLocation::AttnZ: return at::mv(lw.attnOutWeight.t(), dir);
+    default: return dir;
+    }
+}
+
+} // namespace
+
+NodeRef checkedNode(const AnalysisInput& in, const NodeRef& node)
+{
+    const Gpt2Config& c = in.model.config;
+    const NodeRef r = node.resolved(in.record.tokenCount());
+    auto bad = [&](const std::string& why) { throw InputError("node '" + node.name() + "': " + why); };
+    if (r.kind == NodeKind::Embedding)
+        return r;
+    if (r.layer < 0 || r.layer >= c.nLayer)
+        bad("layer " + std::to_string(r.layer) + " does not exist (the model has " + std::to_string(c.nLayer) + " layers)");
+    std::int64_t count = 0;
+    switch (r.kind) {
+    case NodeKind::MlpNeuron: count = c.dMlp; break;
+    case NodeKind::AttnHead: count = c.nHead; break;
+    default: {
+        const BoundSae* b = in.saes.find(nodeKindName(r.kind), r.layer);
+        if (!b)
+            bad(std::string("no ") + nodeKindName(r.kind) + " autoencoder is loaded for layer " + std::to_string(r.layer));
+        count = b->sae->latentCount();
+    }
+    }
+    if (r.index < 0 || r.index >= count)
+        bad("index " + std::to_string(r.index) + " is out of range (0.." + std::to_string(count - 1) + ")");
+    return r;
+}
+
+double nodeActivation(const AnalysisInput& in, const NodeRef& node)
+{
+    const NodeRef n = checkedNode(in, node);
+    switch (n.kind) {
+    case NodeKind::Embedding: return 1.0;
+    case NodeKind::MlpNeuron: return in.record.layers[n.layer].mlpPost[n.token][n.index].item<double>();
+    case NodeKind::AttnHead: return in.record.layers[n.layer].probs[n.token][n.keyToken][n.index].item<double>();
+    default: return saeRecordFor(in, n).latents[n.token][n.index].item<double>();
+    }
+}
+
+at::Tensor residualWritePerUnit(const AnalysisInput& in, const NodeRef& node)
+{
+    const NodeRef n = checkedNode(in, node);
+    at::NoGradGuard noGrad;
+    switch (n.kind) {
+    case NodeKind::Embedding: return in.record.embeddings[n.token].detach();
+    case NodeKind::MlpNeuron: return in.model.weights.layers[n.layer].mlpOutWeight[n.index];
+    case NodeKind::AttnHead: return headValueWrites(in, n.layer, n.index)[n.keyToken].detach();
+    default: {
+        const SaeRecord& rec = saeRecordFor(in, n);
+        const double scale = rec.encoding.scale[n.token][0].item<double>();
+        return latentResidualDirection(in, rec, n.index) * scale;
+    }
+    }
+}
+
+at::Tensor residualWrite(const AnalysisInput& in, const NodeRef& node)
+{
+    const NodeRef n = checkedNode(in, node);
+    if (n.kind == NodeKind::Embedding)
+        return residualWritePerUnit(in, n);
+    at::NoGradGuard noGrad;
+    return residualWritePerUnit(in, n) * nodeActivation(in, n);
+}
+
+at::Tensor tokenWrite(const Gpt2Model& model, const at::Tensor& writes)
+{
+    at::NoGradGuard noGrad;
+    const Gpt2Weights& w = model.weights;
+    // (w ⊙ g_f)·Uᵀ equals w·U_g with U_g = diag(g_f)·U (math §1.6) without materializing U_g.
+    const bool single = writes.dim() == 1;
+    const at::Tensor m = single ? writes.unsqueeze(0) : writes;
+    const at::Tensor z = at::mm(m * w.lnFinalGain, w.unembedding.t());
+    const at::Tensor out = z - z.mean(1, /*keepdim=*/true);
+    return single ? out.squeeze(0) : out;
+}
+
+at::Tensor tokenRead(const Gpt2Model& model, const at::Tensor& reads)
+{
+    at::NoGradGuard noGrad;
+    const bool single = reads.dim() == 1;
+    const at::Tensor m = single ? reads.unsqueeze(0) : reads;
+    const at::Tensor out = at::mm(m, model.weights.tokenEmbedding.t());
+    return single ? out.squeeze(0) : out;
+}
+
+at::Tensor saeEncoderGradient(const SparseAutoencoder& sae, const at::Tensor& x, int latent)
+{
+    at::NoGradGuard noGrad;
+    const at::Tensor u = sae.encoder.select(1, latent);
+    if (!sae.normalizeInput)
+        return u.clone();
+    // x̃ = x_c / S with x_c = x − μ, s = sqrt(Σx_c²/(m−1)), S = s + 1e-5 (D2). Its VJP:
+    //   ∇_x[u·x̃] = C·u / S − (u·x_c)·x_c / (S²·(m−1)·s)
+    const at::Tensor xc = centered(x.detach());
+    const double m = static_cast<double>(x.size(-1));
+    const double s = std::sqrt(xc.pow(2).sum().item<double>() / (m - 1.0));
+    const double S = s + 1e-5;
+    return centered(u) / S - xc * (at::dot(u, xc).item<double>() / (S * S * (m - 1.0) * s));
+}
+
+NodeReads residualReads(const AnalysisInput& in, const NodeRef& node)
+{
+    const NodeRef n = checkedNode(in, node);
+    at::NoGradGuard noGrad;
+    NodeReads out;
+    if (n.kind == NodeKind::Embedding)
+        return out;
+    const Gpt2Config& c = in.model.config;
+    const Gpt2LayerWeights& lw = in.model.weights.layers[n.layer];
+    const LayerRecord& L = in.record.layers[n.layer];
+
+    if (n.kind == NodeKind::AttnHead) {
+        // D1: S[q,k,h] = scale·Q[q,h]·K[k,h], Q and K affine in LN̂1 of their own token's residual.
+        const double scale = attentionScale(c, n.layer);
+        const int dh = c.dHead();
+        const at::Tensor qVec = L.query[n.token][n.index].detach();
+        const at::Tensor kVec = L.key[n.keyToken][n.index].detach();
+        out.readQ = layerNormVjp(at::mv(lw.queryWeight(n.index, dh), kVec) * scale, lw.ln1Gain,
+                                 L.ln1Sigma[n.token].item<double>());
+        out.readK = layerNormVjp(at::mv(lw.keyWeight(n.index, dh), qVec) * scale, lw.ln1Gain,
+                                 L.ln1Sigma[n.keyToken].item<double>());
+        return out;
+    }
+    if (n.kind == NodeKind::MlpNeuron) {
+        out.read = layerNormVjp(lw.mlpInWeight.select(1, n.index), lw.ln2Gain, L.ln2Sigma[n.token].item<double>());
+        return out;
+    }
+
+    const SaeRecord& rec = saeRecordFor(in, n);
+    const SparseAutoencoder& sae = *rec.bound.sae;
+    const double sigma2 = L.ln2Sigma[n.token].item<double>();
+    const double sigma1 = L.ln1Sigma[n.token].item<double>();
+    switch (rec.bound.location) {
+    case SaeLocation::MlpPostAct: {
+        const at::Tensor u = saeEncoderGradient(sae, rec.input[n.token], n.index);
+        out.read = layerNormVjp(at::mv(lw.mlpInWeight, mlpActivationDerivative(L.mlpPre[n.token], c.activation) * u),
+                                lw.ln2Gain, sigma2);
+        break;
+    }
+    case SaeLocation::ResidDeltaMlp: {
+        const at::Tensor u = saeEncoderGradient(sae, rec.input[n.token], n.index);
+        const at::Tensor back = at::mv(lw.mlpOutWeight, u);
+        out.read = layerNormVjp(at::mv(lw.mlpInWeight, mlpActivationDerivative(L.mlpPre[n.token], c.activation) * back),
+                                lw.ln2Gain, sigma2);
+        break;
+    }
+    case SaeLocation::ResidDeltaAttn:
+    case SaeLocation::AttnZ: {
+        // Math §5.3: attention reconstituted from this token's residual alone, so it attends only to
+        // itself (P ≡ 1) and Q, K drop out; the normalization (D2) is evaluated at that single-token input.
+        const std::int64_t d = c.dModel;
+        const at::Tensor x1 = layerNorm(L.residIn[n.token].detach(), lw.ln1Gain, lw.ln1Bias, c.layerNormEps, nullptr);
+        const at::Tensor wV = lw.attnQkvWeight.narrow(1, 2 * d, d);
+        const at::Tensor z = at::mv(wV.t(), x1) + lw.attnQkvBias.narrow(0, 2 * d, d);
+        if (rec.bound.location == SaeLocation::AttnZ) {
+            const at::Tensor u = saeEncoderGradient(sae, z, n.index);
+            out.read = layerNormVjp(at::mv(wV, u), lw.ln1Gain, sigma1);
+        } else {
+            const at::Tensor a = at::mv(lw.attnOutWeight.t(), z) + lw.attnOutBias;
+            const at::Tensor u = saeEncoderGradient(sae, a, n.index);
+            out.read = layerNormVjp(at::mv(wV, at::mv(lw.attnOutWeight, u)), lw.ln1Gain, sigma1);
+        }
+        break;
+    }
+    case SaeLocation::ResidPre:
+    case SaeLocation::ResidMid:
+    case SaeLocation::ResidPost:
+        // D5: no layer norm between the residual and the encoder.
+        out.read = saeEncoderGradient(sae, rec.input[n.token], n.index);
+        break;
+    }
+    return out;
+}
+
+std::optional<at::Tensor> pairAttribution(const AnalysisInput& in, const NodeRef& node)
+{
+    const NodeRef n = checkedNode(in, node);
+    if (n.kind != NodeKind::AttnSaeLatent)
+        throw InputError("node '" + node.name() + "': token-pair attribution exists only for attention-autoencoder latents");
+    at::NoGradGuard noGrad;
+    const SaeRecord& rec = saeRecordFor(in, n);
+    if (!(rec.latents[n.token][n.index].item<float>() > 0.0f))
+        return std::nullopt; // D4: an inactive latent has no attribution, not zeros
+    const Gpt2Config& c = in.model.config;
+    const LayerRecord& L = in.record.layers[n.layer];
+    const int H = c.nHead, dh = c.dHead();
+    const std::int64_t q = n.token;
+    // ∂z_l/∂(autoencoder input at q); the input is linear in P[q,·,·], so the chain rule gives
+    // Σ_h P[q,k,h]·∂z_l/∂P[q,k,h] = Σ_h P[q,k,h]·V[k,h]·(∂z_l/∂Z[q,h])  (Z[q,h] = Σ_k P[q,k,h]V[k,h]).
+    const at::Tensor u = saeEncoderGradient(*rec.bound.sae, rec.input[q], n.index);
+    at::Tensor uPerHead; // ∂z_l/∂Z[q,h], [H, dh]
+    if (rec.bound.location == SaeLocation::AttnZ)
+        uPerHead = u.view({H, dh});
+    else
+        uPerHead = at::mv(in.model.weights.layers[n.layer].attnOutWeight, u).view({H, dh}); // W_O·u
+    const at::Tensor values = L.value.narrow(0, 0, q + 1).detach();          // [q+1, H, dh]
+    const at::Tensor perHead = (values * uPerHead.unsqueeze(0)).sum(-1);      // [q+1, H]
+    const at::Tensor probs = L.probs[q].narrow(0, 0, q + 1).detach();        // [q+1, H]
+    return (probs * perHead).sum(-1);
+}
+
+HeadMaps headMaps(const AnalysisInput& in, int layer, int head)
+{
+    const Gpt2Config& c = in.model.config;
+    if (layer < 0 || layer >= c.nLayer || head < 0 || head >= c.nHead)
+        throw InputError("head " + std::to_string(layer) + "." + std::to_string(head) + " does not exist");
+    at::NoGradGuard noGrad;
+    const at::Tensor probs = in.record.layers[layer].probs.select(2, head).detach().contiguous(); // [q, k]
+    const at::Tensor norms = headValueWrites(in, layer, head).norm(2, -1);                         // [k]
+    return {probs, probs * norms.unsqueeze(0)};
+}
+
+TopTokens topTokens(const Gpt2Tokenizer& tokenizer, const at::Tensor& scores, int k)
+{
+    TopTokens out;
+    const at::Tensor s = scores.detach().to(at::kFloat).contiguous();
+    const std::int64_t kk = std::min<std::int64_t>(std::max(k, 0), s.numel());
+    if (kk == 0)
+        return out;
+    auto fill = [&](bool largest, std::vector<TokenScore>& list) {
+        const auto [values, ids] = s.topk(kk, 0, largest, /*sorted=*/true);
+        const float* v = values.data_ptr<float>();
+        const std::int64_t* id = ids.data_ptr<std::int64_t>();
+        for (std::int64_t i = 0; i < kk; ++i) {
+            const int tokenId = static_cast<int>(id[i]);
+            list.push_back({tokenId, tokenizer.hasId(tokenId) ? tokenizer.tokenString(tokenId) : std::string(), v[i]});
+        }
+    };
+    fill(true, out.top);
+    fill(false, out.bottom);
+    return out;
+}
+
+} // namespace cs

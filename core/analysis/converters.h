@@ -1,0 +1,92 @@
+#pragma once
+// What a node reads and writes (math §5 with decisions D1, D2, D4, D5, D6): write vectors in residual
+// space and their logit-lens over the vocabulary, read directions (gradients of the node's
+// pre-activation w.r.t. the residual stream that feeds it, layer-norm scale held fixed) and their
+// embedding-lens, token-pair attribution for attention-autoencoder latents, and the q×k maps of heads.
+//
+// All functions read a cached forward record; none re-runs the model. Pair-level quantities are built
+// for the requested node only. Closed forms are used where they exist (product.md §6: a click must be
+// cheap); the tests check them against autograd of the reconstituted activations.
+
+#include "core/analysis/node.h"
+#include "core/model/forward.h"
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cs {
+
+// What the converters read; all three must outlive the call.
+struct AnalysisInput {
+    const Gpt2Model& model;
+    const SaeSet& saes;
+    const ActivationRecord& record;
+};
+
+// Checks that a (resolved) node exists in this model, with these autoencoders, for this prompt.
+// InputError ("node 'mlp:9:1@0': layer 9 does not exist ...") otherwise. Returns the resolved node.
+NodeRef checkedNode(const AnalysisInput& in, const NodeRef& node);
+
+// The node's activation in this context: neuron a[t,f], head P[q,k,h], latent α[t,l], embedding 1.
+double nodeActivation(const AnalysisInput& in, const NodeRef& node);
+
+// Residual write w ∈ R^d (math §5.1): neuron a·W_out[f]; head P·V[k,h]·W_O[h]; embedding r0[t];
+// residual-location latent α·s·D_l; mlp_post_act latent (α·s·D_l)·W_out; attn_z latent (α·s·D_l)·W_O,
+// with s the normalization scale of D2 (1 without normalization). No biases.
+at::Tensor residualWrite(const AnalysisInput& in, const NodeRef& node);
+
+// The write for one unit of positive activation (D6's "per unit activation" switch): W_out[f],
+// V[k,h]·W_O[h], s·D_l (·W_out or ·W_O), r0[t]. Defined even where the activation is 0.
+at::Tensor residualWritePerUnit(const AnalysisInput& in, const NodeRef& node);
+
+// Logit lens of write vectors (math §5.2): (w ⊙ g_f)·Uᵀ minus its mean over the vocabulary.
+// `writes` is [d] or [m, d] (batched: one matmul against U_g); result [V] or [m, V].
+at::Tensor tokenWrite(const Gpt2Model& model, const at::Tensor& writes);
+
+// Read directions (math §5.3, D1, D2, D5), [d]. Neurons and latents: one read; attention heads: the
+// Q-read (w.r.t. the query token's residual, K fixed) and K-read (w.r.t. the key token's residual,
+// Q fixed). Embeddings have none.
+struct NodeReads {
+    std::optional<at::Tensor> read;   // neurons and latents
+    std::optional<at::Tensor> readQ;  // heads
+    std::optional<at::Tensor> readK;  // heads
+};
+NodeReads residualReads(const AnalysisInput& in, const NodeRef& node);
+
+// Embedding lens of read directions (math §5.4): E·read. `reads` is [d] or [m, d]; result [V] or [m, V].
+at::Tensor tokenRead(const Gpt2Model& model, const at::Tensor& reads);
+
+// Token-pair attribution of an attention-autoencoder latent at query token q (math §5.5, D2, D4):
+// out[k] = Σ_h P[q,k,h]·∂z_l/∂P[q,k,h] for k = 0..q. nullopt when the latent is inactive (α = 0).
+// InputError for other node kinds.
+std::optional<at::Tensor> pairAttribution(const AnalysisInput& in, const NodeRef& node);
+
+// The q×k maps an attention head's inspector shows, [n, n] each (zero above the diagonal).
+struct HeadMaps {
+    at::Tensor probs;          // P[q,k,h]
+    at::Tensor writeMagnitude; // ‖P[q,k,h]·V[k,h]·W_O[h]‖
+};
+HeadMaps headMaps(const AnalysisInput& in, int layer, int head);
+
+// Top and bottom K entries of a score vector over the vocabulary, with decoded token strings.
+struct TokenScore {
+    int id = 0;
+    std::string token;
+    float value = 0;
+    bool operator==(const TokenScore&) const = default;
+};
+struct TopTokens {
+    std::vector<TokenScore> top;    // most positive first
+    std::vector<TokenScore> bottom; // most negative first
+    bool operator==(const TopTokens&) const = default;
+};
+TopTokens topTokens(const Gpt2Tokenizer& tokenizer, const at::Tensor& scores, int k);
+
+// The gradient of an autoencoder latent's pre-activation z_l w.r.t. the autoencoder's input x, at x
+// (through the normalization of D2 when the autoencoder has one): Enc_l without normalization.
+at::Tensor saeEncoderGradient(const SparseAutoencoder& sae, const at::Tensor& x, int latent);
+
+} // namespace cs

@@ -1,0 +1,249 @@
+#include "core/analysis/effects.h"
+
+#include "core/util/errors.h"
+
+#include <torch/csrc/autograd/autograd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+
+namespace cs {
+
+namespace {
+
+at::Tensor orZeros(const at::Tensor& grad, const at::Tensor& like)
+{
+    return grad.defined() ? grad : at::zeros_like(like);
+}
+
+// Rows of `directions` ([N, in]) pushed into residual space for one autoencoder location.
+at::Tensor toResidual(const Gpt2LayerWeights& lw, SaeLocation location, const at::Tensor& directions)
+{
+    switch (location) {
+    case SaeLocation::MlpPostAct: return at::mm(directions, lw.mlpOutWeight);
+    case SaeLocation::AttnZ: return at::mm(directions, lw.attnOutWeight);
+    default: return directions;
+    }
+}
+
+} // namespace
+
+at::Tensor objectiveOf(const Gpt2Model& model, const ActivationRecord& record, const Objective& objective)
+{
+    const Gpt2Config& c = model.config;
+    if (objective.target < 0 || objective.target >= c.vocabSize ||
+        (objective.distractor && (*objective.distractor < 0 || *objective.distractor >= c.vocabSize)))
+        throw InputError("target: token id outside the model's vocabulary");
+    const at::Tensor r = record.layers.back().residOut[record.tokenCount() - 1];
+    const at::Tensor centeredR = r - r.mean();
+    // D9: σ_f is held fixed, so the objective is affine in the final residual.
+    const at::Tensor sigma = (centeredR.pow(2).mean() + c.layerNormEps).sqrt().detach();
+    const at::Tensor ln = centeredR / sigma * model.weights.lnFinalGain + model.weights.lnFinalBias;
+    at::Tensor direction = model.weights.unembedding[objective.target];
+    if (objective.distractor)
+        direction = direction - model.weights.unembedding[*objective.distractor];
+    return at::dot(ln, direction);
+}
+
+Effects computeEffects(const AnalysisInput& in, const Objective& objective)
+{
+    const ActivationRecord& rec = in.record;
+    if (!rec.withGrad)
+        throw std::logic_error("computeEffects needs a record made with ForwardOptions::withGrad");
+    const Gpt2Model& model = in.model;
+    const Gpt2Config& c = model.config;
+    // One backward pass for every recorded activation at once.
+    std::vector<at::Tensor> inputs = {rec.layers.back().residOut, rec.embeddings};
+    for (const LayerRecord& L : rec.layers) {
+        inputs.push_back(L.mlpPost);
+        inputs.push_back(L.probs);
+        for (const SaeRecord& s : L.saes)
+            inputs.push_back(s.latents);
+    }
+    const at::Tensor obj = objectiveOf(model, rec, objective);
+    const auto grads = torch::autograd::grad({obj}, inputs, {}, /*retain_graph=*/true, /*create_graph=*/false,
+                                             /*allow_unused=*/true);
+
+    at::NoGradGuard noGrad;
+    Effects e;
+    e.objective = obj.item<double>();
+    const at::Tensor G = orZeros(grads[0], inputs[0]);
+    e.finalResidualGradient = G;
+    const at::Tensor r0 = rec.embeddings.detach();
+    e.embeddingWriteMagnitude = r0.norm(2, -1);
+    e.embeddingDirect = (r0 * G).sum(-1);
+    e.embeddingTotal = (r0 * orZeros(grads[1], r0)).sum(-1);
+
+    std::size_t g = 2;
+    const int H = c.nHead, dh = c.dHead();
+    for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
+        const LayerRecord& L = rec.layers[layer];
+        const Gpt2LayerWeights& lw = model.weights.layers[layer];
+        LayerEffects le;
+
+        const at::Tensor a = L.mlpPost.detach();
+        le.neuronActivation = a;
+        le.neuronWriteMagnitude = a * lw.mlpOutWeight.norm(2, -1).unsqueeze(0);
+        le.neuronDirect = a * at::mm(G, lw.mlpOutWeight.t());
+        le.neuronTotal = a * orZeros(grads[g++], a);
+
+        const at::Tensor P = L.probs.detach(); // [q, k, H]
+        // V[k,h]·W_O[h] for every key token and head: [H, k, d].
+        const at::Tensor vwo = at::bmm(L.value.detach().permute({1, 0, 2}), lw.attnOutWeight.view({H, dh, c.dModel}));
+        le.headActivation = P;
+        le.headWriteMagnitude = P * vwo.norm(2, -1).t().unsqueeze(0);
+        le.headDirect = P * at::matmul(G.unsqueeze(0), vwo.transpose(1, 2)).permute({1, 2, 0});
+        le.headTotal = P * orZeros(grads[g++], P);
+
+        for (const SaeRecord& s : L.saes) {
+            LayerEffects::Latents lat;
+            lat.kind = saeKindName(s.bound.location);
+            const at::Tensor alpha = s.latents.detach();
+            const at::Tensor scaled = alpha * s.encoding.scale.detach(); // α·s
+            // Decoder rows in residual space, only for latents active somewhere in the prompt (a
+            // 32k-latent MLP autoencoder would otherwise cost a [32768 × 3072] × [3072 × 768] product).
+            const at::Tensor active = (alpha != 0).any(0).nonzero().squeeze(1);
+            const at::Tensor dirs = toResidual(lw, s.bound.location, s.bound.sae->decoder.index_select(0, active));
+            const at::Tensor norms = at::zeros({alpha.size(1)}).index_copy_(0, active, dirs.norm(2, -1));
+            lat.activation = alpha;
+            lat.writeMagnitude = scaled * norms.unsqueeze(0);
+            lat.direct = at::zeros_like(alpha).index_copy_(1, active, scaled.index_select(1, active) * at::mm(G, dirs.t()));
+            lat.total = alpha * orZeros(grads[g++], alpha);
+            le.latents.push_back(std::move(lat));
+        }
+        e.layers.push_back(std::move(le));
+    }
+    return e;
+}
+
+namespace {
+
+double at3(const at::Tensor& t, std::int64_t a, std::int64_t b, std::int64_t c)
+{
+    return t[a][b][c].item<double>();
+}
+
+const LayerEffects::Latents& latentsOf(const Effects& e, const NodeRef& node)
+{
+    for (const auto& l : e.layers.at(static_cast<std::size_t>(node.layer)).latents) {
+        if (l.kind == nodeKindName(node.kind))
+            return l;
+    }
+    throw InputError("node '" + node.name() + "': no autoencoder for it in this run");
+}
+
+} // namespace
+
+NodeMetrics metricsOf(const AnalysisInput& in, const Effects& e, const NodeRef& node)
+{
+    const NodeRef n = checkedNode(in, node);
+    NodeMetrics m;
+    m.node = n;
+    switch (n.kind) {
+    case NodeKind::Embedding:
+        m.activation = 1.0;
+        m.writeMagnitude = e.embeddingWriteMagnitude[n.token].item<double>();
+        m.directEffect = e.embeddingDirect[n.token].item<double>();
+        m.totalEffect = e.embeddingTotal[n.token].item<double>();
+        break;
+    case NodeKind::MlpNeuron: {
+        const LayerEffects& le = e.layers[n.layer];
+        m.activation = le.neuronActivation[n.token][n.index].item<double>();
+        m.writeMagnitude = le.neuronWriteMagnitude[n.token][n.index].item<double>();
+        m.directEffect = le.neuronDirect[n.token][n.index].item<double>();
+        m.totalEffect = le.neuronTotal[n.token][n.index].item<double>();
+        break;
+    }
+    case NodeKind::AttnHead: {
+        const LayerEffects& le = e.layers[n.layer];
+        m.activation = at3(le.headActivation, n.token, n.keyToken, n.index);
+        m.writeMagnitude = at3(le.headWriteMagnitude, n.token, n.keyToken, n.index);
+        m.directEffect = at3(le.headDirect, n.token, n.keyToken, n.index);
+        m.totalEffect = at3(le.headTotal, n.token, n.keyToken, n.index);
+        break;
+    }
+    default: {
+        const auto& l = latentsOf(e, n);
+        m.activation = l.activation[n.token][n.index].item<double>();
+        m.writeMagnitude = l.writeMagnitude[n.token][n.index].item<double>();
+        m.directEffect = l.direct[n.token][n.index].item<double>();
+        m.totalEffect = l.total[n.token][n.index].item<double>();
+    }
+    }
+    return m;
+}
+
+std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int k)
+{
+    if (k < 1)
+        return {};
+    // Candidates per metric: the k largest |value| of each tensor, then the k largest overall.
+    struct Candidate {
+        double magnitude;
+        NodeRef node;
+    };
+    enum Metric { Activation, WriteMagnitude, Direct, Total };
+    std::map<NodeRef, bool> chosen;
+    for (int metric = Activation; metric <= Total; ++metric) {
+        std::vector<Candidate> candidates;
+        auto collect = [&](const at::Tensor& values, const std::function<NodeRef(std::int64_t)>& nodeAt) {
+            const at::Tensor flat = values.reshape({-1}).abs();
+            const std::int64_t kk = std::min<std::int64_t>(k, flat.numel());
+            if (kk == 0)
+                return;
+            const auto [v, idx] = flat.topk(kk);
+            for (std::int64_t i = 0; i < kk; ++i) {
+                const double mag = v[i].item<double>();
+                if (mag > 0)
+                    candidates.push_back({mag, nodeAt(idx[i].item<std::int64_t>())});
+            }
+        };
+        if (metric != Activation) {
+            const at::Tensor& emb = metric == WriteMagnitude ? e.embeddingWriteMagnitude
+                                    : metric == Direct       ? e.embeddingDirect
+                                                             : e.embeddingTotal;
+            collect(emb, [](std::int64_t i) { return NodeRef{NodeKind::Embedding, 0, 0, static_cast<int>(i), 0}; });
+        }
+        for (std::size_t layer = 0; layer < e.layers.size(); ++layer) {
+            const LayerEffects& le = e.layers[layer];
+            const int l = static_cast<int>(layer);
+            const std::int64_t F = le.neuronActivation.size(1);
+            const at::Tensor* neuron[] = {&le.neuronActivation, &le.neuronWriteMagnitude, &le.neuronDirect, &le.neuronTotal};
+            collect(*neuron[metric], [&](std::int64_t i) {
+                return NodeRef{NodeKind::MlpNeuron, l, static_cast<int>(i % F), static_cast<int>(i / F), 0};
+            });
+            if (metric != Activation) {
+                const at::Tensor* head[] = {&le.headActivation, &le.headWriteMagnitude, &le.headDirect, &le.headTotal};
+                const std::int64_t n = le.headActivation.size(0), H = le.headActivation.size(2);
+                collect(*head[metric], [&](std::int64_t i) {
+                    return NodeRef{NodeKind::AttnHead, l, static_cast<int>(i % H), static_cast<int>(i / (n * H)),
+                                   static_cast<int>((i / H) % n)};
+                });
+            }
+            for (const auto& lat : le.latents) {
+                const at::Tensor* t[] = {&lat.activation, &lat.writeMagnitude, &lat.direct, &lat.total};
+                const std::int64_t N = lat.activation.size(1);
+                const NodeKind kind = *nodeKindFromName(lat.kind);
+                collect(*t[metric], [&](std::int64_t i) {
+                    return NodeRef{kind, l, static_cast<int>(i % N), static_cast<int>(i / N), 0};
+                });
+            }
+        }
+        std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+            return a.magnitude != b.magnitude ? a.magnitude > b.magnitude : a.node < b.node;
+        });
+        for (std::size_t i = 0; i < candidates.size() && i < static_cast<std::size_t>(k); ++i)
+            chosen[candidates[i].node] = true;
+    }
+    std::vector<NodeMetrics> out;
+    for (const auto& [node, unused] : chosen)
+        out.push_back(metricsOf(in, e, node));
+    std::stable_sort(out.begin(), out.end(), [](const NodeMetrics& a, const NodeMetrics& b) {
+        return std::abs(a.totalEffect) > std::abs(b.totalEffect);
+    });
+    return out;
+}
+
+} // namespace cs
