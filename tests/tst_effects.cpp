@@ -1,0 +1,198 @@
+// Effects on the prediction (math §6.2, D9) against a plain autograd computation, and the identity
+//   objective = Σ_t direct(emb t) + Σ_layers [Σ_{q,k,h} direct(head) + b_O·G] + Σ_layers [Σ_{t,f} direct(neuron) + b_out·G]
+//               + b_f·(U[target] − U[distractor])
+// which holds because with σ_f fixed the objective is affine in the final residual of the last token,
+// and that residual is the embedding plus every head's, neuron's and bias's write.
+// Tolerances: 1e-4 absolute (float32 sums over thousands of terms), 1e-5 for single products.
+
+#include "analysis_fixture.h"
+#include "core/analysis/effects.h"
+#include "core/util/runtime.h"
+
+#include <torch/csrc/autograd/autograd.h>
+
+#include <QTest>
+
+using namespace cs;
+using test::AnalysisFixture;
+
+namespace {
+
+constexpr int kMary = 5335, kJohn = 1757;
+
+} // namespace
+
+class TestEffects : public QObject {
+    Q_OBJECT
+
+    std::unique_ptr<AnalysisFixture> m_fx;
+    std::vector<int> m_ids;
+    std::optional<ActivationRecord> m_rec;
+    std::optional<Effects> m_effects;
+    const Objective m_objective{kMary, kJohn};
+
+    AnalysisInput input() const { return {*m_fx->model, m_fx->saes, *m_rec}; }
+
+private Q_SLOTS:
+    void initTestCase()
+    {
+        initializeRuntime();
+        m_fx = std::make_unique<AnalysisFixture>();
+        m_ids = AnalysisFixture::promptIds(0);
+        m_rec = m_fx->run(m_ids, /*withGrad=*/true);
+        m_effects = computeEffects(input(), m_objective);
+    }
+
+    void objectiveIsTheLogitDifference()
+    {
+        const at::Tensor last = m_rec->logits[-1];
+        const double expected = last[kMary].item<double>() - last[kJohn].item<double>();
+        QVERIFY(std::abs(m_effects->objective - expected) < 1e-4);
+        // Target alone.
+        const Effects e = computeEffects(input(), Objective{kMary, std::nullopt});
+        QVERIFY(std::abs(e.objective - last[kMary].item<double>()) < 1e-4);
+    }
+
+    void finalGradientIsTheClosedForm()
+    {
+        // With σ_f fixed: G = (1/σ_f)·C·(g_f ⊙ (U[t] − U[d])) at the last token, zero elsewhere.
+        const Gpt2Weights& w = m_fx->model->weights;
+        const at::Tensor u = w.lnFinalGain * (w.unembedding[kMary] - w.unembedding[kJohn]);
+        const at::Tensor expected = (u - u.mean()) / m_rec->lnFinalSigma[-1].item<double>();
+        CS_COMPARE_TENSORS(m_effects->finalResidualGradient[-1], expected, 1e-5);
+        QCOMPARE(m_effects->finalResidualGradient.narrow(0, 0, m_rec->tokenCount() - 1).abs().max().item<float>(), 0.0f);
+    }
+
+    void directEffectIsWriteDotGradient()
+    {
+        const at::Tensor G = m_effects->finalResidualGradient;
+        const int last = m_rec->tokenCount() - 1;
+        for (const char* name : {"mlp:1:7@-1", "mlp:0:100@-1", "attn:1:2@-1,3", "attn:0:0@-1,-1", "emb@-1", "emb@2",
+                                 "mlp_sae:1:5@-1", "attn_sae:1:10@-1", "resid_sae:0:3@-1", "attn_sae:0:1@-1"}) {
+            const NodeRef node = NodeRef::parse(name).resolved(m_rec->tokenCount());
+            const NodeMetrics m = metricsOf(input(), *m_effects, node);
+            const double expected = at::dot(residualWrite(input(), node), G[node.token]).item<double>();
+            QVERIFY2(std::abs(m.directEffect - expected) < 1e-5, name);
+            QVERIFY2(std::abs(m.activation - nodeActivation(input(), node)) < 1e-6, name);
+            const double perUnitNorm = residualWritePerUnit(input(), node).norm().item<double>();
+            QVERIFY2(std::abs(m.writeMagnitude - m.activation * perUnitNorm) < 1e-5, name);
+            if (node.token != last)
+                QCOMPARE(m.directEffect, 0.0);
+        }
+    }
+
+    void totalEffectIsActTimesGradByPlainAutograd()
+    {
+        // An independent pass: fresh forward with grad, σ_f detached by hand, one grad per node.
+        const ActivationRecord rec = m_fx->run(m_ids, true);
+        const Gpt2Weights& w = m_fx->model->weights;
+        const at::Tensor r = rec.layers.back().residOut[-1];
+        const at::Tensor c = r - r.mean();
+        const at::Tensor ln = c / (c.pow(2).mean() + m_fx->model->config.layerNormEps).sqrt().detach() * w.lnFinalGain + w.lnFinalBias;
+        const at::Tensor obj = at::dot(ln, w.unembedding[kMary] - w.unembedding[kJohn]);
+        auto grad = [&](const at::Tensor& x) { return torch::autograd::grad({obj}, {x}, {}, true)[0]; };
+
+        const at::Tensor gMlp1 = grad(rec.layers[1].mlpPost);
+        const at::Tensor gProbs0 = grad(rec.layers[0].probs);
+        const at::Tensor gLatent = grad(rec.layers[1].sae(SaeLocation::ResidDeltaAttn)->latents);
+        const at::Tensor gEmb = grad(rec.embeddings);
+        struct Case {
+            const char* name;
+            double expected;
+        };
+        const int n = rec.tokenCount();
+        const Case cases[] = {
+            {"mlp:1:7@-1", (rec.layers[1].mlpPost[n - 1][7] * gMlp1[n - 1][7]).item<double>()},
+            {"mlp:1:40@5", (rec.layers[1].mlpPost[5][40] * gMlp1[5][40]).item<double>()},
+            {"attn:0:3@-1,2", (rec.layers[0].probs[n - 1][2][3] * gProbs0[n - 1][2][3]).item<double>()},
+            {"attn:0:1@6,6", (rec.layers[0].probs[6][6][1] * gProbs0[6][6][1]).item<double>()},
+            {"attn_sae:1:10@-1", (rec.layers[1].sae(SaeLocation::ResidDeltaAttn)->latents[n - 1][10] * gLatent[n - 1][10]).item<double>()},
+            {"emb@4", (rec.embeddings[4] * gEmb[4]).sum().item<double>()},
+        };
+        for (const Case& cs : cases) {
+            const NodeMetrics m = metricsOf(input(), *m_effects, NodeRef::parse(cs.name));
+            QVERIFY2(std::abs(m.totalEffect - cs.expected) < 1e-5, qPrintable(QStringLiteral("%1: %2 vs %3")
+                                                                                  .arg(QString::fromLatin1(cs.name)).arg(m.totalEffect).arg(cs.expected)));
+        }
+        // Some early node has a nonzero total effect through later layers (the gradient really flows).
+        QVERIFY(m_effects->layers[0].neuronTotal.abs().max().item<double>() > 0);
+    }
+
+    void directEffectsPlusBiasesSumToTheObjective()
+    {
+        const Gpt2Weights& w = m_fx->model->weights;
+        const at::Tensor G = m_effects->finalResidualGradient[-1];
+        double sum = m_effects->embeddingDirect.sum().item<double>();
+        for (std::size_t l = 0; l < m_effects->layers.size(); ++l) {
+            const LayerEffects& le = m_effects->layers[l];
+            sum += le.headDirect.sum().item<double>() + at::dot(w.layers[l].attnOutBias, G).item<double>();
+            sum += le.neuronDirect.sum().item<double>() + at::dot(w.layers[l].mlpOutBias, G).item<double>();
+        }
+        sum += at::dot(w.lnFinalBias, w.unembedding[kMary] - w.unembedding[kJohn]).item<double>();
+        QVERIFY2(std::abs(sum - m_effects->objective) < 1e-4, qPrintable(QStringLiteral("%1 vs %2").arg(sum).arg(m_effects->objective)));
+    }
+
+    void latentDirectEffectsPlusErrorEqualTheHeadsTheyReplace()
+    {
+        // At layer 1 the ReLU attention SAE reads attnOut: Σ_l direct(latent) + (p + error)·G equals
+        // Σ_{k,h} direct(head) + b_O·G at the last token.
+        const at::Tensor G = m_effects->finalResidualGradient[-1];
+        const SaeRecord& s = *m_rec->layers[1].sae(SaeLocation::ResidDeltaAttn);
+        const LayerEffects& le = m_effects->layers[1];
+        const double latents = le.latents[1].direct[-1].sum().item<double>() +
+                               at::dot(s.bound.sae->preBias + s.error[-1].detach(), G).item<double>();
+        const double heads = le.headDirect[-1].sum().item<double>() +
+                             at::dot(m_fx->model->weights.layers[1].attnOutBias, G).item<double>();
+        QCOMPARE(le.latents[1].kind, std::string("attn_sae"));
+        QVERIFY2(std::abs(latents - heads) < 1e-4, qPrintable(QStringLiteral("%1 vs %2").arg(latents).arg(heads)));
+    }
+
+    void nodeTableMergesTheTopOfEachMetric()
+    {
+        const int k = 5;
+        const std::vector<NodeMetrics> table = topNodes(input(), *m_effects, k);
+        QVERIFY(!table.empty());
+        QVERIFY(table.size() <= std::size_t(4 * k));
+        std::set<NodeRef> seen;
+        for (const auto& m : table)
+            QVERIFY(seen.insert(m.node).second);
+        for (std::size_t i = 1; i < table.size(); ++i)
+            QVERIFY(std::abs(table[i].totalEffect) <= std::abs(table[i - 1].totalEffect));
+        // The node with the largest |direct effect| and the one with the largest |total effect| over
+        // every kind and layer must be in the table.
+        double bestDirect = m_effects->embeddingDirect.abs().max().item<double>();
+        double bestTotal = m_effects->embeddingTotal.abs().max().item<double>();
+        for (const auto& le : m_effects->layers) {
+            bestDirect = std::max({bestDirect, le.neuronDirect.abs().max().item<double>(), le.headDirect.abs().max().item<double>()});
+            bestTotal = std::max({bestTotal, le.neuronTotal.abs().max().item<double>(), le.headTotal.abs().max().item<double>()});
+            for (const auto& lat : le.latents) {
+                bestDirect = std::max(bestDirect, lat.direct.abs().max().item<double>());
+                bestTotal = std::max(bestTotal, lat.total.abs().max().item<double>());
+            }
+        }
+        QVERIFY(std::any_of(table.begin(), table.end(), [&](const NodeMetrics& m) { return std::abs(std::abs(m.directEffect) - bestDirect) < 1e-9; }));
+        QCOMPARE(std::abs(table.front().totalEffect), bestTotal);
+        // Every metric of a table row equals metricsOf.
+        const NodeMetrics again = metricsOf(input(), *m_effects, table.front().node);
+        QCOMPARE(again.totalEffect, table.front().totalEffect);
+    }
+
+    void shortPrompts_data()
+    {
+        QTest::addColumn<int>("tokens");
+        QTest::newRow("1 token") << 1;
+        QTest::newRow("2 tokens") << 2;
+    }
+    void shortPrompts()
+    {
+        QFETCH(int, tokens);
+        const ActivationRecord rec = m_fx->run(std::vector<int>(m_ids.begin(), m_ids.begin() + tokens), true);
+        const AnalysisInput in{*m_fx->model, m_fx->saes, rec};
+        const Effects e = computeEffects(in, m_objective);
+        QVERIFY(std::isfinite(e.objective));
+        QVERIFY(!topNodes(in, e, 3).empty());
+    }
+};
+
+QTEST_GUILESS_MAIN(TestEffects)
+#include "tst_effects.moc"
