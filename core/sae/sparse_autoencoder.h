@@ -38,6 +38,9 @@ const char* saeKindName(SaeLocation location);
 
 enum class SaeActivation { ReLU, TopK, JumpReLU };
 
+// "relu", "topk", "jumprelu" (for messages and summaries).
+const char* saeActivationName(SaeActivation activation);
+
 struct SparseAutoencoder {
     std::filesystem::path source;       // file or directory it came from
     std::string format;                 // "openai" or "saelens"
@@ -70,6 +73,8 @@ struct SaeEncoding {
     at::Tensor latents;    // α = φ(z), [n, N]
 };
 
+// x: [n, n_in], any n ≥ 0 (std::invalid_argument on another shape). Computed in the dtype of the SAE's
+// tensors (x is converted); differentiable w.r.t. x, normalization statistics included (D2).
 SaeEncoding encodeSae(const SparseAutoencoder& sae, const at::Tensor& x);
 // x̂ from latents, using the normalization statistics of `encoding` (ignored when not normalizing).
 at::Tensor decodeSae(const SparseAutoencoder& sae, const at::Tensor& latents, const SaeEncoding& encoding);
@@ -80,7 +85,12 @@ at::Tensor decodeSae(const SparseAutoencoder& sae, const at::Tensor& latents, co
 SparseAutoencoder loadOpenAiSae(const std::filesystem::path& file);
 
 // SAELens directory: cfg.json + sae_weights.safetensors (W_enc [d_in, d_sae], W_dec [d_sae, d_in],
-// b_enc, b_dec, optional threshold). All three generations of cfg.json field names.
+// b_enc, b_dec, optional threshold). All three generations of cfg.json field names: old (hook_point,
+// hook_point_layer, activation_fn_str), middle (hook_name, hook_layer, activation_fn[_str],
+// activation_fn_kwargs.k, architecture), SAELens ≥ 6 (hook_name in a nested "meta" or "metadata"
+// object, architecture standard|topk|jumprelu, top-level k). The layer in "blocks.L." wins over
+// hook_layer. Refused: gated and other architectures, normalize_activations other than none/layer_norm,
+// per-head SAEs (hook_head_index), fine-tuning scaling factors, hook names that are no SaeLocation.
 SparseAutoencoder loadSaeLensSae(const std::filesystem::path& dir);
 
 // A directory → SAELens, a file → OpenAI .pt. Errors are InputError naming the file and field.
