@@ -8,6 +8,8 @@
 #include "core/util/errors.h"
 #include "core/util/runtime.h"
 
+#include <c10/util/Exception.h>
+
 #include <QCommandLineParser>
 #include <QCoreApplication>
 
@@ -52,9 +54,13 @@ public:
             return print(cs::tokenizeJson(*model(), str(required(QStringLiteral("text")))));
         if (command == u"forward")
             return forward();
+        if (command == u"node")
+            return node();
+        if (command == u"nodes")
+            return nodes();
         if (command == u"make-random-model")
             return makeRandomModel();
-        throw UsageError("unknown command '" + str(command) + "' (info, tokenize, forward, make-random-model)");
+        throw UsageError("unknown command '" + str(command) + "' (info, tokenize, forward, node, nodes, make-random-model)");
     }
 
 private:
@@ -62,7 +68,7 @@ private:
     {
         m_parser.setApplicationDescription(QStringLiteral(
             "Circuitscope command line.\n"
-            "Commands: info, tokenize, forward, make-random-model."));
+            "Commands: info, tokenize, forward, node, nodes, make-random-model."));
         m_parser.addPositionalArgument(QStringLiteral("command"), QStringLiteral("What to do."));
         m_parser.addHelpOption();
         const QList<QCommandLineOption> options = {
@@ -71,6 +77,14 @@ private:
             {QStringLiteral("prompt"), QStringLiteral("Prompt to run."), QStringLiteral("TEXT")},
             {QStringLiteral("top"), QStringLiteral("How many entries to list (default 10)."), QStringLiteral("K"), QStringLiteral("10")},
             {QStringLiteral("truncate"), QStringLiteral("Keep the last n_ctx tokens of an overlong prompt instead of refusing it.")},
+            {QStringLiteral("node"), QStringLiteral("Node name: mlp:L:N@T, attn:L:H@Q,K, mlp_sae:L:I@T, attn_sae:L:I@T, resid_sae:L:I@T, emb@T."), QStringLiteral("NAME")},
+            {QStringLiteral("mlp-sae"), QStringLiteral("MLP autoencoder for layer L (repeatable): L=PATH or L:location=PATH."), QStringLiteral("L=PATH")},
+            {QStringLiteral("attn-sae"), QStringLiteral("Attention autoencoder for layer L (repeatable)."), QStringLiteral("L=PATH")},
+            {QStringLiteral("resid-sae"), QStringLiteral("Residual-stream autoencoder for layer L (repeatable): L:resid_pre=PATH etc."), QStringLiteral("L=PATH")},
+            {QStringLiteral("target"), QStringLiteral("Target token (a single token, e.g. ' Mary')."), QStringLiteral("TOK")},
+            {QStringLiteral("distractor"), QStringLiteral("Distractor token (a single token)."), QStringLiteral("TOK")},
+            {QStringLiteral("vectors"), QStringLiteral("node: also print the residual write and read vectors.")},
+            {QStringLiteral("per-unit"), QStringLiteral("node: write tokens per unit of positive activation instead of in this context.")},
             {QStringLiteral("out"), QStringLiteral("Output directory (make-random-model)."), QStringLiteral("DIR")},
             {QStringLiteral("layers"), QStringLiteral("n_layer (default 12)."), QStringLiteral("N"), QStringLiteral("12")},
             {QStringLiteral("heads"), QStringLiteral("n_head (default 12)."), QStringLiteral("N"), QStringLiteral("12")},
@@ -124,6 +138,60 @@ private:
         const auto policy = m_parser.isSet(QStringLiteral("truncate")) ? cs::OverlongPrompt::KeepLast : cs::OverlongPrompt::Refuse;
         const auto doc = cs::forwardJson(*model(), str(required(QStringLiteral("prompt"))), intOption(QStringLiteral("top")),
                                          policy, &warnings);
+        for (const auto& w : warnings)
+            std::cerr << "warning: " << w << '\n';
+        return print(doc);
+    }
+
+    std::optional<std::string> optional(const QString& name) const
+    {
+        if (!m_parser.isSet(name))
+            return std::nullopt;
+        return str(m_parser.value(name));
+    }
+
+    cs::SaeFlags saeFlags() const
+    {
+        cs::SaeFlags f;
+        for (const QString& v : m_parser.values(QStringLiteral("mlp-sae")))
+            f.mlp.push_back(str(v));
+        for (const QString& v : m_parser.values(QStringLiteral("attn-sae")))
+            f.attn.push_back(str(v));
+        for (const QString& v : m_parser.values(QStringLiteral("resid-sae")))
+            f.resid.push_back(str(v));
+        return f;
+    }
+
+    cs::OverlongPrompt overlong() const
+    {
+        return m_parser.isSet(QStringLiteral("truncate")) ? cs::OverlongPrompt::KeepLast : cs::OverlongPrompt::Refuse;
+    }
+
+    int node()
+    {
+        cs::NodeQuery q;
+        q.prompt = str(required(QStringLiteral("prompt")));
+        q.node = str(required(QStringLiteral("node")));
+        q.saes = saeFlags();
+        q.topK = intOption(QStringLiteral("top"));
+        q.vectors = m_parser.isSet(QStringLiteral("vectors"));
+        q.perUnit = m_parser.isSet(QStringLiteral("per-unit"));
+        q.target = optional(QStringLiteral("target"));
+        q.distractor = optional(QStringLiteral("distractor"));
+        q.overlong = overlong();
+        std::vector<std::string> warnings;
+        const auto doc = cs::nodeJson(*model(), q, &warnings);
+        for (const auto& w : warnings)
+            std::cerr << "warning: " << w << '\n';
+        return print(doc);
+    }
+
+    int nodes()
+    {
+        std::vector<std::string> warnings;
+        const auto doc = cs::nodesJson(*model(), str(required(QStringLiteral("prompt"))), str(required(QStringLiteral("target"))),
+                                       optional(QStringLiteral("distractor")), saeFlags(), intOption(QStringLiteral("top")),
+                                       overlong(), &warnings);
         for (const auto& w : warnings)
             std::cerr << "warning: " << w << '\n';
         return print(doc);
@@ -183,6 +251,10 @@ int main(int argc, char** argv)
     } catch (const cs::InputError& e) {
         std::cerr << "circuitscope-cli: " << cs::oneLine(e.what()) << '\n';
         return kExitBadInput;
+    } catch (const c10::Error& e) {
+        // libtorch's own messages carry a C++ backtrace; the user gets the first line only.
+        std::cerr << "circuitscope-cli: internal error: " << cs::oneLine(e.what_without_backtrace()) << '\n';
+        return kExitInternal;
     } catch (const std::exception& e) {
         std::cerr << "circuitscope-cli: internal error: " << cs::oneLine(e.what()) << '\n';
         return kExitInternal;

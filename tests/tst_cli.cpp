@@ -86,6 +86,61 @@ private Q_SLOTS:
         }
     }
 
+    void nodeHasTheContractKeys_data()
+    {
+        QTest::addColumn<QString>("node");
+        QTest::addColumn<bool>("isHead");
+        QTest::addColumn<bool>("hasPairs");
+        QTest::newRow("neuron") << QStringLiteral("mlp:1:7@-1") << false << false;
+        QTest::newRow("head") << QStringLiteral("attn:1:2@-1,3") << true << false;
+        QTest::newRow("attention latent") << QStringLiteral("attn_sae:1:10@-1") << false << true;
+        QTest::newRow("embedding") << QStringLiteral("emb@2") << false << false;
+    }
+    void nodeHasTheContractKeys()
+    {
+        QFETCH(QString, node);
+        QFETCH(bool, isHead);
+        QFETCH(bool, hasPairs);
+        const QString sae = QString::fromStdString((cs::test::dataDir() / "sae/resid_delta_attn.relu.pt").string());
+        const auto r = runCli({QStringLiteral("node"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"),
+                               QStringLiteral("When Mary and John went to the store, John gave a drink to"), QStringLiteral("--node"), node,
+                               QStringLiteral("--attn-sae"), QStringLiteral("1=") + sae, QStringLiteral("--top"), QStringLiteral("4"),
+                               QStringLiteral("--vectors"), QStringLiteral("--target"), QStringLiteral(" Mary"),
+                               QStringLiteral("--distractor"), QStringLiteral(" John")});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const auto j = nlohmann::json::parse(r.out);
+        for (const char* key : {"node", "activation", "write", "pair_attribution", "residual_write", "direct_effect", "total_effect", "write_magnitude"})
+            QVERIFY2(j.contains(key), key);
+        QCOMPARE(j["write"]["top"].size(), std::size_t(4));
+        QCOMPARE(j["write"]["bottom"].size(), std::size_t(4));
+        for (const char* key : {"id", "token", "value"})
+            QVERIFY(j["write"]["top"][0].contains(key));
+        QCOMPARE(j["residual_write"].size(), std::size_t(32));
+        if (isHead) {
+            QVERIFY(j.contains("read_q") && j.contains("read_k") && !j.contains("read"));
+        } else {
+            QVERIFY(j.contains("read"));
+        }
+        QCOMPARE(!j["pair_attribution"].is_null(), hasPairs);
+        if (hasPairs)
+            QCOMPARE(j["pair_attribution"].size(), std::size_t(14));
+    }
+
+    void nodesListsTheNodeTable()
+    {
+        const auto r = runCli({QStringLiteral("nodes"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"),
+                               QStringLiteral("When Mary and John went to the store, John gave a drink to"), QStringLiteral("--target"),
+                               QStringLiteral(" Mary"), QStringLiteral("--distractor"), QStringLiteral(" John"), QStringLiteral("--top"),
+                               QStringLiteral("3")});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const auto j = nlohmann::json::parse(r.out);
+        QVERIFY(j["objective"].is_number());
+        QVERIFY(!j["nodes"].empty() && j["nodes"].size() <= 12);
+        for (const auto& n : j["nodes"])
+            for (const char* key : {"node", "activation", "write_magnitude", "direct_effect", "total_effect"})
+                QVERIFY(n.contains(key));
+    }
+
     void makeRandomModelWritesALoadableModel()
     {
         QTemporaryDir tmp;
@@ -117,6 +172,17 @@ private Q_SLOTS:
         QTest::newRow("bad --top") << QStringList{QStringLiteral("forward"), QStringLiteral("--model"), model, QStringLiteral("--prompt"),
                                                   QStringLiteral("hi"), QStringLiteral("--top"), QStringLiteral("many")}
                                    << QStringLiteral("--top");
+        QTest::newRow("bad node name") << QStringList{QStringLiteral("node"), QStringLiteral("--model"), model, QStringLiteral("--prompt"),
+                                                      QStringLiteral("hi there"), QStringLiteral("--node"), QStringLiteral("mlp:9:1@0")}
+                                       << QStringLiteral("layer 9 does not exist");
+        QTest::newRow("multi-token target") << QStringList{QStringLiteral("nodes"), QStringLiteral("--model"), model, QStringLiteral("--prompt"),
+                                                           QStringLiteral("hi there"), QStringLiteral("--target"), QStringLiteral(" Mary and")}
+                                            << QStringLiteral("target: ' Mary and' is 2 tokens");
+        QTest::newRow("sae width fits nothing") << QStringList{QStringLiteral("node"), QStringLiteral("--model"), model, QStringLiteral("--prompt"),
+                                                               QStringLiteral("hi there"), QStringLiteral("--node"), QStringLiteral("mlp:0:1@0"),
+                                                               QStringLiteral("--attn-sae"),
+                                                               QStringLiteral("0=") + QString::fromStdString((cs::test::dataDir() / "sae/mlp_post_act.relu.pt").string())}
+                                                << QStringLiteral("fits no --attn-sae location");
         QTest::newRow("missing --prompt") << QStringList{QStringLiteral("forward"), QStringLiteral("--model"), model}
                                           << QStringLiteral("missing --prompt");
     }
