@@ -177,6 +177,20 @@ private Q_SLOTS:
         QCOMPARE(again.totalEffect, table.front().totalEffect);
     }
 
+    void withoutObjectiveOnlyActivationAndWriteMagnitudeExist()
+    {
+        const ActivationRecord rec = m_fx->run(m_ids, /*withGrad=*/false);
+        const AnalysisInput in{*m_fx->model, m_fx->saes, rec};
+        const Effects e = computeEffects(in, std::nullopt);
+        QVERIFY(!e.hasObjective);
+        QVERIFY(!e.layers[0].neuronDirect.defined() && !e.layers[1].headTotal.defined() && !e.embeddingDirect.defined());
+        CS_COMPARE_TENSORS(e.layers[1].neuronWriteMagnitude, m_effects->layers[1].neuronWriteMagnitude, 1e-6);
+        const auto table = topNodes(in, e, 4);
+        QVERIFY(!table.empty());
+        for (std::size_t i = 1; i < table.size(); ++i)
+            QVERIFY(std::abs(table[i].writeMagnitude) <= std::abs(table[i - 1].writeMagnitude));
+    }
+
     void shortPrompts_data()
     {
         QTest::addColumn<int>("tokens");

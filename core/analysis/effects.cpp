@@ -47,11 +47,11 @@ at::Tensor objectiveOf(const Gpt2Model& model, const ActivationRecord& record, c
     return at::dot(ln, direction);
 }
 
-Effects computeEffects(const AnalysisInput& in, const Objective& objective)
+Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& objective)
 {
     const ActivationRecord& rec = in.record;
-    if (!rec.withGrad)
-        throw std::logic_error("computeEffects needs a record made with ForwardOptions::withGrad");
+    if (objective && !rec.withGrad)
+        throw std::logic_error("computeEffects with an objective needs a record made with ForwardOptions::withGrad");
     const Gpt2Model& model = in.model;
     const Gpt2Config& c = model.config;
     // One backward pass for every recorded activation at once.
@@ -62,19 +62,26 @@ Effects computeEffects(const AnalysisInput& in, const Objective& objective)
         for (const SaeRecord& s : L.saes)
             inputs.push_back(s.latents);
     }
-    const at::Tensor obj = objectiveOf(model, rec, objective);
-    const auto grads = torch::autograd::grad({obj}, inputs, {}, /*retain_graph=*/true, /*create_graph=*/false,
-                                             /*allow_unused=*/true);
+    std::vector<at::Tensor> grads(inputs.size());
+    Effects e;
+    if (objective) {
+        const at::Tensor obj = objectiveOf(model, rec, *objective);
+        grads = torch::autograd::grad({obj}, inputs, {}, /*retain_graph=*/true, /*create_graph=*/false, /*allow_unused=*/true);
+        e.hasObjective = true;
+        e.objective = obj.item<double>();
+    }
+    // Direct and total effects are computed only when there is an objective; `undefinedUnless` keeps
+    // them undefined otherwise so nothing shows zeros where there is no value (product.md §3).
+    const bool effects = e.hasObjective;
+    auto undefinedUnless = [effects](const std::function<at::Tensor()>& f) { return effects ? f() : at::Tensor(); };
 
     at::NoGradGuard noGrad;
-    Effects e;
-    e.objective = obj.item<double>();
-    const at::Tensor G = orZeros(grads[0], inputs[0]);
+    const at::Tensor G = effects ? orZeros(grads[0], inputs[0]) : at::Tensor();
     e.finalResidualGradient = G;
     const at::Tensor r0 = rec.embeddings.detach();
     e.embeddingWriteMagnitude = r0.norm(2, -1);
-    e.embeddingDirect = (r0 * G).sum(-1);
-    e.embeddingTotal = (r0 * orZeros(grads[1], r0)).sum(-1);
+    e.embeddingDirect = undefinedUnless([&] { return (r0 * G).sum(-1); });
+    e.embeddingTotal = undefinedUnless([&] { return (r0 * orZeros(grads[1], r0)).sum(-1); });
 
     std::size_t g = 2;
     const int H = c.nHead, dh = c.dHead();
@@ -86,16 +93,18 @@ Effects computeEffects(const AnalysisInput& in, const Objective& objective)
         const at::Tensor a = L.mlpPost.detach();
         le.neuronActivation = a;
         le.neuronWriteMagnitude = a * lw.mlpOutWeight.norm(2, -1).unsqueeze(0);
-        le.neuronDirect = a * at::mm(G, lw.mlpOutWeight.t());
-        le.neuronTotal = a * orZeros(grads[g++], a);
+        le.neuronDirect = undefinedUnless([&] { return a * at::mm(G, lw.mlpOutWeight.t()); });
+        le.neuronTotal = undefinedUnless([&] { return a * orZeros(grads[g], a); });
+        ++g;
 
         const at::Tensor P = L.probs.detach(); // [q, k, H]
         // V[k,h]·W_O[h] for every key token and head: [H, k, d].
         const at::Tensor vwo = at::bmm(L.value.detach().permute({1, 0, 2}), lw.attnOutWeight.view({H, dh, c.dModel}));
         le.headActivation = P;
         le.headWriteMagnitude = P * vwo.norm(2, -1).t().unsqueeze(0);
-        le.headDirect = P * at::matmul(G.unsqueeze(0), vwo.transpose(1, 2)).permute({1, 2, 0});
-        le.headTotal = P * orZeros(grads[g++], P);
+        le.headDirect = undefinedUnless([&] { return P * at::matmul(G.unsqueeze(0), vwo.transpose(1, 2)).permute({1, 2, 0}); });
+        le.headTotal = undefinedUnless([&] { return P * orZeros(grads[g], P); });
+        ++g;
 
         for (const SaeRecord& s : L.saes) {
             LayerEffects::Latents lat;
@@ -109,8 +118,11 @@ Effects computeEffects(const AnalysisInput& in, const Objective& objective)
             const at::Tensor norms = at::zeros({alpha.size(1)}).index_copy_(0, active, dirs.norm(2, -1));
             lat.activation = alpha;
             lat.writeMagnitude = scaled * norms.unsqueeze(0);
-            lat.direct = at::zeros_like(alpha).index_copy_(1, active, scaled.index_select(1, active) * at::mm(G, dirs.t()));
-            lat.total = alpha * orZeros(grads[g++], alpha);
+            lat.direct = undefinedUnless([&] {
+                return at::zeros_like(alpha).index_copy_(1, active, scaled.index_select(1, active) * at::mm(G, dirs.t()));
+            });
+            lat.total = undefinedUnless([&] { return alpha * orZeros(grads[g], alpha); });
+            ++g;
             le.latents.push_back(std::move(lat));
         }
         e.layers.push_back(std::move(le));
@@ -122,7 +134,17 @@ namespace {
 
 double at3(const at::Tensor& t, std::int64_t a, std::int64_t b, std::int64_t c)
 {
-    return t[a][b][c].item<double>();
+    return t.defined() ? t[a][b][c].item<double>() : 0.0;
+}
+
+double at2(const at::Tensor& t, std::int64_t a, std::int64_t b)
+{
+    return t.defined() ? t[a][b].item<double>() : 0.0;
+}
+
+double at1(const at::Tensor& t, std::int64_t a)
+{
+    return t.defined() ? t[a].item<double>() : 0.0;
 }
 
 const LayerEffects::Latents& latentsOf(const Effects& e, const NodeRef& node)
@@ -144,16 +166,16 @@ NodeMetrics metricsOf(const AnalysisInput& in, const Effects& e, const NodeRef& 
     switch (n.kind) {
     case NodeKind::Embedding:
         m.activation = 1.0;
-        m.writeMagnitude = e.embeddingWriteMagnitude[n.token].item<double>();
-        m.directEffect = e.embeddingDirect[n.token].item<double>();
-        m.totalEffect = e.embeddingTotal[n.token].item<double>();
+        m.writeMagnitude = at1(e.embeddingWriteMagnitude, n.token);
+        m.directEffect = at1(e.embeddingDirect, n.token);
+        m.totalEffect = at1(e.embeddingTotal, n.token);
         break;
     case NodeKind::MlpNeuron: {
         const LayerEffects& le = e.layers[n.layer];
-        m.activation = le.neuronActivation[n.token][n.index].item<double>();
-        m.writeMagnitude = le.neuronWriteMagnitude[n.token][n.index].item<double>();
-        m.directEffect = le.neuronDirect[n.token][n.index].item<double>();
-        m.totalEffect = le.neuronTotal[n.token][n.index].item<double>();
+        m.activation = at2(le.neuronActivation, n.token, n.index);
+        m.writeMagnitude = at2(le.neuronWriteMagnitude, n.token, n.index);
+        m.directEffect = at2(le.neuronDirect, n.token, n.index);
+        m.totalEffect = at2(le.neuronTotal, n.token, n.index);
         break;
     }
     case NodeKind::AttnHead: {
@@ -166,10 +188,10 @@ NodeMetrics metricsOf(const AnalysisInput& in, const Effects& e, const NodeRef& 
     }
     default: {
         const auto& l = latentsOf(e, n);
-        m.activation = l.activation[n.token][n.index].item<double>();
-        m.writeMagnitude = l.writeMagnitude[n.token][n.index].item<double>();
-        m.directEffect = l.direct[n.token][n.index].item<double>();
-        m.totalEffect = l.total[n.token][n.index].item<double>();
+        m.activation = at2(l.activation, n.token, n.index);
+        m.writeMagnitude = at2(l.writeMagnitude, n.token, n.index);
+        m.directEffect = at2(l.direct, n.token, n.index);
+        m.totalEffect = at2(l.total, n.token, n.index);
     }
     }
     return m;
@@ -189,6 +211,8 @@ std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int
     for (int metric = Activation; metric <= Total; ++metric) {
         std::vector<Candidate> candidates;
         auto collect = [&](const at::Tensor& values, const std::function<NodeRef(std::int64_t)>& nodeAt) {
+            if (!values.defined())
+                return;
             const at::Tensor flat = values.reshape({-1}).abs();
             const std::int64_t kk = std::min<std::int64_t>(k, flat.numel());
             if (kk == 0)
@@ -240,8 +264,9 @@ std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int
     std::vector<NodeMetrics> out;
     for (const auto& [node, unused] : chosen)
         out.push_back(metricsOf(in, e, node));
-    std::stable_sort(out.begin(), out.end(), [](const NodeMetrics& a, const NodeMetrics& b) {
-        return std::abs(a.totalEffect) > std::abs(b.totalEffect);
+    std::stable_sort(out.begin(), out.end(), [&](const NodeMetrics& a, const NodeMetrics& b) {
+        return e.hasObjective ? std::abs(a.totalEffect) > std::abs(b.totalEffect)
+                              : std::abs(a.writeMagnitude) > std::abs(b.writeMagnitude);
     });
     return out;
 }

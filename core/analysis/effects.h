@@ -31,6 +31,7 @@ struct LayerEffects {
 };
 
 struct Effects {
+    bool hasObjective = false;             // without one only activation and write magnitude exist
     double objective = 0;
     at::Tensor finalResidualGradient;      // G, [n, d] (only the last row is nonzero)
     at::Tensor embeddingWriteMagnitude, embeddingDirect, embeddingTotal;          // [n]
@@ -41,8 +42,9 @@ struct Effects {
 at::Tensor objectiveOf(const Gpt2Model& model, const ActivationRecord& record, const Objective& objective);
 
 // Runs the backward pass on a record made with ForwardOptions::withGrad. The record keeps its graph
-// (the backward pass retains it) so it can be used again.
-Effects computeEffects(const AnalysisInput& in, const Objective& objective);
+// (the backward pass retains it) so it can be used again. Without an objective no backward pass is
+// run (the record may be made without grad) and the direct/total tensors stay undefined.
+Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& objective);
 
 struct NodeMetrics {
     NodeRef node;
@@ -54,7 +56,7 @@ NodeMetrics metricsOf(const AnalysisInput& in, const Effects& effects, const Nod
 
 // The node table: the top K nodes by |value| of each metric (write magnitude, direct effect, total
 // effect; and activation among neurons and latents), merged without duplicates, each with all metrics.
-// Ordered by |total effect|, largest first.
+// Ordered by |total effect| (by |write magnitude| without an objective), largest first.
 std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& effects, int k);
 
 } // namespace cs
