@@ -1,0 +1,498 @@
+#include "ui/engine/engine.h"
+
+#include "core/analysis/converters.h"
+#include "core/analysis/effects.h"
+#include "core/model/forward.h"
+#include "core/model/prompt.h"
+#include "core/util/errors.h"
+
+#include <c10/util/Exception.h>
+
+#include <QElapsedTimer>
+#include <QFileInfo>
+
+#include <cmath>
+#include <limits>
+
+namespace cs::ui {
+
+QString gridMetricName(GridMetric metric)
+{
+    switch (metric) {
+    case GridMetric::Activation: return QStringLiteral("Activation");
+    case GridMetric::WriteMagnitude: return QStringLiteral("Write magnitude");
+    case GridMetric::DirectEffect: return QStringLiteral("Direct effect");
+    case GridMetric::TotalEffect: return QStringLiteral("Estimated total effect");
+    }
+    return {};
+}
+
+namespace {
+
+QString qs(const std::string& s)
+{
+    return QString::fromStdString(s);
+}
+
+// Token strings for display: a leading space becomes '·' so " Mary" and "Mary" differ visibly.
+QString displayToken(const std::string& token)
+{
+    QString t = qs(token);
+    if (t.startsWith(u' '))
+        t[0] = QChar(0x00B7);
+    t.replace(u'\n', QStringLiteral("⏎"));
+    return t;
+}
+
+QString tokenLabel(const QStringList& tokens, const NodeRef& n)
+{
+    if (n.kind == NodeKind::AttnHead)
+        return tokens.value(n.token) + QStringLiteral(" (") + QString::number(n.token) + QStringLiteral(") → ") +
+               tokens.value(n.keyToken) + QStringLiteral(" (") + QString::number(n.keyToken) + u')';
+    return tokens.value(n.token) + QStringLiteral(" (") + QString::number(n.token) + u')';
+}
+
+TopTokenList toList(const TopTokens& t, const QString& title)
+{
+    TopTokenList out;
+    out.title = title;
+    for (const auto& s : t.top)
+        out.top.push_back({s.id, qs(s.token), s.value});
+    for (const auto& s : t.bottom)
+        out.bottom.push_back({s.id, qs(s.token), s.value});
+    return out;
+}
+
+QVector<double> toVector(const at::Tensor& t)
+{
+    const at::Tensor c = t.detach().to(at::kDouble).contiguous();
+    return QVector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+template <typename F>
+void guarded(Engine* engine, const QString& what, F&& body)
+{
+    try {
+        body();
+    } catch (const Cancelled&) {
+        Q_EMIT engine->runCancelled();
+    } catch (const InputError& e) {
+        Q_EMIT engine->failed(what, QString::fromUtf8(oneLine(e.what())));
+    } catch (const c10::Error& e) {
+        Q_EMIT engine->failed(what, QStringLiteral("internal error: ") + QString::fromUtf8(oneLine(e.what_without_backtrace())));
+    } catch (const std::exception& e) {
+        Q_EMIT engine->failed(what, QStringLiteral("internal error: ") + QString::fromUtf8(oneLine(e.what())));
+    }
+}
+
+} // namespace
+
+// Everything the worker thread owns. Only Engine's slots touch it.
+struct Engine::State {
+    std::shared_ptr<const Gpt2Model> model;
+    std::shared_ptr<SaeSet> saes = std::make_shared<SaeSet>();
+    std::optional<ActivationRecord> record;
+    std::optional<Effects> effects;
+    QStringList tokens;
+    QString prompt;
+};
+
+Engine::Engine() : m_state(std::make_unique<State>()) {}
+Engine::~Engine() = default;
+
+void Engine::requestCancel(quint64 upToRunId)
+{
+    // Monotonic: a cancel never un-cancels a later request.
+    quint64 current = m_cancelUpTo.load();
+    while (current < upToRunId && !m_cancelUpTo.compare_exchange_weak(current, upToRunId)) {
+    }
+}
+
+bool Engine::postInspect(const InspectRequest& request)
+{
+    std::lock_guard lock(m_mailboxMutex);
+    const bool wasEmpty = !m_mailbox.has_value();
+    m_mailbox = request;
+    return wasEmpty;
+}
+
+int Engine::pendingInspects() const
+{
+    std::lock_guard lock(m_mailboxMutex);
+    return m_mailbox ? 1 : 0;
+}
+
+void Engine::openModel(const QString& dir)
+{
+    guarded(this, QStringLiteral("open model"), [&] {
+        auto model = loadHfGpt2(dir.toStdString());
+        // A new model invalidates everything computed with the old one, autoencoders included.
+        m_state->model = model;
+        m_state->saes = std::make_shared<SaeSet>();
+        m_state->record.reset();
+        m_state->effects.reset();
+        const Gpt2Config& c = model->config;
+        ModelSummary s;
+        s.path = dir;
+        s.name = QFileInfo(dir).fileName();
+        s.nLayer = c.nLayer;
+        s.nHead = c.nHead;
+        s.dModel = c.dModel;
+        s.dMlp = c.dMlp;
+        s.nCtx = c.nCtx;
+        s.vocabSize = c.vocabSize;
+        s.parameters = model->weights.parameterCount();
+        for (const auto& w : model->warnings)
+            s.warnings << qs(w);
+        Q_EMIT modelOpened(s);
+        Q_EMIT saesChanged({});
+    });
+}
+
+void Engine::addSae(int role, const QString& spec)
+{
+    guarded(this, QStringLiteral("open autoencoder"), [&] {
+        if (!m_state->model)
+            throw InputError("open a model before its autoencoders");
+        const SaeRole r = role == 0 ? SaeRole::Mlp : role == 1 ? SaeRole::Attn : SaeRole::Resid;
+        BoundSae bound = loadAndBindSae(spec.toStdString(), m_state->model->config, r);
+        auto next = std::make_shared<SaeSet>(*m_state->saes);
+        next->add(std::move(bound));
+        m_state->saes = next;
+        m_state->record.reset(); // the record no longer has every autoencoder's latents
+        m_state->effects.reset();
+        QStringList descriptions;
+        for (const auto& b : next->all())
+            descriptions << QStringLiteral("L%1 %2 (%3): %4")
+                                .arg(b.layer)
+                                .arg(QString::fromLatin1(saeKindName(b.location)), QString::fromLatin1(saeLocationName(b.location)),
+                                     QString::fromStdString(b.sae->source.filename().string()));
+        Q_EMIT saesChanged(descriptions);
+    });
+}
+
+void Engine::clearSaes()
+{
+    m_state->saes = std::make_shared<SaeSet>();
+    m_state->record.reset();
+    m_state->effects.reset();
+    Q_EMIT saesChanged({});
+}
+
+namespace {
+
+GridSnapshot buildGrid(const AnalysisInput& in, const Effects& e, int topN)
+{
+    GridSnapshot g;
+    const int n = in.record.tokenCount();
+    g.nLayers = in.model.config.nLayer;
+    g.nHeads = in.model.config.nHead;
+    g.topN = topN;
+    g.tokenCount = n;
+    g.hasEffects = e.hasObjective;
+    g.rows.resize(kGridMetricCount);
+    for (int m = 0; m < kGridMetricCount; ++m) {
+        const auto metric = static_cast<GridMetric>(m);
+        if (!e.hasObjective && (metric == GridMetric::DirectEffect || metric == GridMetric::TotalEffect))
+            continue;
+        auto& perToken = g.rows[m];
+        perToken.resize(n);
+        for (auto& layers : perToken)
+            layers.resize(g.nLayers);
+        for (int layer = 0; layer < g.nLayers; ++layer) {
+            const LayerEffects& le = e.layers[layer];
+            const at::Tensor* heads[] = {&le.headActivation, &le.headWriteMagnitude, &le.headDirect, &le.headTotal};
+            const at::Tensor* neurons[] = {&le.neuronActivation, &le.neuronWriteMagnitude, &le.neuronDirect, &le.neuronTotal};
+            // Heads: one value per (token, head); the cell selects the key token with the largest |value|.
+            const at::Tensor h = *heads[m];                       // [q, k, H]
+            const at::Tensor best = h.abs().argmax(1);            // [q, H]
+            const at::Tensor value = metric == GridMetric::Activation ? h.amax(1) : h.sum(1);
+            const at::Tensor bestD = best.contiguous();
+            const at::Tensor valueD = value.to(at::kDouble).contiguous();
+            for (int t = 0; t < n; ++t) {
+                auto& row = perToken[t][layer];
+                for (int head = 0; head < g.nHeads; ++head) {
+                    const int k = static_cast<int>(bestD[t][head].item<std::int64_t>());
+                    row.heads.push_back({NodeRef{NodeKind::AttnHead, layer, head, t, k}, valueD[t][head].item<double>()});
+                }
+            }
+            // Neurons and latents: the top-N by |value| at each token.
+            auto topCells = [&](const at::Tensor& values, NodeKind kind, QVector<GridCell> GridLayerRow::*member) {
+                const std::int64_t k = std::min<std::int64_t>(topN, values.size(1));
+                const at::Tensor idx = std::get<1>(values.abs().topk(k, 1)).contiguous();
+                const at::Tensor picked = values.gather(1, idx).to(at::kDouble).contiguous();
+                const std::int64_t* ip = idx.data_ptr<std::int64_t>();
+                const double* vp = picked.data_ptr<double>();
+                for (int t = 0; t < n; ++t) {
+                    auto& cells = perToken[t][layer].*member;
+                    for (std::int64_t j = 0; j < k; ++j)
+                        cells.push_back({NodeRef{kind, layer, static_cast<int>(ip[t * k + j]), t, 0}, vp[t * k + j]});
+                }
+            };
+            topCells(*neurons[m], NodeKind::MlpNeuron, &GridLayerRow::neurons);
+            for (const auto& lat : le.latents) {
+                const at::Tensor* t[] = {&lat.activation, &lat.writeMagnitude, &lat.direct, &lat.total};
+                const NodeKind kind = *nodeKindFromName(lat.kind);
+                topCells(*t[m], kind,
+                         kind == NodeKind::MlpSaeLatent    ? &GridLayerRow::mlpLatents
+                         : kind == NodeKind::AttnSaeLatent ? &GridLayerRow::attnLatents
+                                                           : &GridLayerRow::residLatents);
+            }
+        }
+    }
+    return g;
+}
+
+} // namespace
+
+void Engine::run(const RunRequest& request)
+{
+    const auto cancelled = [this, id = request.id] { return id <= m_cancelUpTo.load(); };
+    guarded(this, QStringLiteral("run"), [&] {
+        if (!m_state->model)
+            throw InputError("no model is open");
+        QElapsedTimer timer;
+        timer.start();
+        const Gpt2Model& model = *m_state->model;
+        std::optional<Objective> objective;
+        if (!request.target.isEmpty()) {
+            objective = Objective{singleTokenId(model, request.target.toStdString(), "target"), std::nullopt};
+            if (!request.distractor.isEmpty())
+                objective->distractor = singleTokenId(model, request.distractor.toStdString(), "distractor");
+        } else if (!request.distractor.isEmpty()) {
+            throw InputError("distractor: needs a target");
+        }
+        const PromptTokens p = tokenizePrompt(model, request.prompt.toStdString(),
+                                              request.truncate ? OverlongPrompt::KeepLast : OverlongPrompt::Refuse);
+        ForwardOptions fo;
+        fo.withGrad = objective.has_value();
+        fo.saes = m_state->saes.get();
+        fo.cancelled = cancelled;
+        if (cancelled())
+            throw Cancelled();
+        const int total = model.config.nLayer + 1;
+        fo.progress = [this, total](int done) { Q_EMIT progress(done, total); };
+        ActivationRecord record = runForward(model, p.ids, fo);
+        if (cancelled())
+            throw Cancelled();
+        const AnalysisInput in{model, *m_state->saes, record};
+        Effects effects = computeEffects(in, objective);
+        Q_EMIT progress(total, total);
+
+        RunResult r;
+        r.id = request.id;
+        r.prompt = request.prompt;
+        for (const auto& t : p.tokens)
+            r.tokens << displayToken(t);
+        r.ids = QVector<int>(p.ids.begin(), p.ids.end());
+        r.hasObjective = effects.hasObjective;
+        r.objective = effects.objective;
+        if (objective) {
+            r.objectiveText = QStringLiteral("logit(%1)").arg(displayToken(model.tokenizer->tokenString(objective->target)));
+            if (objective->distractor)
+                r.objectiveText += QStringLiteral(" − logit(%1)").arg(displayToken(model.tokenizer->tokenString(*objective->distractor)));
+        }
+        for (const auto& w : p.warnings)
+            r.warnings << qs(w);
+        {
+            at::NoGradGuard noGrad;
+            const at::Tensor probs = at::softmax(record.logits[-1].detach().to(at::kDouble), 0);
+            const auto top = probs.topk(10);
+            for (int i = 0; i < 10; ++i) {
+                const int id = static_cast<int>(std::get<1>(top)[i].item<std::int64_t>());
+                r.nextTokens.push_back({id, displayToken(model.tokenizer->tokenString(id)), std::get<0>(top)[i].item<double>()});
+            }
+        }
+        // The node table, with every row's top-3 write tokens from one batched product.
+        const std::vector<NodeMetrics> rows = topNodes(in, effects, request.tableTopK);
+        std::vector<at::Tensor> writes;
+        for (const auto& m : rows)
+            writes.push_back(residualWrite(in, m.node));
+        const at::Tensor tokenWrites = writes.empty() ? at::Tensor() : tokenWrite(model, at::stack(writes));
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            const NodeMetrics& m = rows[i];
+            NodeRow row;
+            row.node = m.node;
+            row.name = qs(m.node.name());
+            row.kind = QString::fromLatin1(nodeKindName(m.node.kind));
+            row.layer = m.node.kind == NodeKind::Embedding ? -1 : m.node.layer;
+            row.tokens = m.node.kind == NodeKind::AttnHead ? r.tokens.value(m.node.token) + QStringLiteral(" → ") + r.tokens.value(m.node.keyToken)
+                                                           : r.tokens.value(m.node.token);
+            row.activation = m.activation;
+            row.writeMagnitude = m.writeMagnitude;
+            if (effects.hasObjective) {
+                row.directEffect = m.directEffect;
+                row.totalEffect = m.totalEffect;
+            }
+            const TopTokens tt = topTokens(*model.tokenizer, tokenWrites[static_cast<std::int64_t>(i)], 3);
+            QStringList top3;
+            for (const auto& s : tt.top)
+                top3 << displayToken(s.token);
+            row.topWriteTokens = top3.join(QStringLiteral(", "));
+            r.table.push_back(row);
+        }
+        r.grid = buildGrid(in, effects, request.gridTopN);
+        r.seconds = timer.elapsed() / 1000.0;
+
+        // Only now, with everything computed, replace the cached state: a failure above keeps the old one.
+        m_state->record = std::move(record);
+        m_state->effects = std::move(effects);
+        m_state->tokens = r.tokens;
+        m_state->prompt = request.prompt;
+        Q_EMIT runFinished(r);
+    });
+}
+
+void Engine::processInspect()
+{
+    std::optional<InspectRequest> request;
+    {
+        std::lock_guard lock(m_mailboxMutex);
+        request.swap(m_mailbox);
+    }
+    if (!request)
+        return;
+    guarded(this, QStringLiteral("inspect"), [&] {
+        if (!m_state->model || !m_state->record)
+            throw InputError("run a prompt first");
+        const Gpt2Model& model = *m_state->model;
+        const ActivationRecord& rec = *m_state->record;
+        const AnalysisInput in{model, *m_state->saes, rec};
+        const NodeRef node = checkedNode(in, request->node);
+        const int k = request->topK;
+
+        NodeView v;
+        v.requestId = request->id;
+        v.node = node;
+        v.name = qs(node.name());
+        v.tokens = m_state->tokens;
+        v.tokenLabel = tokenLabel(m_state->tokens, node);
+        v.provenance = {QString::fromStdString(model.directory.filename().string()), m_state->prompt, v.name, QString()};
+        const NodeMetrics m = metricsOf(in, *m_state->effects, node);
+        v.metrics.activation = m.activation;
+        v.metrics.writeMagnitude = m.writeMagnitude;
+        if (m_state->effects->hasObjective) {
+            v.metrics.directEffect = m.directEffect;
+            v.metrics.totalEffect = m.totalEffect;
+        }
+        v.writeInContext = toList(topTokens(*model.tokenizer, tokenWrite(model, residualWrite(in, node)), k),
+                                  QStringLiteral("Write tokens (this context)"));
+        v.writePerUnit = toList(topTokens(*model.tokenizer, tokenWrite(model, residualWritePerUnit(in, node)), k),
+                                QStringLiteral("Write tokens (per unit activation)"));
+        const NodeReads reads = residualReads(in, node);
+        if (reads.read)
+            v.reads.push_back(toList(topTokens(*model.tokenizer, tokenRead(model, *reads.read), k), QStringLiteral("Read tokens")));
+        if (reads.readQ)
+            v.reads.push_back(toList(topTokens(*model.tokenizer, tokenRead(model, *reads.readQ), k), QStringLiteral("Q-read tokens (query side)")));
+        if (reads.readK)
+            v.reads.push_back(toList(topTokens(*model.tokenizer, tokenRead(model, *reads.readK), k), QStringLiteral("K-read tokens (key side)")));
+
+        const int n = rec.tokenCount();
+        const double nan = std::numeric_limits<double>::quiet_NaN();
+        auto lowerTriangle = [&](const at::Tensor& m) {
+            QVector<double> values = toVector(m);
+            for (int q = 0; q < n; ++q)
+                for (int kk = q + 1; kk < n; ++kk)
+                    values[q * n + kk] = nan;
+            return values;
+        };
+        if (node.kind == NodeKind::AttnHead) {
+            const HeadMaps maps = headMaps(in, node.layer, node.index);
+            v.pairMaps.push_back({QStringLiteral("Attention probability"), QStringLiteral("P[q,k]"), v.tokens, v.tokens,
+                                  lowerTriangle(maps.probs), node.token});
+            v.pairMaps.push_back({QStringLiteral("Write magnitude per pair"), QStringLiteral("‖P·V·W_O‖"), v.tokens, v.tokens,
+                                  lowerTriangle(maps.writeMagnitude), node.token});
+            QVector<double> act;
+            for (int t = 0; t < n; ++t)
+                act.push_back(t >= node.keyToken ? rec.layers[node.layer].probs[t][node.keyToken][node.index].item<double>() : 0.0);
+            v.activationByToken = act;
+        } else if (node.kind == NodeKind::AttnSaeLatent) {
+            // One row per query token where the latent is active; inactive rows stay blank.
+            QVector<double> values(n * n, nan);
+            bool any = false;
+            for (int q = 0; q < n; ++q) {
+                NodeRef atQ = node;
+                atQ.token = q;
+                if (const auto a = pairAttribution(in, atQ)) {
+                    any = true;
+                    const QVector<double> row = toVector(*a);
+                    for (int kk = 0; kk <= q; ++kk)
+                        values[q * n + kk] = row[kk];
+                }
+            }
+            if (any)
+                v.pairMaps.push_back({QStringLiteral("Token-pair attribution"), QStringLiteral("Σ_h P·∂z/∂P"), v.tokens, v.tokens, values, node.token});
+            else
+                v.pairMapsNote = QStringLiteral("The latent is inactive at every token of this prompt.");
+        } else {
+            v.pairMapsNote = QStringLiteral("Token pairs exist for attention heads and attention-autoencoder latents.");
+        }
+        if (node.kind != NodeKind::AttnHead) {
+            QVector<double> act;
+            for (int t = 0; t < n; ++t) {
+                NodeRef atT = node;
+                atT.token = t;
+                act.push_back(nodeActivation(in, atT));
+            }
+            v.activationByToken = act;
+        }
+        Q_EMIT nodeReady(v);
+    });
+}
+
+EngineThread::EngineThread(QObject* parent) : QObject(parent)
+{
+    registerViewTypes();
+    qRegisterMetaType<ModelSummary>();
+    qRegisterMetaType<RunResult>();
+    qRegisterMetaType<RunRequest>();
+    m_engine = new Engine;
+    m_engine->moveToThread(&m_thread);
+    connect(&m_thread, &QThread::finished, m_engine, &QObject::deleteLater);
+    m_thread.setObjectName(QStringLiteral("circuitscope-engine"));
+    m_thread.start();
+}
+
+EngineThread::~EngineThread()
+{
+    m_engine->requestCancel(std::numeric_limits<quint64>::max());
+    m_thread.quit();
+    m_thread.wait();
+}
+
+void EngineThread::openModel(const QString& dir)
+{
+    QMetaObject::invokeMethod(m_engine, "openModel", Qt::QueuedConnection, Q_ARG(QString, dir));
+}
+
+void EngineThread::addSae(int role, const QString& spec)
+{
+    QMetaObject::invokeMethod(m_engine, "addSae", Qt::QueuedConnection, Q_ARG(int, role), Q_ARG(QString, spec));
+}
+
+void EngineThread::clearSaes()
+{
+    QMetaObject::invokeMethod(m_engine, "clearSaes", Qt::QueuedConnection);
+}
+
+quint64 EngineThread::run(RunRequest request)
+{
+    request.id = m_nextId++;
+    QMetaObject::invokeMethod(m_engine, "run", Qt::QueuedConnection, Q_ARG(cs::ui::RunRequest, request));
+    return request.id;
+}
+
+quint64 EngineThread::inspect(const NodeRef& node, int topK)
+{
+    const quint64 id = m_nextId++;
+    if (m_engine->postInspect({id, node, topK}))
+        QMetaObject::invokeMethod(m_engine, "processInspect", Qt::QueuedConnection);
+    return id;
+}
+
+void EngineThread::cancel()
+{
+    m_engine->requestCancel(m_nextId - 1);
+}
+
+} // namespace cs::ui

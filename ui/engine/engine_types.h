@@ -1,0 +1,71 @@
+#pragma once
+// Results of the engine's jobs (model opened, prompt run), as plain values for queued signals.
+
+#include "ui/engine/view_types.h"
+
+#include <QMetaType>
+#include <QString>
+#include <QStringList>
+#include <QVector>
+
+namespace cs::ui {
+
+struct ModelSummary {
+    QString path;
+    QString name;       // the directory's name, for the status bar and provenance
+    int nLayer = 0, nHead = 0, dModel = 0, dMlp = 0, nCtx = 0, vocabSize = 0;
+    qint64 parameters = 0;
+    QStringList warnings;
+};
+
+// The metrics a layer-grid cell can show (math §6.2).
+enum class GridMetric { Activation = 0, WriteMagnitude = 1, DirectEffect = 2, TotalEffect = 3 };
+inline constexpr int kGridMetricCount = 4;
+QString gridMetricName(GridMetric metric);
+
+struct GridCell {
+    NodeRef node;      // what a click selects (heads: the key token with the largest |value|)
+    double value = 0;
+};
+
+// One layer's row of the grid at one token of interest.
+struct GridLayerRow {
+    QVector<GridCell> heads;        // all heads: activation = max over key tokens, other metrics = sum
+    QVector<GridCell> neurons;      // top-N by |value|
+    QVector<GridCell> mlpLatents;   // top-N, empty without an MLP autoencoder at this layer
+    QVector<GridCell> attnLatents;
+    QVector<GridCell> residLatents;
+};
+
+struct GridSnapshot {
+    int nLayers = 0;
+    int nHeads = 0;
+    int topN = 0;
+    int tokenCount = 0;
+    bool hasEffects = false;
+    // [metric][token][layer]; metrics without a value (effects without a target) are empty.
+    QVector<QVector<QVector<GridLayerRow>>> rows;
+
+    bool has(GridMetric m) const { return rows.size() > int(m) && !rows[int(m)].isEmpty(); }
+    const GridLayerRow& row(GridMetric m, int token, int layer) const { return rows[int(m)][token][layer]; }
+};
+
+struct RunResult {
+    quint64 id = 0;
+    QString prompt;
+    QStringList tokens;
+    QVector<int> ids;
+    bool hasObjective = false;
+    double objective = 0;
+    QString objectiveText;          // e.g. "logit(· Mary) − logit(· John)"
+    QVector<TokenValue> nextTokens; // top predictions at the last token, value = probability
+    QVector<NodeRow> table;
+    GridSnapshot grid;
+    double seconds = 0;
+    QStringList warnings;
+};
+
+} // namespace cs::ui
+
+Q_DECLARE_METATYPE(cs::ui::ModelSummary)
+Q_DECLARE_METATYPE(cs::ui::RunResult)
