@@ -144,6 +144,19 @@ QByteArray qbytes(const std::string& s)
     return QByteArray(s.data(), qsizetype(s.size()));
 }
 
+// Overwrites the start of a stored record's bytes in a zip (CRCs are not checked by the reader).
+QByteArray patchRecord(QByteArray zip, const QByteArray& name, const QByteArray& bytes)
+{
+    for (qsizetype at = 0; (at = zip.indexOf("PK\x03\x04", at)) >= 0; ++at) {
+        const auto u16 = [&](qsizetype off) { return int(uchar(zip[at + off])) | (int(uchar(zip[at + off + 1])) << 8); };
+        if (zip.mid(at + 30, u16(26)) == name) {
+            zip.replace(at + 30 + u16(26) + u16(28), bytes.size(), bytes);
+            return zip;
+        }
+    }
+    throw std::runtime_error("record not found");
+}
+
 std::filesystem::path writeFile(const QTemporaryDir& dir, const QString& name, const QByteArray& bytes)
 {
     const std::filesystem::path path = std::filesystem::path(dir.path().toStdString()) / name.toStdString();
@@ -234,8 +247,10 @@ void TestTorchPickle::realFileTensors_data()
         QTest::newRow(QByteArray(tag + "encoder").constData()) << file << "encoder.weight" << "256,128" << at::kFloat;
         QTest::newRow(QByteArray(tag + "decoder").constData()) << file << "decoder.weight" << "128,256" << at::kFloat;
         QTest::newRow(QByteArray(tag + "stats").constData()) << file << "stats_last_nonzero" << "256" << at::kLong;
-        QTest::newRow(QByteArray(tag + "frequency").constData()) << file << "latents_activation_frequency" << "256" << at::kFloat;
-        QTest::newRow(QByteArray(tag + "mean_square").constData()) << file << "latents_mean_square" << "256" << at::kFloat;
+        QTest::newRow(QByteArray(tag + "frequency").constData())
+            << file << "latents_activation_frequency" << "256" << at::kFloat;
+        QTest::newRow(QByteArray(tag + "mean_square").constData())
+            << file << "latents_mean_square" << "256" << at::kFloat;
     }
     for (const char* f : {"sae/resid_delta_attn.relu.pt", "sae/resid_delta_attn.topk8.pt"}) {
         const QString file = QString::fromLatin1(f);
@@ -463,8 +478,9 @@ void TestTorchPickle::rejectsBadFiles_data()
     const std::string storage6 = floats(6);
 
     // Code execution attempts: refused when the global is named, before anything could call it.
-    QTest::newRow("os.system") << archive(Pickle().global("os", "system").str("touch /tmp/pwned").op('\x85').reduce().stop())
-                               << false << "refused global os.system";
+    QTest::newRow("os.system")
+        << archive(Pickle().global("os", "system").str("touch /tmp/pwned").op('\x85').reduce().stop()) << false
+        << "refused global os.system";
     QTest::newRow("builtins.eval") << archive(Pickle().global("builtins", "eval").str("1+1").op('\x85').reduce().stop())
                                    << false << "builtins.eval";
     QTest::newRow("posix.system") << archive(Pickle().global("posix", "system").str("id").op('\x85').reduce().stop())
@@ -479,7 +495,8 @@ void TestTorchPickle::rejectsBadFiles_data()
         << archive(Pickle()
                        .global("torch._utils", "_rebuild_tensor_v2")
                        .mark()
-                       .mark().str("storage").global("torch", "FloatStorage").str("0").str("cpu").integer(6).tuple().op('Q')
+                       .mark().str("storage").global("torch", "FloatStorage").str("0").str("cpu").integer(6)
+                       .tuple().op('Q')
                        .integer(0).intTuple({6}).intTuple({1}).newFalse()
                        .global("subprocess", "Popen").str("id").op('\x85').reduce()
                        .tuple().reduce().stop(),
@@ -589,6 +606,15 @@ void TestTorchPickle::rejectsBadFiles_data()
         const QByteArray whole = archive(Pickle().emptyDict().stop());
         QTest::newRow("truncated zip") << whole.left(whole.size() / 2) << false << "not a zip archive";
         QTest::newRow("zip header only") << whole.left(4) << false << "not a zip archive";
+    }
+    {
+        const QByteArray ok = archive(Pickle().emptyDict().stop());
+        QTest::newRow("version record not a number") << patchRecord(ok, "archive/version", "x") << false
+                                                     << "version record is malformed";
+        QTest::newRow("version record 0") << patchRecord(ok, "archive/version", "0") << false
+                                          << "format version 0 is not supported";
+        QTest::newRow("big-endian archive") << patchRecord(ok, "archive/byteorder", "bigxxx") << false
+                                            << "only little-endian";
     }
     {
         // A central directory that claims data.pkl holds ~2 GB: must be caught before anything allocates it.

@@ -151,8 +151,8 @@ uint64_t le64(const unsigned char* p) { return uint64_t(le32(p)) | (uint64_t(le3
 
 struct ZipEntry {
     uint16_t method = 0;
-    uint64_t compressedSize = 0;
-    uint64_t size = 0; // uncompressed
+    uint64_t size = 0;      // uncompressed
+    uint64_t dataStart = 0; // file offset of the (compressed) bytes
 };
 
 struct ZipIndex {
@@ -282,7 +282,7 @@ ZipIndex scanZip(RawFile& file)
         if (dataStart > size || compressed > size - dataStart)
             throw FileProblem("corrupt zip archive: data of " + name + " extends past the end of the file");
 
-        if (!index.entries.emplace(name, ZipEntry{method, compressed, uncompressed}).second)
+        if (!index.entries.emplace(name, ZipEntry{method, uncompressed, dataStart}).second)
             throw FileProblem("corrupt zip archive: duplicate entry " + name);
         index.names.push_back(std::move(name));
     }
@@ -308,6 +308,42 @@ std::string archivePrefix(const ZipIndex& zip)
             throw FileProblem("archive entry " + name + " is outside the archive folder " + prefix + "/");
     }
     return prefix;
+}
+
+// PyTorchStreamReader's constructor checks the version record itself, but when that check fails it
+// throws without releasing its zip state (a leak per bad file in libtorch 1.13) and a non-numeric
+// version escapes as std::invalid_argument; so the record is checked here first.
+void checkVersionRecord(RawFile& file, const ZipIndex& zip, const std::string& prefix)
+{
+    const ZipEntry* version = nullptr;
+    for (const char* name : {"/.data/version", "/version"}) {
+        auto it = zip.entries.find(prefix + name);
+        if (it != zip.entries.end()) {
+            version = &it->second;
+            break;
+        }
+    }
+    if (!version)
+        throw FileProblem("archive has no version record; not a torch.save checkpoint");
+    if (version->method != 0)
+        return; // compressed by some zip tool: the reader's own check has to do
+    if (version->size == 0 || version->size > 32)
+        throw FileProblem("archive version record is malformed");
+    std::string text(version->size, '\0');
+    file.read(version->dataStart, text.data(), text.size(), "version record");
+    uint64_t value = 0;
+    size_t digits = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9')
+        value = value * 10 + uint64_t(text[digits++] - '0');
+    const bool onlySpaceAfter = std::all_of(text.begin() + static_cast<std::ptrdiff_t>(digits), text.end(),
+                                            [](char c) { return c == '\n' || c == '\r' || c == ' '; });
+    if (digits == 0 || digits > 6 || !onlySpaceAfter)
+        throw FileProblem("archive version record is malformed");
+    if (value < caffe2::serialize::kMinSupportedFileFormatVersion ||
+        value > caffe2::serialize::kMaxSupportedFileFormatVersion)
+        throw FileProblem("archive format version " + std::to_string(value) + " is not supported by libtorch " +
+                          "1.13 (supported: " + std::to_string(caffe2::serialize::kMinSupportedFileFormatVersion) +
+                          " to " + std::to_string(caffe2::serialize::kMaxSupportedFileFormatVersion) + ")");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -898,8 +934,8 @@ void Unpickler::persistentLoad()
     const LoadedStorage& loaded = loader_(keyName);
     const uint64_t itemSize = c10::elementSize(dtype);
     if (numel < 0 || uint64_t(numel) > loaded.bytes / itemSize)
-        fail("storage '" + keyName + "' declares " + std::to_string(numel) + " elements of " + std::to_string(itemSize) +
-             " bytes but its record holds " + std::to_string(loaded.bytes) + " bytes");
+        fail("storage '" + keyName + "' declares " + std::to_string(numel) + " elements of " +
+             std::to_string(itemSize) + " bytes but its record holds " + std::to_string(loaded.bytes) + " bytes");
 
     storages_.push_back(StorageRef{loaded.storage, dtype, numel});
     const uint32_t id = make(Kind::Storage);
@@ -1104,7 +1140,9 @@ TorchValue loadChecked(const std::filesystem::path& path)
     }
 
     const ZipIndex zip = scanZip(file);
-    Archive archive(path, zip, archivePrefix(zip));
+    std::string prefix = archivePrefix(zip);
+    checkVersionRecord(file, zip, prefix);
+    Archive archive(path, zip, std::move(prefix));
 
     if (archive.has("byteorder")) {
         Record r = archive.read("byteorder", kMaxSmallRecord);
@@ -1195,8 +1233,10 @@ TorchValue loadTorchFile(const std::filesystem::path& path)
         throwInputError(path, "PyTorch archive reader: " + firstLine(e.what_without_backtrace()));
     } catch (const std::bad_alloc&) {
         throwInputError(path, "not enough memory to load the checkpoint");
-    } catch (const std::ios_base::failure& e) {
-        throwInputError(path, std::string("read error: ") + e.what());
+    } catch (const std::exception& e) {
+        // Only libtorch's archive reader can end up here (e.g. std::invalid_argument from its parsing);
+        // whatever it is, it was caused by the file's content.
+        throwInputError(path, std::string("cannot read archive: ") + e.what());
     }
 }
 
