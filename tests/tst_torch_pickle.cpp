@@ -148,7 +148,9 @@ QByteArray qbytes(const std::string& s)
 QByteArray patchRecord(QByteArray zip, const QByteArray& name, const QByteArray& bytes)
 {
     for (qsizetype at = 0; (at = zip.indexOf("PK\x03\x04", at)) >= 0; ++at) {
-        const auto u16 = [&](qsizetype off) { return int(uchar(zip[at + off])) | (int(uchar(zip[at + off + 1])) << 8); };
+        const auto u16 = [&](qsizetype off) {
+            return int(uchar(zip[at + off])) | (int(uchar(zip[at + off + 1])) << 8);
+        };
         if (zip.mid(at + 30, u16(26)) == name) {
             zip.replace(at + 30 + u16(26) + u16(28), bytes.size(), bytes);
             return zip;
