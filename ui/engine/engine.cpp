@@ -316,8 +316,12 @@ void Engine::run(const RunRequest& request)
             row.name = qs(m.node.name());
             row.kind = QString::fromLatin1(nodeKindName(m.node.kind));
             row.layer = m.node.kind == NodeKind::Embedding ? -1 : m.node.layer;
-            row.tokens = m.node.kind == NodeKind::AttnHead ? r.tokens.value(m.node.token) + QStringLiteral(" → ") + r.tokens.value(m.node.keyToken)
-                                                           : r.tokens.value(m.node.token);
+            // Raw token strings (leading spaces kept): the table shows them with '·' itself and
+            // exports them unchanged to CSV.
+            const QString tokenQ = qs(p.tokens[static_cast<std::size_t>(m.node.token)]);
+            row.tokens = m.node.kind == NodeKind::AttnHead
+                             ? tokenQ + QStringLiteral(" → ") + qs(p.tokens[static_cast<std::size_t>(m.node.keyToken)])
+                             : tokenQ;
             row.activation = m.activation;
             row.writeMagnitude = m.writeMagnitude;
             if (effects.hasObjective) {
@@ -327,7 +331,7 @@ void Engine::run(const RunRequest& request)
             const TopTokens tt = topTokens(*model.tokenizer, tokenWrites[static_cast<std::int64_t>(i)], 3);
             QStringList top3;
             for (const auto& s : tt.top)
-                top3 << displayToken(s.token);
+                top3 << qs(s.token);
             row.topWriteTokens = top3.join(QStringLiteral(", "));
             r.table.push_back(row);
         }

@@ -1,0 +1,77 @@
+// circuitscope: the desktop app. Argument parsing only; the window lives in ui/widgets.
+//
+//   circuitscope [--model DIR] [--prompt TEXT] [--target TOK] [--distractor TOK] [--run]
+//
+// Without --model it opens the bundled demo model (resources/demo) with an indirect-object prompt,
+// target and distractor filled in, and runs it, so a first look shows a circuit within seconds.
+
+#include "core/model/demo_model.h"
+#include "core/util/runtime.h"
+#include "ui/widgets/main_window.h"
+
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QDir>
+
+int main(int argc, char** argv)
+{
+    QApplication app(argc, argv);
+    QApplication::setApplicationName(QStringLiteral("Circuitscope"));
+    QApplication::setOrganizationName(QStringLiteral("Circuitscope"));
+    QApplication::setApplicationVersion(QStringLiteral(CIRCUITSCOPE_VERSION));
+    cs::initializeRuntime();
+
+    QCommandLineParser parser;
+    parser.setApplicationDescription(QStringLiteral("Point-and-click interpretability for GPT-2 models and sparse autoencoders."));
+    parser.addHelpOption();
+    parser.addVersionOption();
+    const QCommandLineOption model(QStringLiteral("model"), QStringLiteral("Hugging Face GPT-2 folder."), QStringLiteral("DIR"));
+    const QCommandLineOption prompt(QStringLiteral("prompt"), QStringLiteral("Prompt to fill in."), QStringLiteral("TEXT"));
+    const QCommandLineOption target(QStringLiteral("target"), QStringLiteral("Target token."), QStringLiteral("TOK"));
+    const QCommandLineOption distractor(QStringLiteral("distractor"), QStringLiteral("Distractor token."), QStringLiteral("TOK"));
+    const QCommandLineOption mlpSae(QStringLiteral("mlp-sae"), QStringLiteral("MLP autoencoder L=PATH (repeatable)."), QStringLiteral("L=PATH"));
+    const QCommandLineOption attnSae(QStringLiteral("attn-sae"), QStringLiteral("Attention autoencoder L=PATH (repeatable)."), QStringLiteral("L=PATH"));
+    const QCommandLineOption residSae(QStringLiteral("resid-sae"), QStringLiteral("Residual autoencoder L:location=PATH (repeatable)."), QStringLiteral("L=PATH"));
+    const QCommandLineOption run(QStringLiteral("run"), QStringLiteral("Run the prompt once the model is open."));
+    parser.addOptions({model, prompt, target, distractor, mlpSae, attnSae, residSae, run});
+    parser.process(app);
+
+    cs::ui::MainWindow window;
+    window.resize(1600, 1000);
+    QString modelDir = parser.value(model);
+    bool demo = false;
+    if (modelDir.isEmpty()) {
+        if (const auto found = cs::findBundledDemoModel(QApplication::applicationDirPath().toStdString())) {
+            modelDir = QString::fromStdString(found->string());
+            demo = true;
+        } else {
+            // The tiny test model stands in until the demo bundle exists in this checkout.
+            const QDir source(QStringLiteral(CIRCUITSCOPE_SOURCE_DIR));
+            if (source.exists(QStringLiteral("tests/data/tiny-gpt2/config.json"))) {
+                modelDir = source.filePath(QStringLiteral("tests/data/tiny-gpt2"));
+                demo = true;
+            }
+        }
+    }
+    if (demo && !parser.isSet(prompt))
+        window.setPrompt(QStringLiteral("When Mary and John went to the store, John gave a drink to"), QStringLiteral(" Mary"),
+                         QStringLiteral(" John"));
+    if (parser.isSet(prompt))
+        window.setPrompt(parser.value(prompt), parser.value(target), parser.value(distractor));
+    const bool runWhenReady = parser.isSet(run) || demo;
+    if (!modelDir.isEmpty()) {
+        QObject::connect(&window, &cs::ui::MainWindow::modelReady, &window, [&] {
+            for (const QString& s : parser.values(mlpSae))
+                window.addAutoencoder(0, s);
+            for (const QString& s : parser.values(attnSae))
+                window.addAutoencoder(1, s);
+            for (const QString& s : parser.values(residSae))
+                window.addAutoencoder(2, s);
+            if (runWhenReady)
+                window.run();
+        }, Qt::SingleShotConnection);
+        window.openModel(modelDir);
+    }
+    window.show();
+    return app.exec();
+}

@@ -1,0 +1,477 @@
+#include "ui/widgets/main_window.h"
+
+#include "core/model/demo_model.h"
+#include "core/model/hf_cache.h"
+#include "ui/charts/chart_widget.h"
+#include "ui/widgets/layer_grid.h"
+#include "ui/widgets/node_inspector.h"
+#include "ui/widgets/node_table_view.h"
+#include "ui/widgets/token_strip.h"
+
+#include <QApplication>
+#include <QCloseEvent>
+#include <QComboBox>
+#include <QCoreApplication>
+#include <QFileDialog>
+#include <QHBoxLayout>
+#include <QInputDialog>
+#include <QLabel>
+#include <QLineEdit>
+#include <QMenu>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QScrollArea>
+#include <QSettings>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QStatusBar>
+#include <QToolBar>
+#include <QToolButton>
+#include <QVBoxLayout>
+
+namespace cs::ui {
+
+namespace {
+
+constexpr int kMaxRecent = 8;
+constexpr int kGridTopNComputed = 32; // the engine ships this many per layer; the spin box shows fewer
+
+QString roleName(int role)
+{
+    return role == 0 ? QObject::tr("MLP") : role == 1 ? QObject::tr("attention") : QObject::tr("residual");
+}
+
+} // namespace
+
+MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), m_engine(new EngineThread(this))
+{
+    setWindowTitle(tr("Circuitscope"));
+    buildToolbar();
+    buildCentral();
+    buildStatusBar();
+    connectEngine();
+
+    QSettings settings;
+    restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray());
+    restoreState(settings.value(QStringLiteral("window/state")).toByteArray());
+    m_prompt->setText(settings.value(QStringLiteral("prompt/text")).toString());
+    m_target->setText(settings.value(QStringLiteral("prompt/target")).toString());
+    m_distractor->setText(settings.value(QStringLiteral("prompt/distractor")).toString());
+}
+
+MainWindow::~MainWindow() = default;
+
+void MainWindow::buildToolbar()
+{
+    auto* bar = addToolBar(tr("Main"));
+    bar->setObjectName(QStringLiteral("mainToolbar"));
+    bar->setMovable(false);
+
+    m_modelButton = new QToolButton;
+    m_modelButton->setText(tr("Open model"));
+    m_modelButton->setPopupMode(QToolButton::InstantPopup);
+    m_modelMenu = new QMenu(m_modelButton);
+    connect(m_modelMenu, &QMenu::aboutToShow, this, &MainWindow::fillModelMenu);
+    m_modelButton->setMenu(m_modelMenu);
+    bar->addWidget(m_modelButton);
+
+    m_saeButton = new QToolButton;
+    m_saeButton->setText(tr("Open SAEs"));
+    m_saeButton->setPopupMode(QToolButton::InstantPopup);
+    auto* saeMenu = new QMenu(m_saeButton);
+    for (int role = 0; role < 3; ++role)
+        saeMenu->addAction(tr("%1 autoencoder for a layer…").arg(roleName(role)), this, [this, role] { chooseAutoencoder(role); });
+    saeMenu->addSeparator();
+    saeMenu->addAction(tr("Remove all autoencoders"), this, [this] { m_engine->clearSaes(); });
+    m_saeButton->setMenu(saeMenu);
+    bar->addWidget(m_saeButton);
+    bar->addSeparator();
+
+    m_prompt = new QLineEdit;
+    m_prompt->setPlaceholderText(tr("Prompt"));
+    m_prompt->setClearButtonEnabled(true);
+    m_prompt->setMinimumWidth(380);
+    connect(m_prompt, &QLineEdit::returnPressed, this, &MainWindow::run);
+    bar->addWidget(m_prompt);
+
+    auto tokenField = [this](const QString& placeholder, const QString& tip) {
+        auto* f = new QLineEdit;
+        f->setPlaceholderText(placeholder);
+        f->setToolTip(tip);
+        f->setMaximumWidth(130);
+        connect(f, &QLineEdit::returnPressed, this, &MainWindow::run);
+        return f;
+    };
+    bar->addWidget(new QLabel(tr("  target ")));
+    m_target = tokenField(tr("e.g. ␣Mary"), tr("A single token; its logit (minus the distractor's) is the objective.\nType the leading space: \" Mary\"."));
+    bar->addWidget(m_target);
+    bar->addWidget(new QLabel(tr("  distractor ")));
+    m_distractor = tokenField(tr("optional"), tr("A single token whose logit is subtracted from the target's."));
+    bar->addWidget(m_distractor);
+
+    m_runButton = new QPushButton(tr("Run"));
+    m_runButton->setDefault(true);
+    connect(m_runButton, &QPushButton::clicked, this, &MainWindow::run);
+    bar->addWidget(m_runButton);
+}
+
+void MainWindow::buildCentral()
+{
+    auto* central = new QWidget;
+    auto* layout = new QVBoxLayout(central);
+    layout->setContentsMargins(6, 4, 6, 4);
+
+    m_error = new QLabel;
+    m_error->setWordWrap(true);
+    m_error->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    m_error->setStyleSheet(QStringLiteral("QLabel { background: #fdecea; color: #8a1c12; border: 1px solid #f5c2bd; border-radius: 4px; padding: 6px; }"));
+    m_error->hide();
+    layout->addWidget(m_error);
+
+    m_tokens = new TokenStrip;
+    connect(m_tokens, &TokenStrip::tokenClicked, this, &MainWindow::onTokenOfInterest);
+    layout->addWidget(m_tokens);
+
+    // Grid panel: controls above the grid.
+    auto* gridPanel = new QWidget;
+    auto* gridLayout = new QVBoxLayout(gridPanel);
+    gridLayout->setContentsMargins(0, 0, 0, 0);
+    auto* controls = new QHBoxLayout;
+    m_metric = new QComboBox;
+    for (int m = 0; m < kGridMetricCount; ++m)
+        m_metric->addItem(gridMetricName(static_cast<GridMetric>(m)), m);
+    m_metric->setToolTip(tr("Cell color. Direct and total effects need a target token."));
+    connect(m_metric, &QComboBox::currentIndexChanged, this, [this] {
+        m_grid->setMetric(static_cast<GridMetric>(m_metric->currentData().toInt()));
+    });
+    m_topN = new QSpinBox;
+    m_topN->setRange(1, kGridTopNComputed);
+    m_topN->setValue(16);
+    m_topN->setPrefix(tr("top "));
+    m_topN->setToolTip(tr("Neurons and latents shown per layer, by |metric| at the token of interest"));
+    connect(m_topN, &QSpinBox::valueChanged, this, [this](int n) { m_grid->setTopN(n); });
+    m_goTo = new QLineEdit;
+    m_goTo->setPlaceholderText(tr("Go to node: mlp 5 123, attn 3 7, L5/N123, attn_sae:1:42@-1"));
+    connect(m_goTo, &QLineEdit::returnPressed, this, &MainWindow::onGoTo);
+    controls->addWidget(new QLabel(tr("Metric")));
+    controls->addWidget(m_metric);
+    controls->addWidget(m_topN);
+    controls->addWidget(m_goTo, 1);
+    gridLayout->addLayout(controls);
+    m_grid = new LayerGrid;
+    connect(m_grid, &LayerGrid::nodeClicked, this, &MainWindow::selectNode);
+    auto* scroll = new QScrollArea;
+    scroll->setWidget(m_grid);
+    scroll->setWidgetResizable(true);
+    gridLayout->addWidget(scroll, 1);
+
+    m_inspector = new NodeInspector;
+    auto* top = new QSplitter(Qt::Horizontal);
+    top->setObjectName(QStringLiteral("topSplitter"));
+    top->addWidget(gridPanel);
+    top->addWidget(m_inspector);
+    top->setStretchFactor(0, 5);
+    top->setStretchFactor(1, 6);
+
+    m_table = new NodeTableView;
+    connect(m_table, &NodeTableView::nodeActivated, this, &MainWindow::selectNode);
+    auto* vertical = new QSplitter(Qt::Vertical);
+    vertical->setObjectName(QStringLiteral("mainSplitter"));
+    vertical->addWidget(top);
+    vertical->addWidget(m_table);
+    vertical->setStretchFactor(0, 3);
+    vertical->setStretchFactor(1, 2);
+    layout->addWidget(vertical, 1);
+    setCentralWidget(central);
+}
+
+void MainWindow::buildStatusBar()
+{
+    m_modelLabel = new QLabel(tr("no model"));
+    m_saeLabel = new QLabel;
+    m_tokenCountLabel = new QLabel;
+    m_timeLabel = new QLabel;
+    m_progress = new QProgressBar;
+    m_progress->setMaximumWidth(180);
+    m_progress->hide();
+    m_cancelButton = new QPushButton(tr("Cancel"));
+    m_cancelButton->hide();
+    connect(m_cancelButton, &QPushButton::clicked, this, [this] { m_engine->cancel(); });
+    statusBar()->addWidget(m_modelLabel);
+    statusBar()->addWidget(m_saeLabel);
+    statusBar()->addWidget(m_tokenCountLabel);
+    statusBar()->addWidget(m_timeLabel);
+    statusBar()->addPermanentWidget(m_progress);
+    statusBar()->addPermanentWidget(m_cancelButton);
+}
+
+void MainWindow::connectEngine()
+{
+    Engine* e = m_engine->engine();
+    // `this` as context: queued results for a window that is gone are dropped by Qt.
+    connect(e, &Engine::modelOpened, this, &MainWindow::onModelOpened);
+    connect(e, &Engine::runFinished, this, &MainWindow::onRunFinished);
+    connect(e, &Engine::nodeReady, this, &MainWindow::onNodeReady);
+    connect(e, &Engine::failed, this, &MainWindow::onFailed);
+    connect(e, &Engine::progress, this, [this](int done, int total) {
+        m_progress->setRange(0, total);
+        m_progress->setValue(done);
+    });
+    connect(e, &Engine::runCancelled, this, [this] {
+        setBusy(false);
+        statusBar()->showMessage(tr("Run cancelled; the previous results are kept."), 5000);
+    });
+    connect(e, &Engine::saesChanged, this, [this](const QStringList& saes) {
+        m_saeLabel->setText(saes.isEmpty() ? QString() : tr("· %n autoencoder(s)", nullptr, static_cast<int>(saes.size())));
+        m_saeLabel->setToolTip(saes.join(u'\n'));
+        if (!saes.isEmpty())
+            clearError();
+    });
+}
+
+QString MainWindow::errorText() const
+{
+    return m_error->isVisible() ? m_error->text() : QString();
+}
+
+void MainWindow::showError(const QString& message)
+{
+    m_error->setText(message);
+    m_error->show();
+    Q_EMIT errorShown(message);
+}
+
+void MainWindow::clearError()
+{
+    m_error->hide();
+    m_error->clear();
+}
+
+void MainWindow::fillModelMenu()
+{
+    m_modelMenu->clear();
+    m_modelMenu->addAction(tr("Open folder…"), this, &MainWindow::chooseModelFolder);
+    if (const auto demo = findBundledDemoModel(QCoreApplication::applicationDirPath().toStdString())) {
+        const QString path = QString::fromStdString(demo->string());
+        m_modelMenu->addAction(tr("Bundled demo model"), this, [this, path] { openModel(path); });
+    }
+    const auto cached = findCachedGpt2Models();
+    if (!cached.empty()) {
+        m_modelMenu->addSection(tr("Hugging Face cache"));
+        for (const auto& c : cached) {
+            const QString path = QString::fromStdString(c.snapshot.string());
+            m_modelMenu->addAction(QString::fromStdString(c.name), this, [this, path] { openModel(path); })->setToolTip(path);
+        }
+    }
+    const QStringList recent = QSettings().value(QStringLiteral("models/recent")).toStringList();
+    if (!recent.isEmpty()) {
+        m_modelMenu->addSection(tr("Recent"));
+        for (const QString& path : recent)
+            m_modelMenu->addAction(path, this, [this, path] { openModel(path); });
+    }
+}
+
+void MainWindow::chooseModelFolder()
+{
+    const QString dir = QFileDialog::getExistingDirectory(this, tr("Open a Hugging Face GPT-2 folder"));
+    if (!dir.isEmpty())
+        openModel(dir);
+}
+
+void MainWindow::chooseAutoencoder(int role)
+{
+    if (!m_model) {
+        showError(tr("Open a model before its autoencoders."));
+        return;
+    }
+    const QString path = QFileDialog::getOpenFileName(this, tr("Open a %1 autoencoder").arg(roleName(role)), QString(),
+                                                      tr("Autoencoders (*.pt cfg.json);;All files (*)"));
+    if (path.isEmpty())
+        return;
+    bool ok = false;
+    const int layer = QInputDialog::getInt(this, tr("Layer"), tr("Layer of this %1 autoencoder:").arg(roleName(role)), 0, 0,
+                                           m_model->nLayer - 1, 1, &ok);
+    if (!ok)
+        return;
+    // A SAELens cfg.json stands for its folder.
+    const QString target = path.endsWith(QStringLiteral("cfg.json")) ? QFileInfo(path).absolutePath() : path;
+    addAutoencoder(role, QString::number(layer) + u'=' + target);
+}
+
+void MainWindow::openModel(const QString& dir)
+{
+    m_pendingModelPath = dir;
+    m_modelLabel->setText(tr("opening %1…").arg(QFileInfo(dir).fileName()));
+    m_engine->openModel(dir);
+}
+
+void MainWindow::addAutoencoder(int role, const QString& spec)
+{
+    m_engine->addSae(role, spec);
+}
+
+void MainWindow::setPrompt(const QString& prompt, const QString& target, const QString& distractor)
+{
+    m_prompt->setText(prompt);
+    m_target->setText(target);
+    m_distractor->setText(distractor);
+}
+
+void MainWindow::run()
+{
+    clearError();
+    if (!m_model) {
+        showError(tr("Open a model first (Open model ▾)."));
+        return;
+    }
+    RunRequest r;
+    r.prompt = m_prompt->text();
+    r.target = m_target->text();
+    r.distractor = m_distractor->text();
+    r.gridTopN = kGridTopNComputed;
+    setBusy(true);
+    m_engine->run(r);
+}
+
+void MainWindow::setBusy(bool busy)
+{
+    m_progress->setVisible(busy);
+    m_cancelButton->setVisible(busy);
+    m_progress->setValue(0);
+}
+
+void MainWindow::onModelOpened(const ModelSummary& s)
+{
+    clearError();
+    m_model = s;
+    m_lastRun.reset();
+    m_selected.reset();
+    m_modelLabel->setText(tr("%1 · %2 layers × %3 heads · d %4").arg(s.name).arg(s.nLayer).arg(s.nHead).arg(s.dModel));
+    m_modelLabel->setToolTip(s.path);
+    m_tokens->setTokens({});
+    m_grid->setSnapshot({});
+    m_table->setRows({});
+    m_inspector->clear(tr("Run a prompt, then click a node."));
+    if (!s.warnings.isEmpty())
+        statusBar()->showMessage(s.warnings.join(QStringLiteral("; ")), 8000);
+    rememberRecentModel(s.path);
+    Q_EMIT modelReady();
+}
+
+void MainWindow::rememberRecentModel(const QString& dir)
+{
+    QSettings settings;
+    QStringList recent = settings.value(QStringLiteral("models/recent")).toStringList();
+    recent.removeAll(dir);
+    recent.prepend(dir);
+    while (recent.size() > kMaxRecent)
+        recent.removeLast();
+    settings.setValue(QStringLiteral("models/recent"), recent);
+}
+
+void MainWindow::onRunFinished(const RunResult& r)
+{
+    setBusy(false);
+    clearError();
+    m_lastRun = r;
+    m_tokens->setTokens(r.tokens);
+    m_grid->setSnapshot(r.grid);
+    m_grid->setTokenOfInterest(static_cast<int>(r.tokens.size()) - 1);
+    updateMetricChooser();
+    m_table->setEffectsAvailable(r.hasObjective);
+    m_table->setProvenance(m_model ? m_model->name : QString(), r.prompt);
+    m_table->setRows(r.table);
+    m_tokenCountLabel->setText(tr("· %n token(s)", nullptr, static_cast<int>(r.tokens.size())));
+    QString timing = tr("· computed in %1 s").arg(r.seconds, 0, 'f', 2);
+    if (r.hasObjective)
+        timing += tr(" · %1 = %2").arg(r.objectiveText).arg(r.objective, 0, 'g', 4);
+    if (!r.nextTokens.isEmpty())
+        timing += tr(" · next: %1 (p = %2)").arg(r.nextTokens.first().token).arg(r.nextTokens.first().value, 0, 'g', 3);
+    m_timeLabel->setText(timing);
+    if (!r.warnings.isEmpty())
+        statusBar()->showMessage(r.warnings.join(QStringLiteral("; ")), 8000);
+    // Keep the selected node if it still exists in this prompt.
+    // Keep the selected node if it still exists in this prompt; otherwise show the table's first node
+    // so the inspector is never empty after a run.
+    if (m_selected && m_selected->token < r.tokens.size() && m_selected->keyToken < r.tokens.size())
+        selectNode(*m_selected);
+    else if (!r.table.isEmpty())
+        selectNode(r.table.first().node);
+    else
+        m_inspector->clear(tr("Click a node in the grid or the table."));
+    QSettings settings;
+    settings.setValue(QStringLiteral("prompt/text"), r.prompt);
+    settings.setValue(QStringLiteral("prompt/target"), m_target->text());
+    settings.setValue(QStringLiteral("prompt/distractor"), m_distractor->text());
+    Q_EMIT runReady();
+}
+
+void MainWindow::updateMetricChooser()
+{
+    const bool effects = m_lastRun && m_lastRun->hasObjective;
+    for (int m = 0; m < kGridMetricCount; ++m) {
+        const bool needsTarget = m >= int(GridMetric::DirectEffect);
+        // Without a target the effect metrics are hidden, not shown as zeros (product.md §3).
+        m_metric->setItemData(m, needsTarget && !effects ? QVariant(0) : QVariant(), Qt::UserRole - 1);
+    }
+    if (!effects && m_metric->currentIndex() >= int(GridMetric::DirectEffect))
+        m_metric->setCurrentIndex(int(GridMetric::Activation));
+    m_grid->setMetric(static_cast<GridMetric>(m_metric->currentData().toInt()));
+}
+
+void MainWindow::selectNode(const NodeRef& node)
+{
+    if (!m_lastRun)
+        return;
+    m_selected = node;
+    m_grid->setSelectedNode(node);
+    m_table->selectNode(node);
+    m_latestInspect = m_engine->inspect(node);
+}
+
+void MainWindow::onNodeReady(const NodeView& view)
+{
+    if (view.requestId != m_latestInspect)
+        return; // an older click; a newer answer is coming
+    m_inspector->setView(view);
+    m_tokens->setActivations(view.activationByToken);
+    Q_EMIT nodeShown();
+}
+
+void MainWindow::onFailed(const QString& what, const QString& message)
+{
+    if (what == u"run")
+        setBusy(false);
+    if (what == u"open model" && m_model)
+        m_modelLabel->setText(tr("%1 · %2 layers × %3 heads · d %4").arg(m_model->name).arg(m_model->nLayer).arg(m_model->nHead).arg(m_model->dModel));
+    else if (what == u"open model")
+        m_modelLabel->setText(tr("no model"));
+    showError(tr("Could not %1: %2").arg(what, message));
+}
+
+void MainWindow::onTokenOfInterest(int token)
+{
+    m_grid->setTokenOfInterest(token);
+}
+
+void MainWindow::onGoTo()
+{
+    const auto node = parseGoToNode(m_goTo->text(), m_grid->tokenOfInterest(), &m_grid->snapshot(), m_grid->metric());
+    if (!node) {
+        showError(tr("Go to node: '%1' is not a node name (try mlp 5 123, attn 3 7, L5/N123 or mlp:5:123@7).").arg(m_goTo->text()));
+        return;
+    }
+    clearError();
+    selectNode(*node);
+}
+
+void MainWindow::closeEvent(QCloseEvent* event)
+{
+    QSettings settings;
+    settings.setValue(QStringLiteral("window/geometry"), saveGeometry());
+    settings.setValue(QStringLiteral("window/state"), saveState());
+    m_engine->cancel();
+    QMainWindow::closeEvent(event);
+}
+
+} // namespace cs::ui

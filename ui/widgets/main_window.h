@@ -1,0 +1,115 @@
+#pragma once
+// The main window (product.md §3): toolbar, token strip, layer grid, node inspector, node table and
+// status bar, wired to the engine. Each panel is its own widget; this class only connects them.
+
+#include "ui/engine/engine.h"
+
+#include <QMainWindow>
+
+#include <optional>
+
+class QComboBox;
+class QLabel;
+class QLineEdit;
+class QMenu;
+class QProgressBar;
+class QPushButton;
+class QSpinBox;
+class QToolButton;
+
+namespace cs::ui {
+
+class LayerGrid;
+class NodeInspector;
+class NodeTableView;
+class TokenStrip;
+
+class MainWindow : public QMainWindow {
+    Q_OBJECT
+public:
+    explicit MainWindow(QWidget* parent = nullptr);
+    ~MainWindow() override;
+
+    void openModel(const QString& dir);
+    void setPrompt(const QString& prompt, const QString& target = {}, const QString& distractor = {});
+    void addAutoencoder(int role, const QString& spec);
+    void run();
+    void selectNode(const NodeRef& node);
+
+    // The parts, for tests and screenshots.
+    EngineThread* engine() const { return m_engine; }
+    LayerGrid* grid() const { return m_grid; }
+    NodeInspector* inspector() const { return m_inspector; }
+    NodeTableView* table() const { return m_table; }
+    TokenStrip* tokenStrip() const { return m_tokens; }
+    QLineEdit* promptField() const { return m_prompt; }
+    QLineEdit* targetField() const { return m_target; }
+    QLineEdit* distractorField() const { return m_distractor; }
+    QLineEdit* goToField() const { return m_goTo; }
+    QComboBox* metricChooser() const { return m_metric; }
+    QPushButton* runButton() const { return m_runButton; }
+    QPushButton* cancelButton() const { return m_cancelButton; }
+    QString errorText() const;
+    const std::optional<RunResult>& lastRun() const { return m_lastRun; }
+    const std::optional<ModelSummary>& model() const { return m_model; }
+
+Q_SIGNALS:
+    void modelReady();
+    void runReady();
+    void nodeShown();
+    void errorShown(const QString& message);
+
+protected:
+    void closeEvent(QCloseEvent* event) override;
+
+private:
+    void buildToolbar();
+    void buildCentral();
+    void buildStatusBar();
+    void connectEngine();
+    void showError(const QString& message);
+    void clearError();
+    void fillModelMenu();
+    void chooseModelFolder();
+    void chooseAutoencoder(int role);
+    void onModelOpened(const ModelSummary& summary);
+    void onRunFinished(const RunResult& result);
+    void onNodeReady(const NodeView& view);
+    void onFailed(const QString& what, const QString& message);
+    void onTokenOfInterest(int token);
+    void onGoTo();
+    void updateMetricChooser();
+    void setBusy(bool busy);
+    void rememberRecentModel(const QString& dir);
+
+    EngineThread* m_engine = nullptr;
+    QToolButton* m_modelButton = nullptr;
+    QMenu* m_modelMenu = nullptr;
+    QToolButton* m_saeButton = nullptr;
+    QLineEdit* m_prompt = nullptr;
+    QLineEdit* m_target = nullptr;
+    QLineEdit* m_distractor = nullptr;
+    QPushButton* m_runButton = nullptr;
+    QLabel* m_error = nullptr;
+    TokenStrip* m_tokens = nullptr;
+    LayerGrid* m_grid = nullptr;
+    QComboBox* m_metric = nullptr;
+    QSpinBox* m_topN = nullptr;
+    QLineEdit* m_goTo = nullptr;
+    NodeInspector* m_inspector = nullptr;
+    NodeTableView* m_table = nullptr;
+    QLabel* m_modelLabel = nullptr;
+    QLabel* m_tokenCountLabel = nullptr;
+    QLabel* m_timeLabel = nullptr;
+    QLabel* m_saeLabel = nullptr;
+    QProgressBar* m_progress = nullptr;
+    QPushButton* m_cancelButton = nullptr;
+
+    std::optional<ModelSummary> m_model;
+    std::optional<RunResult> m_lastRun;
+    quint64 m_latestInspect = 0;
+    std::optional<NodeRef> m_selected;
+    QString m_pendingModelPath;
+};
+
+} // namespace cs::ui

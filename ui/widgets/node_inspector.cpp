@@ -1,0 +1,186 @@
+#include "ui/widgets/node_inspector.h"
+
+#include "ui/charts/activation_chart.h"
+#include "ui/charts/export_button.h"
+#include "ui/charts/heatmap_chart.h"
+#include "ui/charts/token_bar_chart.h"
+
+#include <QCheckBox>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QTabWidget>
+#include <QVBoxLayout>
+
+namespace cs::ui {
+
+namespace {
+
+// A chart with its Export ▾ button above it, right-aligned.
+QWidget* withExport(ChartWidget* chart, QWidget* extra = nullptr)
+{
+    auto* box = new QWidget;
+    auto* layout = new QVBoxLayout(box);
+    layout->setContentsMargins(0, 0, 0, 0);
+    auto* bar = new QHBoxLayout;
+    if (extra)
+        bar->addWidget(extra);
+    bar->addStretch(1);
+    bar->addWidget(new ExportButton(chart));
+    layout->addLayout(bar);
+    layout->addWidget(chart, 1);
+    return box;
+}
+
+QString metricText(const NodeMetricsView& m)
+{
+    QString text = QStringLiteral("activation <b>%1</b> &nbsp; write magnitude <b>%2</b>")
+                       .arg(formatValue(m.activation), formatValue(m.writeMagnitude));
+    if (m.directEffect)
+        text += QStringLiteral(" &nbsp; direct effect <b>%1</b>").arg(formatValue(*m.directEffect));
+    if (m.totalEffect)
+        text += QStringLiteral(" &nbsp; estimated total effect <b>%1</b>").arg(formatValue(*m.totalEffect));
+    return text;
+}
+
+} // namespace
+
+NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
+{
+    auto* layout = new QVBoxLayout(this);
+    m_title = new QLabel;
+    QFont big = m_title->font();
+    big.setPointSizeF(big.pointSizeF() * 1.35);
+    big.setBold(true);
+    m_title->setFont(big);
+    m_title->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    m_subtitle = new QLabel;
+    m_metrics = new QLabel;
+    m_metrics->setTextFormat(Qt::RichText);
+    m_metrics->setToolTip(tr("Direct effect: the node's write · ∂objective/∂(final residual), with the final layer norm's "
+                             "scale held fixed (as TDB). Estimated total effect: activation × ∂objective/∂activation."));
+    layout->addWidget(m_title);
+    layout->addWidget(m_subtitle);
+    layout->addWidget(m_metrics);
+
+    m_tabs = new QTabWidget;
+    layout->addWidget(m_tabs, 1);
+
+    m_write = new TokenBarChart;
+    m_perUnit = new QCheckBox(tr("Per unit activation"));
+    m_perUnit->setToolTip(tr("Off: this node's write in this context (activation × direction, sign included).\n"
+                             "On: the write of one unit of positive activation."));
+    connect(m_perUnit, &QCheckBox::toggled, this, [this] { showWrite(); });
+    m_tabs->addTab(withExport(m_write, m_perUnit), tr("Write tokens"));
+
+    auto* reads = new QWidget;
+    auto* readsLayout = new QHBoxLayout(reads);
+    readsLayout->setContentsMargins(0, 0, 0, 0);
+    m_read0 = new TokenBarChart;
+    m_read1 = new TokenBarChart;
+    readsLayout->addWidget(withExport(m_read0), 1);
+    m_read1Box = withExport(m_read1);
+    readsLayout->addWidget(m_read1Box, 1);
+    m_tabs->addTab(reads, tr("Read tokens"));
+
+    auto* pairs = new QWidget;
+    auto* pairsLayout = new QVBoxLayout(pairs);
+    pairsLayout->setContentsMargins(0, 0, 0, 0);
+    m_pairsNote = new QLabel;
+    m_pairsNote->setWordWrap(true);
+    pairsLayout->addWidget(m_pairsNote);
+    auto* maps = new QHBoxLayout;
+    m_pairs0 = new HeatmapChart;
+    m_pairs1 = new HeatmapChart;
+    maps->addWidget(withExport(m_pairs0), 1);
+    m_pairs1Box = withExport(m_pairs1);
+    maps->addWidget(m_pairs1Box, 1);
+    pairsLayout->addLayout(maps, 1);
+    m_tabs->addTab(pairs, tr("Token pairs"));
+
+    m_activation = new ActivationChart;
+    m_tabs->addTab(withExport(m_activation), tr("Activation by token"));
+
+    clear(tr("Click a cell of the layer grid, a row of the node table, or type a node in “Go to node”."));
+}
+
+void NodeInspector::clear(const QString& message)
+{
+    m_hasView = false;
+    m_view = NodeView();
+    m_title->setText(tr("No node selected"));
+    m_subtitle->setText(message);
+    m_metrics->clear();
+    const Provenance none;
+    m_write->setData(TopTokenList(), none);
+    m_read0->setData(TopTokenList(), none);
+    m_read1Box->hide();
+    m_pairs0->setData(Heatmap(), none);
+    m_pairs1Box->hide();
+    m_pairsNote->hide();
+    m_activation->setData({}, {}, none, tr("Activation by token"));
+}
+
+const TopTokenList& NodeInspector::shownWrite() const
+{
+    return m_perUnit->isChecked() ? m_view.writePerUnit : m_view.writeInContext;
+}
+
+void NodeInspector::setPerUnitWrite(bool perUnit)
+{
+    m_perUnit->setChecked(perUnit);
+}
+
+void NodeInspector::showWrite()
+{
+    Provenance p = m_view.provenance;
+    p.metric = m_perUnit->isChecked() ? QStringLiteral("write tokens per unit activation") : QStringLiteral("write tokens in context");
+    m_write->setData(shownWrite(), p);
+}
+
+void NodeInspector::setView(const NodeView& view)
+{
+    m_view = view;
+    m_hasView = true;
+    m_title->setText(view.name);
+    m_subtitle->setText(view.node.kind == NodeKind::Embedding ? tr("embedding · token %1").arg(view.tokenLabel)
+                                                              : tr("layer %1 · %2").arg(view.node.layer).arg(view.tokenLabel));
+    m_metrics->setText(metricText(view.metrics));
+    showWrite();
+
+    Provenance p = view.provenance;
+    if (view.reads.isEmpty()) {
+        TopTokenList none;
+        none.title = tr("Read tokens");
+        m_read0->setEmptyMessage(tr("An embedding reads nothing."));
+        m_read0->setData(none, p);
+        m_read1Box->hide();
+    } else {
+        p.metric = view.reads[0].title;
+        m_read0->setData(view.reads[0], p);
+        m_read1Box->setVisible(view.reads.size() > 1);
+        if (view.reads.size() > 1) {
+            p.metric = view.reads[1].title;
+            m_read1->setData(view.reads[1], p);
+        }
+    }
+
+    m_pairsNote->setVisible(!view.pairMapsNote.isEmpty());
+    m_pairsNote->setText(view.pairMapsNote);
+    if (view.pairMaps.isEmpty()) {
+        m_pairs0->setEmptyMessage(view.pairMapsNote);
+        m_pairs0->setData(Heatmap(), p);
+        m_pairs1Box->hide();
+    } else {
+        p.metric = view.pairMaps[0].metric;
+        m_pairs0->setData(view.pairMaps[0], p);
+        m_pairs1Box->setVisible(view.pairMaps.size() > 1);
+        if (view.pairMaps.size() > 1) {
+            p.metric = view.pairMaps[1].metric;
+            m_pairs1->setData(view.pairMaps[1], p);
+        }
+    }
+    p.metric = QStringLiteral("activation");
+    m_activation->setData(view.tokens, view.activationByToken, p, tr("Activation of %1 by token").arg(view.name));
+}
+
+} // namespace cs::ui
