@@ -7,6 +7,7 @@
 
 #include "core/model/demo_model.h"
 #include "core/util/runtime.h"
+#include "ui/widgets/layer_grid.h"
 #include "ui/widgets/main_window.h"
 
 #include <QApplication>
@@ -33,7 +34,9 @@ int main(int argc, char** argv)
     const QCommandLineOption attnSae(QStringLiteral("attn-sae"), QStringLiteral("Attention autoencoder L=PATH (repeatable)."), QStringLiteral("L=PATH"));
     const QCommandLineOption residSae(QStringLiteral("resid-sae"), QStringLiteral("Residual autoencoder L:location=PATH (repeatable)."), QStringLiteral("L=PATH"));
     const QCommandLineOption run(QStringLiteral("run"), QStringLiteral("Run the prompt once the model is open."));
-    parser.addOptions({model, prompt, target, distractor, mlpSae, attnSae, residSae, run});
+    const QCommandLineOption node(QStringLiteral("node"), QStringLiteral("Select this node after the run (e.g. attn:1:2@-1,3)."),
+                                  QStringLiteral("NAME"));
+    parser.addOptions({model, prompt, target, distractor, mlpSae, attnSae, residSae, run, node});
     parser.process(app);
 
     cs::ui::MainWindow window;
@@ -71,6 +74,18 @@ int main(int argc, char** argv)
                 window.run();
         }, Qt::SingleShotConnection);
         window.openModel(modelDir);
+    }
+    if (parser.isSet(node)) {
+        QObject::connect(&window, &cs::ui::MainWindow::runReady, &window, [&] {
+            const auto n = cs::ui::parseGoToNode(parser.value(node), 0);
+            if (!n || !window.lastRun())
+                return;
+            try {
+                window.selectNode(n->resolved(static_cast<int>(window.lastRun()->tokens.size())));
+            } catch (const std::exception& e) {
+                qWarning("--node: %s", e.what());
+            }
+        }, Qt::SingleShotConnection);
     }
     window.show();
     return app.exec();

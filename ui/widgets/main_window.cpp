@@ -170,8 +170,9 @@ void MainWindow::buildCentral()
     top->setObjectName(QStringLiteral("topSplitter"));
     top->addWidget(gridPanel);
     top->addWidget(m_inspector);
-    top->setStretchFactor(0, 5);
-    top->setStretchFactor(1, 6);
+    top->setStretchFactor(0, 1);
+    top->setStretchFactor(1, 1);
+    top->setSizes({800, 800});
 
     m_table = new NodeTableView;
     connect(m_table, &NodeTableView::nodeActivated, this, &MainWindow::selectNode);

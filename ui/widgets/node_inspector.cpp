@@ -31,15 +31,31 @@ QWidget* withExport(ChartWidget* chart, QWidget* extra = nullptr)
     return box;
 }
 
+// Four significant digits on screen; the exact values are in the tooltip and the exports.
+QString short4(double v)
+{
+    return QString::number(v, 'g', 4).replace(u'-', QChar(0x2212));
+}
+
 QString metricText(const NodeMetricsView& m)
 {
-    QString text = QStringLiteral("activation <b>%1</b> &nbsp; write magnitude <b>%2</b>")
-                       .arg(formatValue(m.activation), formatValue(m.writeMagnitude));
+    QString text = QStringLiteral("activation <b>%1</b> &nbsp; write magnitude <b>%2</b>").arg(short4(m.activation), short4(m.writeMagnitude));
     if (m.directEffect)
-        text += QStringLiteral(" &nbsp; direct effect <b>%1</b>").arg(formatValue(*m.directEffect));
+        text += QStringLiteral(" &nbsp; direct effect <b>%1</b>").arg(short4(*m.directEffect));
     if (m.totalEffect)
-        text += QStringLiteral(" &nbsp; estimated total effect <b>%1</b>").arg(formatValue(*m.totalEffect));
+        text += QStringLiteral(" &nbsp; estimated total effect <b>%1</b>").arg(short4(*m.totalEffect));
     return text;
+}
+
+QString metricToolTip(const NodeMetricsView& m)
+{
+    QString text = QStringLiteral("activation = %1\nwrite magnitude = %2").arg(formatValue(m.activation), formatValue(m.writeMagnitude));
+    if (m.directEffect)
+        text += QStringLiteral("\ndirect effect = %1").arg(formatValue(*m.directEffect));
+    if (m.totalEffect)
+        text += QStringLiteral("\nestimated total effect = %1").arg(formatValue(*m.totalEffect));
+    return text + QStringLiteral("\n\nDirect effect: the node's write · ∂objective/∂(final residual), with the final layer "
+                                 "norm's scale held fixed (as TDB). Estimated total effect: activation × ∂objective/∂activation.");
 }
 
 } // namespace
@@ -145,6 +161,7 @@ void NodeInspector::setView(const NodeView& view)
     m_subtitle->setText(view.node.kind == NodeKind::Embedding ? tr("embedding · token %1").arg(view.tokenLabel)
                                                               : tr("layer %1 · %2").arg(view.node.layer).arg(view.tokenLabel));
     m_metrics->setText(metricText(view.metrics));
+    m_metrics->setToolTip(metricToolTip(view.metrics));
     showWrite();
 
     Provenance p = view.provenance;
