@@ -759,7 +759,9 @@ uint32_t Unpickler::run()
                 fail("STACK_GLOBAL needs two strings");
             if (objects_[module].s.size() > kMaxGlobalPart || objects_[name].s.size() > kMaxGlobalPart)
                 fail("STACK_GLOBAL name too long");
-            global(objects_[module].s, objects_[name].s);
+            // Copies: global() appends to objects_, which may reallocate under references into it.
+            const std::string moduleName = objects_[module].s, globalName = objects_[name].s;
+            global(moduleName, globalName);
             break;
         }
         case 'Q': // BINPERSID
