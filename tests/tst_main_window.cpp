@@ -1,0 +1,242 @@
+// The real window on the tiny fixture model, driven like a user (offscreen): type a prompt, Run, click
+// a grid cell, and check that the inspector shows what the core computes for that node; keyboard,
+// "Go to node", rapid clicking, Cancel, closing during a job, and bad input shown in the window.
+
+#include "core/analysis/converters.h"
+#include "core/model/forward.h"
+#include "test_support.h"
+#include "ui/charts/token_bar_chart.h"
+#include "ui/widgets/layer_grid.h"
+#include "ui/widgets/main_window.h"
+#include "ui/widgets/node_inspector.h"
+#include "ui/widgets/node_table_view.h"
+#include "ui/widgets/token_strip.h"
+
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSignalSpy>
+#include <QStandardPaths>
+#include <QTemporaryDir>
+#include <QTest>
+
+using namespace cs;
+using namespace cs::ui;
+
+namespace {
+
+const QString kPrompt = QStringLiteral("When Mary and John went to the store, John gave a drink to");
+
+QString tinyModel()
+{
+    return QString::fromStdString((test::dataDir() / "tiny-gpt2").string());
+}
+
+} // namespace
+
+class TestMainWindow : public QObject {
+    Q_OBJECT
+
+    std::unique_ptr<MainWindow> m_window;
+
+    void typeAndRun(const QString& prompt, const QString& target, const QString& distractor, bool expectSuccess = true)
+    {
+        m_window->promptField()->clear();
+        QTest::keyClicks(m_window->promptField(), prompt);
+        m_window->targetField()->setText(target);
+        m_window->distractorField()->setText(distractor);
+        QSignalSpy ready(m_window.get(), &MainWindow::runReady);
+        QSignalSpy error(m_window.get(), &MainWindow::errorShown);
+        QTest::mouseClick(m_window->runButton(), Qt::LeftButton);
+        if (expectSuccess)
+            QVERIFY2(ready.wait(60000), qPrintable(m_window->errorText()));
+        else
+            QVERIFY(error.wait(60000));
+    }
+
+private Q_SLOTS:
+    void initTestCase() { QStandardPaths::setTestModeEnabled(true); }
+
+    void init()
+    {
+        m_window = std::make_unique<MainWindow>();
+        m_window->resize(1600, 1000);
+        m_window->show();
+        QSignalSpy ready(m_window.get(), &MainWindow::modelReady);
+        m_window->openModel(tinyModel());
+        QVERIFY(ready.wait(30000));
+    }
+    void cleanup() { m_window.reset(); }
+
+    void clickingAGridCellShowsTheCoreComputation()
+    {
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        LayerGrid* grid = m_window->grid();
+        const LayerGrid::Cell* target = nullptr;
+        for (const auto& c : grid->cells()) {
+            if (c.cell.node.kind == NodeKind::MlpNeuron && c.layer == 1) {
+                target = &c;
+                break;
+            }
+        }
+        QVERIFY(target);
+        const NodeRef node = target->cell.node;
+        QSignalSpy shown(m_window.get(), &MainWindow::nodeShown);
+        QTest::mouseClick(grid, Qt::LeftButton, {}, target->rect.center());
+        QTRY_VERIFY_WITH_TIMEOUT(m_window->inspector()->hasView() && m_window->inspector()->view().node == node, 30000);
+
+        // The same numbers straight from the core.
+        const auto model = loadHfGpt2(test::dataDir() / "tiny-gpt2");
+        const auto& ids = m_window->lastRun()->ids;
+        const ActivationRecord rec = runForward(*model, std::vector<int>(ids.begin(), ids.end()));
+        const SaeSet none;
+        const AnalysisInput in{*model, none, rec};
+        const TopTokens write = topTokens(*model->tokenizer, tokenWrite(*model, residualWrite(in, node)), 20);
+        const TopTokens read = topTokens(*model->tokenizer, tokenRead(*model, *residualReads(in, node).read), 20);
+        const NodeView& v = m_window->inspector()->view();
+        QCOMPARE(v.writeInContext.top.size(), 20);
+        for (int i = 0; i < 20; ++i) {
+            QCOMPARE(v.writeInContext.top[i].id, write.top[i].id);
+            QCOMPARE(v.writeInContext.bottom[i].id, write.bottom[i].id);
+            QVERIFY(std::abs(v.writeInContext.top[i].value - write.top[i].value) < 1e-5);
+            QCOMPARE(v.reads[0].top[i].id, read.top[i].id);
+            QVERIFY(std::abs(v.reads[0].bottom[i].value - read.bottom[i].value) < 1e-5);
+        }
+        // What the chart shows is that list.
+        QCOMPARE(m_window->inspector()->writeChart()->data(), v.writeInContext);
+        // The table selected the same node if it lists it; the grid outlines it.
+        QVERIFY(grid->cellFor(node));
+    }
+
+    void keyboardAndGoToNodeSelect()
+    {
+        typeAndRun(kPrompt, QString(), QString());
+        LayerGrid* grid = m_window->grid();
+        QTest::mouseClick(grid, Qt::LeftButton, {}, grid->cells().first().rect.center());
+        const NodeRef first = grid->cells().first().cell.node;
+        QTest::keyClick(grid, Qt::Key_Right);
+        QTRY_VERIFY_WITH_TIMEOUT(m_window->inspector()->hasView() && m_window->inspector()->view().node == grid->cells()[1].cell.node, 30000);
+        QTest::keyClick(grid, Qt::Key_Down);
+        QTRY_VERIFY_WITH_TIMEOUT(m_window->inspector()->view().node.layer == 1, 30000);
+        QVERIFY(!(m_window->inspector()->view().node == first));
+
+        m_window->goToField()->setText(QStringLiteral("L1/N5"));
+        QTest::keyClick(m_window->goToField(), Qt::Key_Return);
+        QTRY_COMPARE_WITH_TIMEOUT(m_window->inspector()->view().name, QStringLiteral("mlp:1:5@13"), 30000);
+        m_window->goToField()->setText(QStringLiteral("attn 0 3"));
+        QTest::keyClick(m_window->goToField(), Qt::Key_Return);
+        QTRY_VERIFY_WITH_TIMEOUT(m_window->inspector()->view().node.kind == NodeKind::AttnHead, 30000);
+        QCOMPARE(m_window->inspector()->view().pairMaps.size(), 2);
+    }
+
+    void tokenStripPicksTheTokenOfInterest()
+    {
+        typeAndRun(kPrompt, QString(), QString());
+        QCOMPARE(m_window->grid()->tokenOfInterest(), 13);
+        TokenStrip* strip = m_window->tokenStrip();
+        QTest::mouseClick(strip, Qt::LeftButton, {}, strip->chipRect(1).center());
+        QCOMPARE(m_window->grid()->tokenOfInterest(), 1);
+        for (const auto& c : m_window->grid()->cells()) {
+            if (c.cell.node.kind != NodeKind::AttnHead)
+                QCOMPARE(c.cell.node.token, 1);
+        }
+    }
+
+    void rapidClicksDoNotQueueAndTheLastWins()
+    {
+        typeAndRun(kPrompt, QString(), QString());
+        LayerGrid* grid = m_window->grid();
+        const auto& cells = grid->cells();
+        int maxPending = 0;
+        NodeRef last;
+        for (int i = 0; i < 200; ++i) {
+            const auto& c = cells[i % cells.size()];
+            QTest::mouseClick(grid, Qt::LeftButton, {}, c.rect.center());
+            last = c.cell.node;
+            maxPending = std::max(maxPending, m_window->engine()->engine()->pendingInspects());
+        }
+        QVERIFY(maxPending <= 1);
+        QTRY_VERIFY_WITH_TIMEOUT(m_window->inspector()->hasView() && m_window->inspector()->view().node == last, 30000);
+    }
+
+    void cancelKeepsThePreviousResults()
+    {
+        typeAndRun(kPrompt, QString(), QString());
+        const QStringList before = m_window->lastRun()->tokens;
+        QSignalSpy cancelled(m_window->engine()->engine(), &Engine::runCancelled);
+        m_window->promptField()->setText(QStringLiteral("Another prompt entirely"));
+        m_window->run();
+        QVERIFY(m_window->cancelButton()->isVisible());
+        QTest::mouseClick(m_window->cancelButton(), Qt::LeftButton);
+        QVERIFY(cancelled.wait(30000));
+        QCOMPARE(m_window->lastRun()->tokens, before);
+        QVERIFY(!m_window->cancelButton()->isVisible());
+    }
+
+    void closingDuringARunIsSafe()
+    {
+        m_window->setPrompt(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        m_window->run();
+        m_window->run();
+        m_window->close();
+        m_window.reset();
+        QVERIFY(!m_window);
+        init();
+    }
+
+    void badInputIsShownAndThePreviousStateKept_data()
+    {
+        QTest::addColumn<QString>("what");
+        QTest::addColumn<QString>("expected");
+        QTest::newRow("folder that is not a model") << QStringLiteral("model") << QStringLiteral("no config.json");
+        QTest::newRow("multi-token target") << QStringLiteral("target") << QStringLiteral("' Mary and' is 2 tokens [' Mary', ' and']");
+        QTest::newRow("empty prompt") << QStringLiteral("prompt") << QStringLiteral("prompt: empty");
+    }
+    void badInputIsShownAndThePreviousStateKept()
+    {
+        QFETCH(QString, what);
+        QFETCH(QString, expected);
+        typeAndRun(kPrompt, QString(), QString());
+        const RunResult before = *m_window->lastRun();
+        QSignalSpy error(m_window.get(), &MainWindow::errorShown);
+        if (what == u"model") {
+            m_window->openModel(QString::fromStdString((test::dataDir() / "sae").string()));
+            QVERIFY(error.wait(30000));
+        } else if (what == u"target") {
+            typeAndRun(kPrompt, QStringLiteral(" Mary and"), QString(), false);
+        } else {
+            typeAndRun(QString(), QString(), QString(), false);
+        }
+        QVERIFY2(m_window->errorText().contains(expected), qPrintable(m_window->errorText()));
+        QCOMPARE(m_window->model()->name, QStringLiteral("tiny-gpt2"));
+        QCOMPARE(m_window->lastRun()->tokens, before.tokens);
+        // The window still works.
+        typeAndRun(kPrompt, QString(), QString());
+        QVERIFY(m_window->errorText().isEmpty());
+    }
+
+    void effectMetricsNeedATarget()
+    {
+        typeAndRun(kPrompt, QString(), QString());
+        QVERIFY(!m_window->lastRun()->hasObjective);
+        QVERIFY(!m_window->lastRun()->grid.has(GridMetric::DirectEffect));
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QString());
+        QVERIFY(m_window->lastRun()->grid.has(GridMetric::TotalEffect));
+    }
+
+    void inspectorChartsExport()
+    {
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        m_window->selectNode(NodeRef::parse("attn:1:2@13,1"));
+        QTRY_VERIFY_WITH_TIMEOUT(m_window->inspector()->hasView(), 30000);
+        QTemporaryDir dir;
+        for (const char* ext : {"png", "svg", "pdf", "csv"}) {
+            const QString path = dir.filePath(QStringLiteral("write.") + QString::fromLatin1(ext));
+            QString error;
+            QVERIFY2(m_window->inspector()->writeChart()->exportTo(path, ExportFormat::FromExtension, 1.0, &error), qPrintable(error));
+            QVERIFY(QFileInfo(path).size() > 0);
+        }
+    }
+};
+
+QTEST_MAIN(TestMainWindow)
+#include "tst_main_window.moc"
