@@ -10,6 +10,10 @@
 
 #include <c10/util/Exception.h>
 
+#include "ui/charts/figure.h"
+#include "ui/engine/node_view.h"
+
+#include <QApplication>
 #include <QCommandLineParser>
 #include <QCoreApplication>
 
@@ -58,9 +62,11 @@ public:
             return node();
         if (command == u"nodes")
             return nodes();
+        if (command == u"figure")
+            return figure();
         if (command == u"make-random-model")
             return makeRandomModel();
-        throw UsageError("unknown command '" + str(command) + "' (info, tokenize, forward, node, nodes, make-random-model)");
+        throw UsageError("unknown command '" + str(command) + "' (info, tokenize, forward, node, nodes, figure, make-random-model)");
     }
 
 private:
@@ -68,7 +74,7 @@ private:
     {
         m_parser.setApplicationDescription(QStringLiteral(
             "Circuitscope command line.\n"
-            "Commands: info, tokenize, forward, node, nodes, make-random-model."));
+            "Commands: info, tokenize, forward, node, nodes, figure, make-random-model."));
         m_parser.addPositionalArgument(QStringLiteral("command"), QStringLiteral("What to do."));
         m_parser.addHelpOption();
         const QList<QCommandLineOption> options = {
@@ -85,7 +91,9 @@ private:
             {QStringLiteral("distractor"), QStringLiteral("Distractor token (a single token)."), QStringLiteral("TOK")},
             {QStringLiteral("vectors"), QStringLiteral("node: also print the residual write and read vectors.")},
             {QStringLiteral("per-unit"), QStringLiteral("node: write tokens per unit of positive activation instead of in this context.")},
-            {QStringLiteral("out"), QStringLiteral("Output directory (make-random-model)."), QStringLiteral("DIR")},
+            {QStringLiteral("view"), QStringLiteral("figure: write, write_per_unit, read, read_k, pairs, pairs2 or activation."), QStringLiteral("VIEW")},
+            {QStringLiteral("scale"), QStringLiteral("figure: PNG scale factor (default 2)."), QStringLiteral("S"), QStringLiteral("2")},
+            {QStringLiteral("out"), QStringLiteral("Output: a directory (make-random-model) or a .png/.svg/.pdf/.csv file (figure)."), QStringLiteral("PATH")},
             {QStringLiteral("layers"), QStringLiteral("n_layer (default 12)."), QStringLiteral("N"), QStringLiteral("12")},
             {QStringLiteral("heads"), QStringLiteral("n_head (default 12)."), QStringLiteral("N"), QStringLiteral("12")},
             {QStringLiteral("d-model"), QStringLiteral("n_embd (default 768)."), QStringLiteral("N"), QStringLiteral("768")},
@@ -197,6 +205,56 @@ private:
         return print(doc);
     }
 
+    // The inspector's charts, drawn headless by the same code as the window (product.md §5).
+    int figure()
+    {
+        const cs::NodeRef parsed = cs::NodeRef::parse(str(required(QStringLiteral("node"))));
+        const QString view = required(QStringLiteral("view"));
+        const QString out = required(QStringLiteral("out"));
+        bool okScale = false;
+        const double scale = m_parser.value(QStringLiteral("scale")).toDouble(&okScale);
+        if (!okScale || scale <= 0 || scale > 16)
+            throw UsageError("--scale: must be a number in (0, 16]");
+        const auto m = model();
+        const cs::SaeSet saes = cs::loadSaeFlags(*m, saeFlags());
+        std::vector<std::string> warnings;
+        const std::string prompt = str(required(QStringLiteral("prompt")));
+        const auto tokenCount = static_cast<int>(m->tokenizer->encode(cs::sanitizeUtf8(prompt)).size());
+        const cs::ui::NodeView v = cs::ui::computeNodeView(*m, saes, prompt, parsed.resolved(std::max(tokenCount, 1)),
+                                                           optional(QStringLiteral("target")), optional(QStringLiteral("distractor")),
+                                                           intOption(QStringLiteral("top")), overlong(), &warnings);
+        for (const auto& w : warnings)
+            std::cerr << "warning: " << w << '\n';
+        cs::ui::FigureData fig;
+        fig.scale = scale;
+        fig.provenance = v.provenance;
+        if (view == u"write" || view == u"write_per_unit") {
+            fig.data = view == u"write" ? v.writeInContext : v.writePerUnit;
+            fig.provenance.metric = view == u"write" ? QStringLiteral("write tokens in context") : QStringLiteral("write tokens per unit activation");
+        } else if (view == u"read" || view == u"read_k") {
+            const int i = view == u"read" ? 0 : 1;
+            if (i >= v.reads.size())
+                throw UsageError("--view " + str(view) + ": node " + v.name.toStdString() + " has no such read direction");
+            fig.data = v.reads[i];
+            fig.provenance.metric = v.reads[i].title;
+        } else if (view == u"pairs" || view == u"pairs2") {
+            const int i = view == u"pairs" ? 0 : 1;
+            if (i >= v.pairMaps.size())
+                throw UsageError("--view " + str(view) + ": " + (v.pairMapsNote.isEmpty() ? std::string("no such map") : str(v.pairMapsNote)));
+            fig.data = v.pairMaps[i];
+            fig.provenance.metric = v.pairMaps[i].metric;
+        } else if (view == u"activation") {
+            fig.data = cs::ui::ActivationSeries{QStringLiteral("Activation of %1 by token").arg(v.name), v.tokens, v.activationByToken};
+            fig.provenance.metric = QStringLiteral("activation");
+        } else {
+            throw UsageError("--view: '" + str(view) + "' is not write, write_per_unit, read, read_k, pairs, pairs2 or activation");
+        }
+        QString error;
+        if (!cs::ui::renderFigure(fig, out, &error))
+            throw UsageError(str(error));
+        return print({{"node", v.name.toStdString()}, {"view", str(view)}, {"out", str(out)}});
+    }
+
     int makeRandomModel()
     {
         cs::RandomModelOptions o;
@@ -239,7 +297,15 @@ private:
 
 int main(int argc, char** argv)
 {
-    QCoreApplication app(argc, argv);
+    // `figure` draws with the window's chart code, which needs a QApplication; the CLI never shows a
+    // window, so it uses the offscreen platform unless told otherwise.
+    if (qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM"))
+        qputenv("QT_QPA_PLATFORM", "offscreen");
+    // Qt's own chatter (platform and path warnings) would break the "one line on stderr" contract;
+    // the CLI reports its errors itself. CIRCUITSCOPE_DEBUG=1 lets Qt's messages through.
+    if (qEnvironmentVariableIsEmpty("CIRCUITSCOPE_DEBUG"))
+        qInstallMessageHandler([](QtMsgType, const QMessageLogContext&, const QString&) {});
+    QApplication app(argc, argv);
     QCoreApplication::setApplicationName(QStringLiteral("circuitscope-cli"));
     QCoreApplication::setApplicationVersion(QStringLiteral(CIRCUITSCOPE_VERSION));
     try {

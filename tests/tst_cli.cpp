@@ -3,6 +3,8 @@
 
 #include "test_support.h"
 
+#include <QFile>
+#include <QImage>
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QTest>
@@ -139,6 +141,55 @@ private Q_SLOTS:
         for (const auto& n : j["nodes"])
             for (const char* key : {"node", "activation", "write_magnitude", "direct_effect", "total_effect"})
                 QVERIFY(n.contains(key));
+    }
+
+    void figureWritesTheInspectorsCharts_data()
+    {
+        QTest::addColumn<QString>("node");
+        QTest::addColumn<QString>("view");
+        QTest::addColumn<QString>("ext");
+        QTest::newRow("neuron write png") << QStringLiteral("mlp:1:7@-1") << QStringLiteral("write") << QStringLiteral("png");
+        QTest::newRow("neuron read svg") << QStringLiteral("mlp:1:7@-1") << QStringLiteral("read") << QStringLiteral("svg");
+        QTest::newRow("head K-read pdf") << QStringLiteral("attn:1:2@-1,1") << QStringLiteral("read_k") << QStringLiteral("pdf");
+        QTest::newRow("head pairs png") << QStringLiteral("attn:1:2@-1,1") << QStringLiteral("pairs") << QStringLiteral("png");
+        QTest::newRow("latent pairs csv") << QStringLiteral("attn_sae:1:10@-1") << QStringLiteral("pairs") << QStringLiteral("csv");
+        QTest::newRow("activation csv") << QStringLiteral("mlp:0:3@2") << QStringLiteral("activation") << QStringLiteral("csv");
+    }
+    void figureWritesTheInspectorsCharts()
+    {
+        QFETCH(QString, node);
+        QFETCH(QString, view);
+        QFETCH(QString, ext);
+        QTemporaryDir tmp;
+        const QString out = tmp.filePath(QStringLiteral("fig.") + ext);
+        const QString sae = QString::fromStdString((cs::test::dataDir() / "sae/resid_delta_attn.relu.pt").string());
+        const auto r = runCli({QStringLiteral("figure"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"),
+                               QStringLiteral("When Mary and John went to the store, John gave a drink to"), QStringLiteral("--node"), node,
+                               QStringLiteral("--attn-sae"), QStringLiteral("1=") + sae, QStringLiteral("--view"), view,
+                               QStringLiteral("--out"), out, QStringLiteral("--scale"), QStringLiteral("1")});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        QFile f(out);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const QByteArray bytes = f.readAll();
+        if (ext == u"png")
+            QVERIFY(!QImage::fromData(bytes).isNull());
+        else if (ext == u"pdf")
+            QVERIFY(bytes.startsWith("%PDF"));
+        else if (ext == u"svg")
+            QVERIFY(bytes.contains("<svg"));
+        else
+            QVERIFY(bytes.startsWith("# model: tiny-gpt2"));
+    }
+
+    void figureOfAMissingViewIsExitTwo()
+    {
+        QTemporaryDir tmp;
+        const auto r = runCli({QStringLiteral("figure"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"), QStringLiteral("When Mary"),
+                               QStringLiteral("--node"), QStringLiteral("mlp:1:3@-1"), QStringLiteral("--view"), QStringLiteral("pairs"),
+                               QStringLiteral("--out"), tmp.filePath(QStringLiteral("x.png"))});
+        QCOMPARE(r.exitCode, 2);
+        QCOMPARE(r.err.count(u'\n'), 1);
+        QVERIFY(!QFile::exists(tmp.filePath(QStringLiteral("x.png"))));
     }
 
     void makeRandomModelWritesALoadableModel()

@@ -1,4 +1,5 @@
 #include "ui/engine/engine.h"
+#include "ui/engine/node_view.h"
 
 #include "core/analysis/converters.h"
 #include "core/analysis/effects.h"
@@ -15,6 +16,24 @@
 #include <limits>
 
 namespace cs::ui {
+
+// A leading space becomes '·' so " Mary" and "Mary" differ visibly.
+QString displayToken(const std::string& token)
+{
+    QString t = QString::fromStdString(token);
+    if (t.startsWith(u' '))
+        t[0] = QChar(0x00B7);
+    t.replace(u'\n', QStringLiteral("⏎"));
+    return t;
+}
+
+QStringList displayTokens(const std::vector<std::string>& tokens)
+{
+    QStringList out;
+    for (const auto& t : tokens)
+        out << displayToken(t);
+    return out;
+}
 
 QString gridMetricName(GridMetric metric)
 {
@@ -34,15 +53,6 @@ QString qs(const std::string& s)
     return QString::fromStdString(s);
 }
 
-// Token strings for display: a leading space becomes '·' so " Mary" and "Mary" differ visibly.
-QString displayToken(const std::string& token)
-{
-    QString t = qs(token);
-    if (t.startsWith(u' '))
-        t[0] = QChar(0x00B7);
-    t.replace(u'\n', QStringLiteral("⏎"));
-    return t;
-}
 
 QString tokenLabel(const QStringList& tokens, const NodeRef& n)
 {
@@ -347,6 +357,113 @@ void Engine::run(const RunRequest& request)
     });
 }
 
+
+NodeView buildNodeView(const AnalysisInput& in, const Effects& effects, const NodeRef& requested, const QStringList& tokens,
+                       const QString& prompt, int k)
+{
+    const Gpt2Model& model = in.model;
+    const ActivationRecord& rec = in.record;
+    const NodeRef node = checkedNode(in, requested);
+
+    NodeView v;
+    v.node = node;
+    v.name = qs(node.name());
+    v.tokens = tokens;
+    v.tokenLabel = tokenLabel(tokens, node);
+    v.provenance = {QString::fromStdString(model.directory.filename().string()), prompt, v.name, QString()};
+    const NodeMetrics m = metricsOf(in, effects, node);
+    v.metrics.activation = m.activation;
+    v.metrics.writeMagnitude = m.writeMagnitude;
+    if (effects.hasObjective) {
+        v.metrics.directEffect = m.directEffect;
+        v.metrics.totalEffect = m.totalEffect;
+    }
+    v.writeInContext = toList(topTokens(*model.tokenizer, tokenWrite(model, residualWrite(in, node)), k),
+                              QStringLiteral("Write tokens (this context)"));
+    v.writePerUnit = toList(topTokens(*model.tokenizer, tokenWrite(model, residualWritePerUnit(in, node)), k),
+                            QStringLiteral("Write tokens (per unit activation)"));
+    const NodeReads reads = residualReads(in, node);
+    if (reads.read)
+        v.reads.push_back(toList(topTokens(*model.tokenizer, tokenRead(model, *reads.read), k), QStringLiteral("Read tokens")));
+    if (reads.readQ)
+        v.reads.push_back(toList(topTokens(*model.tokenizer, tokenRead(model, *reads.readQ), k), QStringLiteral("Q-read tokens (query side)")));
+    if (reads.readK)
+        v.reads.push_back(toList(topTokens(*model.tokenizer, tokenRead(model, *reads.readK), k), QStringLiteral("K-read tokens (key side)")));
+
+    const int n = rec.tokenCount();
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    auto lowerTriangle = [&](const at::Tensor& m) {
+        QVector<double> values = toVector(m);
+        for (int q = 0; q < n; ++q)
+            for (int kk = q + 1; kk < n; ++kk)
+                values[q * n + kk] = nan;
+        return values;
+    };
+    if (node.kind == NodeKind::AttnHead) {
+        const HeadMaps maps = headMaps(in, node.layer, node.index);
+        v.pairMaps.push_back({QStringLiteral("Attention probability"), QStringLiteral("P[q,k]"), v.tokens, v.tokens,
+                              lowerTriangle(maps.probs), node.token});
+        v.pairMaps.push_back({QStringLiteral("Write magnitude per pair"), QStringLiteral("‖P·V·W_O‖"), v.tokens, v.tokens,
+                              lowerTriangle(maps.writeMagnitude), node.token});
+        QVector<double> act;
+        for (int t = 0; t < n; ++t)
+            act.push_back(t >= node.keyToken ? rec.layers[node.layer].probs[t][node.keyToken][node.index].item<double>() : 0.0);
+        v.activationByToken = act;
+    } else if (node.kind == NodeKind::AttnSaeLatent) {
+        // One row per query token where the latent is active; inactive rows stay blank.
+        QVector<double> values(n * n, nan);
+        bool any = false;
+        for (int q = 0; q < n; ++q) {
+            NodeRef atQ = node;
+            atQ.token = q;
+            if (const auto a = pairAttribution(in, atQ)) {
+                any = true;
+                const QVector<double> row = toVector(*a);
+                for (int kk = 0; kk <= q; ++kk)
+                    values[q * n + kk] = row[kk];
+            }
+        }
+        if (any)
+            v.pairMaps.push_back({QStringLiteral("Token-pair attribution"), QStringLiteral("Σ_h P·∂z/∂P"), v.tokens, v.tokens, values, node.token});
+        else
+            v.pairMapsNote = QStringLiteral("The latent is inactive at every token of this prompt.");
+    } else {
+        v.pairMapsNote = QStringLiteral("Token pairs exist for attention heads and attention-autoencoder latents.");
+    }
+    if (node.kind != NodeKind::AttnHead) {
+        QVector<double> act;
+        for (int t = 0; t < n; ++t) {
+            NodeRef atT = node;
+            atT.token = t;
+            act.push_back(nodeActivation(in, atT));
+        }
+        v.activationByToken = act;
+    }
+    return v;
+}
+
+NodeView computeNodeView(const Gpt2Model& model, const SaeSet& saes, const std::string& prompt, const NodeRef& node,
+                         const std::optional<std::string>& target, const std::optional<std::string>& distractor, int topK,
+                         OverlongPrompt overlong, std::vector<std::string>* warnings)
+{
+    std::optional<Objective> objective;
+    if (target) {
+        objective = Objective{singleTokenId(model, *target, "target"), std::nullopt};
+        if (distractor)
+            objective->distractor = singleTokenId(model, *distractor, "distractor");
+    }
+    const PromptTokens p = tokenizePrompt(model, prompt, overlong);
+    if (warnings)
+        warnings->insert(warnings->end(), p.warnings.begin(), p.warnings.end());
+    ForwardOptions fo;
+    fo.withGrad = objective.has_value();
+    fo.saes = &saes;
+    const ActivationRecord rec = runForward(model, p.ids, fo);
+    const AnalysisInput in{model, saes, rec};
+    const Effects effects = computeEffects(in, objective);
+    return buildNodeView(in, effects, node, displayTokens(p.tokens), QString::fromStdString(prompt), topK);
+}
+
 void Engine::processInspect()
 {
     std::optional<InspectRequest> request;
@@ -359,87 +476,9 @@ void Engine::processInspect()
     guarded(this, QStringLiteral("inspect"), [&] {
         if (!m_state->model || !m_state->record)
             throw InputError("run a prompt first");
-        const Gpt2Model& model = *m_state->model;
-        const ActivationRecord& rec = *m_state->record;
-        const AnalysisInput in{model, *m_state->saes, rec};
-        const NodeRef node = checkedNode(in, request->node);
-        const int k = request->topK;
-
-        NodeView v;
+        const AnalysisInput in{*m_state->model, *m_state->saes, *m_state->record};
+        NodeView v = buildNodeView(in, *m_state->effects, request->node, m_state->tokens, m_state->prompt, request->topK);
         v.requestId = request->id;
-        v.node = node;
-        v.name = qs(node.name());
-        v.tokens = m_state->tokens;
-        v.tokenLabel = tokenLabel(m_state->tokens, node);
-        v.provenance = {QString::fromStdString(model.directory.filename().string()), m_state->prompt, v.name, QString()};
-        const NodeMetrics m = metricsOf(in, *m_state->effects, node);
-        v.metrics.activation = m.activation;
-        v.metrics.writeMagnitude = m.writeMagnitude;
-        if (m_state->effects->hasObjective) {
-            v.metrics.directEffect = m.directEffect;
-            v.metrics.totalEffect = m.totalEffect;
-        }
-        v.writeInContext = toList(topTokens(*model.tokenizer, tokenWrite(model, residualWrite(in, node)), k),
-                                  QStringLiteral("Write tokens (this context)"));
-        v.writePerUnit = toList(topTokens(*model.tokenizer, tokenWrite(model, residualWritePerUnit(in, node)), k),
-                                QStringLiteral("Write tokens (per unit activation)"));
-        const NodeReads reads = residualReads(in, node);
-        if (reads.read)
-            v.reads.push_back(toList(topTokens(*model.tokenizer, tokenRead(model, *reads.read), k), QStringLiteral("Read tokens")));
-        if (reads.readQ)
-            v.reads.push_back(toList(topTokens(*model.tokenizer, tokenRead(model, *reads.readQ), k), QStringLiteral("Q-read tokens (query side)")));
-        if (reads.readK)
-            v.reads.push_back(toList(topTokens(*model.tokenizer, tokenRead(model, *reads.readK), k), QStringLiteral("K-read tokens (key side)")));
-
-        const int n = rec.tokenCount();
-        const double nan = std::numeric_limits<double>::quiet_NaN();
-        auto lowerTriangle = [&](const at::Tensor& m) {
-            QVector<double> values = toVector(m);
-            for (int q = 0; q < n; ++q)
-                for (int kk = q + 1; kk < n; ++kk)
-                    values[q * n + kk] = nan;
-            return values;
-        };
-        if (node.kind == NodeKind::AttnHead) {
-            const HeadMaps maps = headMaps(in, node.layer, node.index);
-            v.pairMaps.push_back({QStringLiteral("Attention probability"), QStringLiteral("P[q,k]"), v.tokens, v.tokens,
-                                  lowerTriangle(maps.probs), node.token});
-            v.pairMaps.push_back({QStringLiteral("Write magnitude per pair"), QStringLiteral("‖P·V·W_O‖"), v.tokens, v.tokens,
-                                  lowerTriangle(maps.writeMagnitude), node.token});
-            QVector<double> act;
-            for (int t = 0; t < n; ++t)
-                act.push_back(t >= node.keyToken ? rec.layers[node.layer].probs[t][node.keyToken][node.index].item<double>() : 0.0);
-            v.activationByToken = act;
-        } else if (node.kind == NodeKind::AttnSaeLatent) {
-            // One row per query token where the latent is active; inactive rows stay blank.
-            QVector<double> values(n * n, nan);
-            bool any = false;
-            for (int q = 0; q < n; ++q) {
-                NodeRef atQ = node;
-                atQ.token = q;
-                if (const auto a = pairAttribution(in, atQ)) {
-                    any = true;
-                    const QVector<double> row = toVector(*a);
-                    for (int kk = 0; kk <= q; ++kk)
-                        values[q * n + kk] = row[kk];
-                }
-            }
-            if (any)
-                v.pairMaps.push_back({QStringLiteral("Token-pair attribution"), QStringLiteral("Σ_h P·∂z/∂P"), v.tokens, v.tokens, values, node.token});
-            else
-                v.pairMapsNote = QStringLiteral("The latent is inactive at every token of this prompt.");
-        } else {
-            v.pairMapsNote = QStringLiteral("Token pairs exist for attention heads and attention-autoencoder latents.");
-        }
-        if (node.kind != NodeKind::AttnHead) {
-            QVector<double> act;
-            for (int t = 0; t < n; ++t) {
-                NodeRef atT = node;
-                atT.token = t;
-                act.push_back(nodeActivation(in, atT));
-            }
-            v.activationByToken = act;
-        }
         Q_EMIT nodeReady(v);
     });
 }
