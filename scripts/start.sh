@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
-# The first quick-start command: install what is missing, build, and launch on the bundled model.
-# (Until the desktop window lands, this runs the headless CLI on the tiny test model with an
-# indirect-object prompt and prints the model's next-token predictions.)
+# The first quick-start command: install what is missing, build, and launch the app. With no
+# arguments it opens the bundled demo model (or, in a checkout without it, the tiny test model) with an
+# indirect-object prompt, target and distractor filled in, and runs it. Arguments go to `circuitscope`
+# (e.g. --model DIR --prompt TEXT --target " Mary").
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh"
-model="$root/tests/data/tiny-gpt2"
-"$build/app/circuitscope-cli" info --model "$model"
-exec "$build/app/circuitscope-cli" forward --model "$model" \
-  --prompt "When Mary and John went to the store, John gave a drink to" --top 5
+exec "$build/app/circuitscope" "$@"
