@@ -8,6 +8,8 @@
 // measured for opening it. Every time is the median of R runs after one warm-up run, and the machine's
 // own GEMM rate is measured alongside, so each figure can be read as a ratio.
 
+#include "core/analysis/converters.h"
+#include "core/analysis/effects.h"
 #include "core/model/forward.h"
 #include "core/model/gpt2_model.h"
 #include "core/model/random_model.h"
@@ -22,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -112,6 +115,103 @@ bool generateInChild(const fs::path& dir)
     int status = 0;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// A random ReLU autoencoder of `latents` latents on `inputWidth` inputs, in memory (loading is not
+// what is measured here). Biases are negative so that a few percent of latents fire, as in trained SAEs.
+std::shared_ptr<const cs::SparseAutoencoder> randomSae(const at::Tensor& sampleInputs, std::int64_t latents, std::uint64_t seed)
+{
+    at::manual_seed(seed);
+    const std::int64_t inputWidth = sampleInputs.size(1);
+    auto sae = std::make_shared<cs::SparseAutoencoder>();
+    sae->source = "random";
+    sae->format = "random";
+    // Scaled so pre-activations on the model's own inputs have unit spread; a bias of −1.75 then lets
+    // about 4 % of latents fire, like a trained autoencoder's L0.
+    const double rms = sampleInputs.pow(2).mean().sqrt().item<double>();
+    sae->encoder = at::randn({inputWidth, latents}) / (std::sqrt(static_cast<double>(inputWidth)) * rms);
+    sae->encoderBias = at::full({latents}, -1.75f);
+    sae->decoder = at::randn({latents, inputWidth}) / std::sqrt(static_cast<double>(inputWidth));
+    sae->preBias = at::zeros({inputWidth});
+    return sae;
+}
+
+// Issue 3's figures: a node click from the cached record, the forward+backward pass for effects with
+// 32k-latent autoencoders on one layer, and a layer scan as a fraction of the GEMM rate.
+nlohmann::ordered_json analysisFigures(const cs::Gpt2Model& model, const std::vector<int>& ids, int repeats, double gemmGflops)
+{
+    nlohmann::ordered_json out;
+    const cs::Gpt2Config& c = model.config;
+    const int layer = c.nLayer / 2;
+    const std::int64_t latents = 32768;
+    cs::SaeSet saes;
+    const cs::ActivationRecord plain = cs::runForward(model, ids);
+    saes.add(cs::bindSae(randomSae(plain.layers[layer].mlpPost, latents, 1), c, cs::SaeRole::Mlp, layer));
+    saes.add(cs::bindSae(randomSae(plain.layers[layer].attnOut, latents, 2), c, cs::SaeRole::Attn, layer));
+    const cs::Objective objective{ids[1], ids[2]};
+    cs::ForwardOptions fo;
+    fo.withGrad = true;
+    fo.saes = &saes;
+
+    std::optional<cs::ActivationRecord> record;
+    std::optional<cs::Effects> effects;
+    const double effectsMs = medianMs(std::max(3, repeats / 2), [&] {
+        record.emplace(cs::runForward(model, ids, fo));
+        const cs::AnalysisInput in{model, saes, *record};
+        effects.emplace(cs::computeEffects(in, objective));
+    });
+    const cs::AnalysisInput in{model, saes, *record};
+    const auto& mlpLatents = record->layers[layer].sae(cs::SaeLocation::MlpPostAct)->latents;
+    const auto& attnLatents = record->layers[layer].sae(cs::SaeLocation::ResidDeltaAttn)->latents;
+    const int last = static_cast<int>(ids.size()) - 1;
+    const int activeMlp = static_cast<int>(mlpLatents[last].argmax().item<std::int64_t>());
+    const int activeAttn = static_cast<int>(attnLatents[last].argmax().item<std::int64_t>());
+    out["autoencoders"] = {{"layer", layer},
+                           {"latents", latents},
+                           {"mlp_mean_l0", (mlpLatents > 0).sum(1).to(at::kFloat).mean().item<double>()},
+                           {"attn_mean_l0", (attnLatents > 0).sum(1).to(at::kFloat).mean().item<double>()}};
+    out["forward_backward_with_saes_ms"] = effectsMs;
+    out["forward_backward_target_ms"] = 400;
+
+    // A click, as the engine answers it: write (in context and per unit) and read top-20 from one
+    // pass over the tied vocabulary matrix, and the pair map where there is one, from the cached record.
+    auto click = [&](const cs::NodeRef& node) {
+        const cs::NodeReads r = cs::residualReads(in, node);
+        std::vector<at::Tensor> reads;
+        for (const auto* read : {&r.read, &r.readQ, &r.readK}) {
+            if (*read)
+                reads.push_back(**read);
+        }
+        const cs::TokenLenses lenses = cs::tokenLenses(model, cs::residualWritePerUnit(in, node).unsqueeze(0), at::stack(reads));
+        (void)cs::topTokens(*model.tokenizer, lenses.writes[0], 20);
+        (void)cs::topTokens(*model.tokenizer, lenses.writes[0] * cs::nodeActivation(in, node), 20);
+        for (std::int64_t i = 0; i < lenses.reads.size(0); ++i)
+            (void)cs::topTokens(*model.tokenizer, lenses.reads[i], 20);
+        if (node.kind == cs::NodeKind::AttnHead)
+            (void)cs::headMaps(in, node.layer, node.index);
+        if (node.kind == cs::NodeKind::AttnSaeLatent)
+            (void)cs::pairAttribution(in, node);
+    };
+    const cs::NodeRef nodes[] = {{cs::NodeKind::MlpNeuron, layer, 100, last, 0},
+                                 {cs::NodeKind::AttnHead, layer, 3, last, 5},
+                                 {cs::NodeKind::MlpSaeLatent, layer, activeMlp, last, 0},
+                                 {cs::NodeKind::AttnSaeLatent, layer, activeAttn, last, 0}};
+    nlohmann::ordered_json clicks;
+    for (const auto& node : nodes)
+        clicks[node.name()] = medianMs(repeats, [&] { click(node); });
+    out["click_ms"] = clicks;
+    out["click_target_ms"] = 15;
+
+    // Layer scan: top-20 write tokens of every neuron of one layer.
+    const double scanMs = medianMs(std::max(2, repeats / 4), [&] { (void)cs::scanNeuronWriteTokens(model, layer, 20); });
+    const double scanGflop = 2.0 * c.dMlp * c.dModel * static_cast<double>(c.vocabSize) / 1e9;
+    out["layer_scan"] = {{"neurons", c.dMlp},
+                         {"ms", scanMs},
+                         {"gflop", scanGflop},
+                         {"gflops", scanGflop / (scanMs / 1e3)},
+                         {"fraction_of_gemm_rate", scanGflop / (scanMs / 1e3) / gemmGflops},
+                         {"target_fraction", 0.8}};
+    return out;
 }
 
 } // namespace
@@ -219,6 +319,7 @@ int main(int argc, char** argv)
                           {"gflops", flops / 1e9 / (fwdMs / 1e3)},
                           {"with_grad_plus_backward_ms", fwdBwdMs},
                           {"repeats", repeats}};
+        out["analysis"] = analysisFigures(*model, ids, repeats, out["gemm"]["unembed_gflops"].get<double>());
         out["peak_rss_mb"] = peakRssMb();
     } catch (const std::exception& e) {
         std::cerr << "circuitscope-bench: " << e.what() << '\n';

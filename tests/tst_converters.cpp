@@ -388,6 +388,10 @@ private Q_SLOTS:
         }
         const at::Tensor batchedW = tokenWrite(*m_fx->model, at::stack(writes));
         const at::Tensor batchedR = tokenRead(*m_fx->model, at::stack(reads));
+        // The fused lens (one product against the tied matrix) equals the two separate ones.
+        const TokenLenses fused = tokenLenses(*m_fx->model, at::stack(writes), at::stack(reads));
+        CS_COMPARE_TENSORS(fused.writes, batchedW, 1e-5 * batchedW.abs().max().item<double>());
+        CS_COMPARE_TENSORS(fused.reads, batchedR, 1e-5 * batchedR.abs().max().item<double>());
         for (std::size_t i = 0; i < writes.size(); ++i) {
             const at::Tensor single = tokenWrite(*m_fx->model, writes[i]);
             const double rel = (batchedW[i] - single).abs().max().item<double>() / single.abs().max().item<double>();
@@ -397,6 +401,24 @@ private Q_SLOTS:
             const at::Tensor single = tokenRead(*m_fx->model, reads[i]);
             const double rel = (batchedR[i] - single).abs().max().item<double>() / single.abs().max().item<double>();
             QVERIFY2(rel <= 1e-5, qPrintable(QString::number(rel)));
+        }
+    }
+
+    void layerScanEqualsPerNodeTokenWrites()
+    {
+        // Block size 50 does not divide 128, so the last block is a partial one.
+        const NeuronTokenScan scan = scanNeuronWriteTokens(*m_fx->model, 1, 10, 50);
+        QCOMPARE(scan.topIds.size(0), std::int64_t(config().dMlp));
+        for (int f : {0, 49, 50, 127}) {
+            const at::Tensor single = tokenWrite(*m_fx->model, weights(1).mlpOutWeight[f]);
+            const TopTokens tt = topTokens(*m_fx->model->tokenizer, single, 10);
+            const double scale = single.abs().max().item<double>();
+            for (int i = 0; i < 10; ++i) {
+                QCOMPARE(scan.topIds[f][i].item<std::int64_t>(), std::int64_t(tt.top[i].id));
+                QCOMPARE(scan.bottomIds[f][i].item<std::int64_t>(), std::int64_t(tt.bottom[i].id));
+                QVERIFY(std::abs(scan.topValues[f][i].item<double>() - tt.top[i].value) <= 1e-5 * scale);
+                QVERIFY(std::abs(scan.bottomValues[f][i].item<double>() - tt.bottom[i].value) <= 1e-5 * scale);
+            }
         }
     }
 

@@ -133,6 +133,20 @@ at::Tensor tokenWrite(const Gpt2Model& model, const at::Tensor& writes)
     return single ? out.squeeze(0) : out;
 }
 
+TokenLenses tokenLenses(const Gpt2Model& model, const at::Tensor& writes, const at::Tensor& reads)
+{
+    at::NoGradGuard noGrad;
+    const Gpt2Weights& w = model.weights;
+    const bool tied = w.unembedding.data_ptr() == w.tokenEmbedding.data_ptr() && w.unembedding.sizes() == w.tokenEmbedding.sizes();
+    if (!tied || writes.size(0) == 0 || reads.size(0) == 0)
+        return {writes.size(0) ? tokenWrite(model, writes) : at::empty({0, w.unembedding.size(0)}),
+                reads.size(0) ? tokenRead(model, reads) : at::empty({0, w.tokenEmbedding.size(0)})};
+    const at::Tensor rows = at::cat({writes * w.lnFinalGain, reads}, 0);
+    const at::Tensor all = at::mm(rows, w.tokenEmbedding.t());
+    const at::Tensor z = all.narrow(0, 0, writes.size(0));
+    return {z - z.mean(1, /*keepdim=*/true), all.narrow(0, writes.size(0), reads.size(0))};
+}
+
 at::Tensor tokenRead(const Gpt2Model& model, const at::Tensor& reads)
 {
     at::NoGradGuard noGrad;
@@ -140,6 +154,40 @@ at::Tensor tokenRead(const Gpt2Model& model, const at::Tensor& reads)
     const at::Tensor m = single ? reads.unsqueeze(0) : reads;
     const at::Tensor out = at::mm(m, model.weights.tokenEmbedding.t());
     return single ? out.squeeze(0) : out;
+}
+
+NeuronTokenScan scanNeuronWriteTokens(const Gpt2Model& model, int layer, int k, int blockSize)
+{
+    const Gpt2Config& c = model.config;
+    if (layer < 0 || layer >= c.nLayer)
+        throw InputError("scan: layer " + std::to_string(layer) + " does not exist");
+    if (k < 1 || k > c.vocabSize || blockSize < 1)
+        throw InputError("scan: k must be in 1.." + std::to_string(c.vocabSize) + " and the block size positive");
+    at::NoGradGuard noGrad;
+    const at::Tensor wOut = model.weights.layers[layer].mlpOutWeight; // [F, d]
+    const at::Tensor gain = model.weights.lnFinalGain;
+    const at::Tensor unembedT = model.weights.unembedding.t();        // [d, V], a view
+    // Each row's vocabulary mean is (w ⊙ g)·ū with ū the mean unembedding row: one mat-vec, not [F × V].
+    const at::Tensor meanRow = model.weights.unembedding.mean(0);
+    NeuronTokenScan out;
+    const std::int64_t F = wOut.size(0);
+    out.topIds = at::empty({F, k}, at::kLong);
+    out.topValues = at::empty({F, k});
+    out.bottomIds = at::empty({F, k}, at::kLong);
+    out.bottomValues = at::empty({F, k});
+    for (std::int64_t start = 0; start < F; start += blockSize) {
+        const std::int64_t m = std::min<std::int64_t>(blockSize, F - start);
+        const at::Tensor w = wOut.narrow(0, start, m) * gain;          // [m, d]
+        const at::Tensor scores = at::mm(w, unembedT);                 // [m, V]
+        const at::Tensor mean = at::mv(w, meanRow).unsqueeze(1);       // [m, 1]
+        const auto [topV, topI] = scores.topk(k, 1, true, true);
+        const auto [botV, botI] = scores.topk(k, 1, false, true);
+        out.topValues.narrow(0, start, m).copy_(topV - mean);
+        out.topIds.narrow(0, start, m).copy_(topI);
+        out.bottomValues.narrow(0, start, m).copy_(botV - mean);
+        out.bottomIds.narrow(0, start, m).copy_(botI);
+    }
+    return out;
 }
 
 at::Tensor saeEncoderGradient(const SparseAutoencoder& sae, const at::Tensor& x, int latent)

@@ -46,6 +46,15 @@ at::Tensor residualWritePerUnit(const AnalysisInput& in, const NodeRef& node);
 // `writes` is [d] or [m, d] (batched: one matmul against U_g); result [V] or [m, V].
 at::Tensor tokenWrite(const Gpt2Model& model, const at::Tensor& writes);
 
+// Both lenses at once: token writes of `writes` ([a, d]) and token reads of `reads` ([b, d]). When the
+// model ties its unembedding to its embedding (GPT-2 does), this is one product against the shared
+// [V × d] matrix instead of two, which halves the memory traffic of a node click.
+struct TokenLenses {
+    at::Tensor writes; // [a, V]
+    at::Tensor reads;  // [b, V]
+};
+TokenLenses tokenLenses(const Gpt2Model& model, const at::Tensor& writes, const at::Tensor& reads);
+
 // Read directions (math §5.3, D1, D2, D5), [d]. Neurons and latents: one read; attention heads: the
 // Q-read (w.r.t. the query token's residual, K fixed) and K-read (w.r.t. the key token's residual,
 // Q fixed). Embeddings have none.
@@ -84,6 +93,14 @@ struct TopTokens {
     bool operator==(const TopTokens&) const = default;
 };
 TopTokens topTokens(const Gpt2Tokenizer& tokenizer, const at::Tensor& scores, int k);
+
+// Top and bottom K write tokens of every neuron of one layer, per unit of activation (W_out[f] through
+// the logit lens of math §5.2). Streams blocks of `blockSize` neurons through one matmul each, so the
+// [d_mlp × V] score matrix never exists at once (product.md §6 "scan"). Tensors are [d_mlp, K].
+struct NeuronTokenScan {
+    at::Tensor topIds, topValues, bottomIds, bottomValues;
+};
+NeuronTokenScan scanNeuronWriteTokens(const Gpt2Model& model, int layer, int k, int blockSize = 256);
 
 // The gradient of an autoencoder latent's pre-activation z_l w.r.t. the autoencoder's input x, at x
 // (through the normalization of D2 when the autoencoder has one): Enc_l without normalization.

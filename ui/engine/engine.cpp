@@ -378,17 +378,30 @@ NodeView buildNodeView(const AnalysisInput& in, const Effects& effects, const No
         v.metrics.directEffect = m.directEffect;
         v.metrics.totalEffect = m.totalEffect;
     }
-    v.writeInContext = toList(topTokens(*model.tokenizer, tokenWrite(model, residualWrite(in, node)), k),
-                              QStringLiteral("Write tokens (this context)"));
-    v.writePerUnit = toList(topTokens(*model.tokenizer, tokenWrite(model, residualWritePerUnit(in, node)), k),
-                            QStringLiteral("Write tokens (per unit activation)"));
+    // One pass over the vocabulary matrix for all lists: the in-context write is the per-unit write
+    // times the activation (the logit lens is linear), and the reads share the (tied) matrix.
     const NodeReads reads = residualReads(in, node);
-    if (reads.read)
-        v.reads.push_back(toList(topTokens(*model.tokenizer, tokenRead(model, *reads.read), k), QStringLiteral("Read tokens")));
-    if (reads.readQ)
-        v.reads.push_back(toList(topTokens(*model.tokenizer, tokenRead(model, *reads.readQ), k), QStringLiteral("Q-read tokens (query side)")));
-    if (reads.readK)
-        v.reads.push_back(toList(topTokens(*model.tokenizer, tokenRead(model, *reads.readK), k), QStringLiteral("K-read tokens (key side)")));
+    std::vector<at::Tensor> readRows;
+    QStringList readTitles;
+    if (reads.read) {
+        readRows.push_back(*reads.read);
+        readTitles << QStringLiteral("Read tokens");
+    }
+    if (reads.readQ) {
+        readRows.push_back(*reads.readQ);
+        readTitles << QStringLiteral("Q-read tokens (query side)");
+    }
+    if (reads.readK) {
+        readRows.push_back(*reads.readK);
+        readTitles << QStringLiteral("K-read tokens (key side)");
+    }
+    const at::Tensor perUnit = residualWritePerUnit(in, node).unsqueeze(0);
+    const TokenLenses lenses = tokenLenses(model, perUnit, readRows.empty() ? at::empty({0, model.config.dModel}) : at::stack(readRows));
+    const double activation = node.kind == NodeKind::Embedding ? 1.0 : m.activation;
+    v.writePerUnit = toList(topTokens(*model.tokenizer, lenses.writes[0], k), QStringLiteral("Write tokens (per unit activation)"));
+    v.writeInContext = toList(topTokens(*model.tokenizer, lenses.writes[0] * activation, k), QStringLiteral("Write tokens (this context)"));
+    for (int i = 0; i < readTitles.size(); ++i)
+        v.reads.push_back(toList(topTokens(*model.tokenizer, lenses.reads[i], k), readTitles[i]));
 
     const int n = rec.tokenCount();
     const double nan = std::numeric_limits<double>::quiet_NaN();
