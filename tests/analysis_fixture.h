@@ -34,10 +34,11 @@ struct AnalysisFixture {
         saes.add(bindSae(sae("resid_delta_attn.topk8.pt"), c, SaeRole::Resid, 1, SaeLocation::ResidPre));
     }
 
-    ActivationRecord run(const std::vector<int>& ids, bool withGrad = false) const
+    ActivationRecord run(const std::vector<int>& ids, bool withGrad = false, bool exactSaeGraph = false) const
     {
         ForwardOptions o;
         o.withGrad = withGrad;
+        o.exactSaeGraph = exactSaeGraph;
         o.saes = &saes;
         return runForward(*model, ids, o);
     }

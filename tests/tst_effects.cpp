@@ -83,8 +83,10 @@ private Q_SLOTS:
 
     void totalEffectIsActTimesGradByPlainAutograd()
     {
-        // An independent pass: fresh forward with grad, σ_f detached by hand, one grad per node.
-        const ActivationRecord rec = m_fx->run(m_ids, true);
+        // An independent pass: fresh forward with grad and TDB's literal autoencoder graph
+        // (decode(α1) + (x − decode(α2))), σ_f detached by hand, one autograd grad per node. The
+        // effects under test come from the default graph, where latent gradients are D·∂L/∂x.
+        const ActivationRecord rec = m_fx->run(m_ids, true, /*exactSaeGraph=*/true);
         const Gpt2Weights& w = m_fx->model->weights;
         const at::Tensor r = rec.layers.back().residOut[-1];
         const at::Tensor c = r - r.mean();
@@ -95,24 +97,41 @@ private Q_SLOTS:
         const at::Tensor gMlp1 = grad(rec.layers[1].mlpPost);
         const at::Tensor gProbs0 = grad(rec.layers[0].probs);
         const at::Tensor gLatent = grad(rec.layers[1].sae(SaeLocation::ResidDeltaAttn)->latents);
+        const at::Tensor gMlpLatent = grad(rec.layers[1].sae(SaeLocation::MlpPostAct)->latents);
+        const at::Tensor gTopK = grad(rec.layers[0].sae(SaeLocation::ResidDeltaAttn)->latents); // normalized (D2)
+        const at::Tensor gResid = grad(rec.layers[1].sae(SaeLocation::ResidPre)->latents);      // normalized, residual
         const at::Tensor gEmb = grad(rec.embeddings);
         struct Case {
-            const char* name;
+            std::string name;
             double expected;
+        };
+        // The most active latent of an autoencoder at token t, and its act×grad by autograd.
+        auto latentCase = [&](const char* kind, int layer, SaeLocation loc, const at::Tensor& g, int t) {
+            const at::Tensor& a = rec.layers[layer].sae(loc)->latents;
+            const int l = static_cast<int>(a[t].argmax().item<std::int64_t>());
+            return Case{std::string(kind) + ":" + std::to_string(layer) + ":" + std::to_string(l) + "@" + std::to_string(t),
+                        (a[t][l] * g[t][l]).item<double>()};
         };
         const int n = rec.tokenCount();
         const Case cases[] = {
             {"mlp:1:7@-1", (rec.layers[1].mlpPost[n - 1][7] * gMlp1[n - 1][7]).item<double>()},
-            {"mlp:1:40@5", (rec.layers[1].mlpPost[5][40] * gMlp1[5][40]).item<double>()},
+            {"mlp:0:40@5", (rec.layers[0].mlpPost[5][40] * grad(rec.layers[0].mlpPost)[5][40]).item<double>()},
             {"attn:0:3@-1,2", (rec.layers[0].probs[n - 1][2][3] * gProbs0[n - 1][2][3]).item<double>()},
             {"attn:0:1@6,6", (rec.layers[0].probs[6][6][1] * gProbs0[6][6][1]).item<double>()},
-            {"attn_sae:1:10@-1", (rec.layers[1].sae(SaeLocation::ResidDeltaAttn)->latents[n - 1][10] * gLatent[n - 1][10]).item<double>()},
+            latentCase("attn_sae", 1, SaeLocation::ResidDeltaAttn, gLatent, n - 1),
+            latentCase("mlp_sae", 1, SaeLocation::MlpPostAct, gMlpLatent, n - 1),
+            latentCase("attn_sae", 0, SaeLocation::ResidDeltaAttn, gTopK, n - 1),
+            latentCase("attn_sae", 0, SaeLocation::ResidDeltaAttn, gTopK, 7),
+            latentCase("resid_sae", 1, SaeLocation::ResidPre, gResid, 7),
             {"emb@4", (rec.embeddings[4] * gEmb[4]).sum().item<double>()},
         };
+        // Every case must be a live one: a latent that is inactive would compare 0 with 0.
+        for (const Case& cs : cases)
+            QVERIFY2(std::abs(cs.expected) > 1e-9, qPrintable(QStringLiteral("%1 %2").arg(QString::fromStdString(cs.name)).arg(cs.expected)));
         for (const Case& cs : cases) {
             const NodeMetrics m = metricsOf(input(), *m_effects, NodeRef::parse(cs.name));
             QVERIFY2(std::abs(m.totalEffect - cs.expected) < 1e-5, qPrintable(QStringLiteral("%1: %2 vs %3")
-                                                                                  .arg(QString::fromLatin1(cs.name)).arg(m.totalEffect).arg(cs.expected)));
+                                                                                  .arg(QString::fromStdString(cs.name)).arg(m.totalEffect).arg(cs.expected)));
         }
         // Some early node has a nonzero total effect through later layers (the gradient really flows).
         QVERIFY(m_effects->layers[0].neuronTotal.abs().max().item<double>() > 0);

@@ -7,6 +7,7 @@
 #include "test_support.h"
 #include "ui/engine/engine.h"
 
+#include <QSemaphore>
 #include <QSignalSpy>
 #include <QTest>
 
@@ -157,8 +158,12 @@ private Q_SLOTS:
         QSignalSpy finished(m_engine->engine(), &Engine::runFinished);
         RunRequest r;
         r.prompt = kPrompt;
+        // Hold the worker so the cancel arrives while the run is queued, whatever the timing.
+        QSemaphore hold;
+        QMetaObject::invokeMethod(m_engine->engine(), [&hold] { hold.acquire(); }, Qt::QueuedConnection);
         m_engine->run(r);
         m_engine->cancel();
+        hold.release();
         QVERIFY(cancelled.wait(30000));
         QVERIFY(finished.isEmpty());
         // The next run is not affected by the earlier cancel.

@@ -14,6 +14,7 @@
 
 #include <QLineEdit>
 #include <QPushButton>
+#include <QSemaphore>
 #include <QSignalSpy>
 #include <QStandardPaths>
 #include <QTemporaryDir>
@@ -163,10 +164,14 @@ private Q_SLOTS:
         typeAndRun(kPrompt, QString(), QString());
         const QStringList before = m_window->lastRun()->tokens;
         QSignalSpy cancelled(m_window->engine()->engine(), &Engine::runCancelled);
+        // Hold the worker thread so the click lands while the run is still pending, whatever the timing.
+        QSemaphore hold;
+        QMetaObject::invokeMethod(m_window->engine()->engine(), [&hold] { hold.acquire(); }, Qt::QueuedConnection);
         m_window->promptField()->setText(QStringLiteral("Another prompt entirely"));
         m_window->run();
         QVERIFY(m_window->cancelButton()->isVisible());
         QTest::mouseClick(m_window->cancelButton(), Qt::LeftButton);
+        hold.release();
         QVERIFY(cancelled.wait(30000));
         QCOMPARE(m_window->lastRun()->tokens, before);
         QVERIFY(!m_window->cancelButton()->isVisible());

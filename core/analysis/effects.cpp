@@ -28,6 +28,33 @@ at::Tensor toResidual(const Gpt2LayerWeights& lw, SaeLocation location, const at
     }
 }
 
+// The transpose: a residual-space row vector pulled back to the autoencoder's input space.
+at::Tensor fromResidual(const Gpt2LayerWeights& lw, SaeLocation location, const at::Tensor& rows)
+{
+    switch (location) {
+    case SaeLocation::MlpPostAct: return at::mm(rows, lw.mlpOutWeight.t());
+    case SaeLocation::AttnZ: return at::mm(rows, lw.attnOutWeight.t());
+    default: return rows;
+    }
+}
+
+// ‖D_l in residual space‖ for every latent, cached per bound autoencoder (see LatentNormCache).
+at::Tensor latentDirectionNorms(const Gpt2LayerWeights& lw, const BoundSae& bound)
+{
+    std::call_once(bound.normCache->once, [&] {
+        at::NoGradGuard noGrad;
+        const at::Tensor& dec = bound.sae->decoder;
+        at::Tensor norms = at::empty({dec.size(0)});
+        constexpr std::int64_t kBlock = 4096; // bounds the temporary to 4096 × d floats
+        for (std::int64_t start = 0; start < dec.size(0); start += kBlock) {
+            const std::int64_t m = std::min(kBlock, dec.size(0) - start);
+            norms.narrow(0, start, m).copy_(toResidual(lw, bound.location, dec.narrow(0, start, m)).norm(2, -1));
+        }
+        bound.normCache->norms = norms;
+    });
+    return bound.normCache->norms;
+}
+
 } // namespace
 
 at::Tensor objectiveOf(const Gpt2Model& model, const ActivationRecord& record, const Objective& objective)
@@ -54,13 +81,27 @@ Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& 
         throw std::logic_error("computeEffects with an objective needs a record made with ForwardOptions::withGrad");
     const Gpt2Model& model = in.model;
     const Gpt2Config& c = model.config;
-    // One backward pass for every recorded activation at once.
-    std::vector<at::Tensor> inputs = {rec.layers.back().residOut, rec.embeddings};
+    // One backward pass for every recorded activation at once. An autoencoder's output may be a tensor
+    // that is already an input (mlp_post_act's output is mlpPost): each distinct tensor is listed once.
+    std::vector<at::Tensor> inputs;
+    auto indexOf = [&inputs](const at::Tensor& t) {
+        for (std::size_t i = 0; i < inputs.size(); ++i) {
+            if (inputs[i].unsafeGetTensorImpl() == t.unsafeGetTensorImpl())
+                return i;
+        }
+        inputs.push_back(t);
+        return inputs.size() - 1;
+    };
+    const std::size_t finalIndex = indexOf(rec.layers.back().residOut);
+    const std::size_t embeddingIndex = indexOf(rec.embeddings);
+    std::vector<std::size_t> mlpIndex, probsIndex;
+    std::vector<std::vector<std::size_t>> saeIndex;
     for (const LayerRecord& L : rec.layers) {
-        inputs.push_back(L.mlpPost);
-        inputs.push_back(L.probs);
+        mlpIndex.push_back(indexOf(L.mlpPost));
+        probsIndex.push_back(indexOf(L.probs));
+        saeIndex.emplace_back();
         for (const SaeRecord& s : L.saes)
-            inputs.push_back(s.latents);
+            saeIndex.back().push_back(indexOf(s.output));
     }
     std::vector<at::Tensor> grads(inputs.size());
     Effects e;
@@ -76,14 +117,15 @@ Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& 
     auto undefinedUnless = [effects](const std::function<at::Tensor()>& f) { return effects ? f() : at::Tensor(); };
 
     at::NoGradGuard noGrad;
-    const at::Tensor G = effects ? orZeros(grads[0], inputs[0]) : at::Tensor();
+    const at::Tensor G = effects ? orZeros(grads[finalIndex], inputs[finalIndex]) : at::Tensor();
     e.finalResidualGradient = G;
     const at::Tensor r0 = rec.embeddings.detach();
     e.embeddingWriteMagnitude = r0.norm(2, -1);
     e.embeddingDirect = undefinedUnless([&] { return (r0 * G).sum(-1); });
-    e.embeddingTotal = undefinedUnless([&] { return (r0 * orZeros(grads[1], r0)).sum(-1); });
+    e.embeddingTotal = undefinedUnless([&] { return (r0 * orZeros(grads[embeddingIndex], r0)).sum(-1); });
+    // Rows of G that are not zero (the objective reads the last token only): direct effects elsewhere are 0.
+    const at::Tensor gRows = effects ? G.abs().sum(1).nonzero().squeeze(1) : at::Tensor();
 
-    std::size_t g = 2;
     const int H = c.nHead, dh = c.dHead();
     for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
         const LayerRecord& L = rec.layers[layer];
@@ -94,8 +136,7 @@ Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& 
         le.neuronActivation = a;
         le.neuronWriteMagnitude = a * lw.mlpOutWeight.norm(2, -1).unsqueeze(0);
         le.neuronDirect = undefinedUnless([&] { return a * at::mm(G, lw.mlpOutWeight.t()); });
-        le.neuronTotal = undefinedUnless([&] { return a * orZeros(grads[g], a); });
-        ++g;
+        le.neuronTotal = undefinedUnless([&] { return a * orZeros(grads[mlpIndex[layer]], a); });
 
         const at::Tensor P = L.probs.detach(); // [q, k, H]
         // V[k,h]·W_O[h] for every key token and head: [H, k, d].
@@ -103,26 +144,29 @@ Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& 
         le.headActivation = P;
         le.headWriteMagnitude = P * vwo.norm(2, -1).t().unsqueeze(0);
         le.headDirect = undefinedUnless([&] { return P * at::matmul(G.unsqueeze(0), vwo.transpose(1, 2)).permute({1, 2, 0}); });
-        le.headTotal = undefinedUnless([&] { return P * orZeros(grads[g], P); });
-        ++g;
+        le.headTotal = undefinedUnless([&] { return P * orZeros(grads[probsIndex[layer]], P); });
 
-        for (const SaeRecord& s : L.saes) {
+        for (std::size_t j = 0; j < L.saes.size(); ++j) {
+            const SaeRecord& s = L.saes[j];
+            const SparseAutoencoder& sae = *s.bound.sae;
             LayerEffects::Latents lat;
             lat.kind = saeKindName(s.bound.location);
             const at::Tensor alpha = s.latents.detach();
-            const at::Tensor scaled = alpha * s.encoding.scale.detach(); // α·s
-            // Decoder rows in residual space, only for latents active somewhere in the prompt (a
-            // 32k-latent MLP autoencoder would otherwise cost a [32768 × 3072] × [3072 × 768] product).
-            const at::Tensor active = (alpha != 0).any(0).nonzero().squeeze(1);
-            const at::Tensor dirs = toResidual(lw, s.bound.location, s.bound.sae->decoder.index_select(0, active));
-            const at::Tensor norms = at::zeros({alpha.size(1)}).index_copy_(0, active, dirs.norm(2, -1));
+            const at::Tensor scaled = alpha * s.encoding.scale.detach(); // α·s: the latent's weight on D_l
             lat.activation = alpha;
-            lat.writeMagnitude = scaled * norms.unsqueeze(0);
-            lat.direct = undefinedUnless([&] {
-                return at::zeros_like(alpha).index_copy_(1, active, scaled.index_select(1, active) * at::mm(G, dirs.t()));
+            lat.writeMagnitude = scaled * latentDirectionNorms(lw, s.bound).unsqueeze(0);
+            // ∂objective/∂α_l = s·D_l·∂objective/∂(autoencoder output) (math §3.4, with D2's scale).
+            lat.total = undefinedUnless([&] {
+                const at::Tensor gOut = orZeros(grads[saeIndex[layer][j]], s.output);
+                return scaled * at::mm(gOut, sae.decoder.t());
             });
-            lat.total = undefinedUnless([&] { return alpha * orZeros(grads[g], alpha); });
-            ++g;
+            // Direct effect: α·s·(D_l pushed to the residual)·G, only where G is not zero.
+            lat.direct = undefinedUnless([&] {
+                at::Tensor direct = at::zeros_like(alpha);
+                const at::Tensor back = fromResidual(lw, s.bound.location, G.index_select(0, gRows)); // [r, n_in]
+                direct.index_copy_(0, gRows, scaled.index_select(0, gRows) * at::mm(back, sae.decoder.t()));
+                return direct;
+            });
             le.latents.push_back(std::move(lat));
         }
         e.layers.push_back(std::move(le));

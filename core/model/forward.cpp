@@ -46,7 +46,7 @@ namespace {
 
 // Runs the autoencoder bound at (location, layer), if any, on x and returns what flows on: TDB's
 // decode(α1) + (x − decode(α2)) with α1, α2 two copies of α, so that ∂out/∂x = I and ∂out/∂α1 = D.
-at::Tensor applySae(const SaeSet* saes, SaeLocation location, int layer, const at::Tensor& x, LayerRecord& L)
+at::Tensor applySae(const SaeSet* saes, SaeLocation location, int layer, const at::Tensor& x, LayerRecord& L, bool exactGraph)
 {
     const BoundSae* bound = saes ? saes->findAt(location, layer) : nullptr;
     if (!bound)
@@ -54,18 +54,21 @@ at::Tensor applySae(const SaeSet* saes, SaeLocation location, int layer, const a
     SaeRecord r;
     r.bound = *bound;
     r.input = x;
-    r.encoding = encodeSae(*bound->sae, x);
     at::Tensor out = x;
-    if (at::GradMode::is_enabled()) {
+    if (at::GradMode::is_enabled() && exactGraph) {
+        r.encoding = encodeSae(*bound->sae, x);
         r.latents = r.encoding.latents.clone();
         r.reconstruction = decodeSae(*bound->sae, r.latents, r.encoding);
         r.error = x - decodeSae(*bound->sae, r.encoding.latents, r.encoding);
         out = r.reconstruction + r.error;
     } else {
+        at::NoGradGuard noGrad;
+        r.encoding = encodeSae(*bound->sae, x.detach());
         r.latents = r.encoding.latents;
         r.reconstruction = decodeSae(*bound->sae, r.latents, r.encoding);
-        r.error = x - r.reconstruction;
+        r.error = x.detach() - r.reconstruction;
     }
+    r.output = out;
     L.saes.push_back(std::move(r));
     return out;
 }
@@ -105,7 +108,7 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
             throw Cancelled();
         const Gpt2LayerWeights& lw = w.layers[layer];
         LayerRecord L;
-        resid = applySae(options.saes, SaeLocation::ResidPre, layer, resid, L);
+        resid = applySae(options.saes, SaeLocation::ResidPre, layer, resid, L, options.exactSaeGraph);
         L.residIn = resid;
 
         at::Tensor sigma1;
@@ -129,20 +132,20 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
         // The weighted sum reads L.probs (not probsHqk) so that autograd can differentiate w.r.t. the
         // recorded probabilities (act×grad of heads, math §6.2).
         L.headOut = at::bmm(L.probs.permute({2, 0, 1}), vh).permute({1, 0, 2}); // [n, H, dh]
-        const at::Tensor z = applySae(options.saes, SaeLocation::AttnZ, layer, L.headOut.reshape({n, d}), L);
+        const at::Tensor z = applySae(options.saes, SaeLocation::AttnZ, layer, L.headOut.reshape({n, d}), L, options.exactSaeGraph);
         L.headOut = z.view({n, H, dh});
         L.attnOut = applySae(options.saes, SaeLocation::ResidDeltaAttn, layer,
-                             at::addmm(lw.attnOutBias, z, lw.attnOutWeight), L);
-        L.residMid = applySae(options.saes, SaeLocation::ResidMid, layer, resid + L.attnOut, L);
+                             at::addmm(lw.attnOutBias, z, lw.attnOutWeight), L, options.exactSaeGraph);
+        L.residMid = applySae(options.saes, SaeLocation::ResidMid, layer, resid + L.attnOut, L, options.exactSaeGraph);
 
         at::Tensor sigma2;
         const at::Tensor x2 = layerNorm(L.residMid, lw.ln2Gain, lw.ln2Bias, c.layerNormEps, &sigma2);
         L.ln2Sigma = sigma2.squeeze(-1);
         L.mlpPre = at::addmm(lw.mlpInBias, x2, lw.mlpInWeight);
-        L.mlpPost = applySae(options.saes, SaeLocation::MlpPostAct, layer, mlpActivation(L.mlpPre, c.activation), L);
+        L.mlpPost = applySae(options.saes, SaeLocation::MlpPostAct, layer, mlpActivation(L.mlpPre, c.activation), L, options.exactSaeGraph);
         L.mlpOut = applySae(options.saes, SaeLocation::ResidDeltaMlp, layer,
-                            at::addmm(lw.mlpOutBias, L.mlpPost, lw.mlpOutWeight), L);
-        L.residOut = applySae(options.saes, SaeLocation::ResidPost, layer, L.residMid + L.mlpOut, L);
+                            at::addmm(lw.mlpOutBias, L.mlpPost, lw.mlpOutWeight), L, options.exactSaeGraph);
+        L.residOut = applySae(options.saes, SaeLocation::ResidPost, layer, L.residMid + L.mlpOut, L, options.exactSaeGraph);
         resid = L.residOut;
         rec.layers.push_back(std::move(L));
         if (options.progress)

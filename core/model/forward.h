@@ -35,10 +35,11 @@
 namespace cs {
 
 // An autoencoder run inside the forward pass (math §3.4): its output decode(α) + (x − decode(α′)) equals
-// x, so the model's outputs are unchanged, while the gradient w.r.t. `latents` is D·∂L/∂x.
+// x, so the model's outputs are unchanged, and ∂L/∂α_l = s·D_l·∂L/∂x.
 struct SaeRecord {
     BoundSae bound;
     at::Tensor input;          // x at the location, [n, n_in]
+    at::Tensor output;         // what flows on (equal to x); ∂objective/∂output gives the latents' gradients
     SaeEncoding encoding;      // μ, scale, z and α of x
     at::Tensor latents;        // α as it enters the decoder (take gradients w.r.t. this), [n, N]
     at::Tensor reconstruction; // x̂, [n, n_in]
@@ -82,6 +83,11 @@ struct ForwardOptions {
     std::function<void(int layersDone)> progress;
     // Autoencoders to run inside the pass (math §3.4); the set must outlive the call only.
     const SaeSet* saes = nullptr;
+    // With autograd, build TDB's graph literally (decode(α1) + (x − decode(α2)), so that autograd can
+    // differentiate w.r.t. SaeRecord::latents). By default the autoencoder stays out of the graph: its
+    // output is x itself and latent gradients are D·∂L/∂x, computed only when asked (math §3.4 shows
+    // the two are equal; tests check it), which saves two decodes and the encoder's backward pass.
+    bool exactSaeGraph = false;
 };
 
 // Runs the model on token ids (1 ≤ n ≤ n_ctx, each id < vocab_size; std::invalid_argument otherwise —

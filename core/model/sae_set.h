@@ -6,6 +6,7 @@
 #include "core/sae/sparse_autoencoder.h"
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -14,10 +15,19 @@ namespace cs {
 // What the user asked for: --mlp-sae, --attn-sae or --resid-sae.
 enum class SaeRole { Mlp, Attn, Resid };
 
+// ‖residual direction‖ of every latent (D_l, D_l·W_out or D_l·W_O), computed once per bound SAE on
+// first use: for a 32k-latent MLP autoencoder it is a [32768 × 3072] × [3072 × 768] product, too much
+// to repeat for every prompt. Shared by the copies of a BoundSae; thread-safe.
+struct LatentNormCache {
+    std::once_flag once;
+    at::Tensor norms; // [N]
+};
+
 struct BoundSae {
     std::shared_ptr<const SparseAutoencoder> sae;
     SaeLocation location = SaeLocation::MlpPostAct;
     int layer = 0;
+    std::shared_ptr<LatentNormCache> normCache = std::make_shared<LatentNormCache>();
 };
 
 // Decides the location (explicit choice, else what the files declare, else the input width and the
