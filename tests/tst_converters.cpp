@@ -422,6 +422,48 @@ private Q_SLOTS:
         }
     }
 
+    void attnZAutoencoderWritesReadsAndPairs()
+    {
+        // An autoencoder on the concatenated head outputs before W_O (SAELens attn.hook_z): its latents
+        // write α·s·D_l·W_O, read through V only (single-token reconstitution), and attribute to
+        // token pairs through Z[q,h] = Σ_k P[q,k,h]·V[k,h].
+        SaeSet saes;
+        const auto sae = std::make_shared<const SparseAutoencoder>(loadSae(test::dataDir() / "sae/resid_delta_attn.relu.pt"));
+        saes.add(bindSae(sae, config(), SaeRole::Attn, 1, SaeLocation::AttnZ));
+        const ActivationRecord rec = runForward(*m_fx->model, m_ids, ForwardOptions{.saes = &saes});
+        const AnalysisInput in{*m_fx->model, saes, rec};
+        const LayerRecord& L = rec.layers[1];
+        const SaeRecord& r = *L.sae(SaeLocation::AttnZ);
+        const Gpt2LayerWeights& lw = weights(1);
+        const Gpt2Config& c = config();
+        const int q = static_cast<int>(m_ids.size()) - 1;
+
+        // Writes: Σ_l write = (x̂ − p)·W_O.
+        at::Tensor sum = at::zeros({c.dModel});
+        for (int l = 0; l < sae->latentCount(); ++l)
+            sum += residualWrite(in, {NodeKind::AttnSaeLatent, 1, l, q, 0});
+        CS_COMPARE_TENSORS(sum, at::mv(lw.attnOutWeight.t(), r.reconstruction[q] - sae->preBias), kTol);
+
+        // Read: gradient of z_l w.r.t. the residual, with the token attending only to itself.
+        const at::Tensor x = leafRow(L.residIn, q);
+        const at::Tensor ln = test::layerNormDetached(x, lw.ln1Gain, lw.ln1Bias, c.layerNormEps);
+        const at::Tensor v = at::mv(lw.attnQkvWeight.narrow(1, 2 * c.dModel, c.dModel).t(), ln) + lw.attnQkvBias.narrow(0, 2 * c.dModel, c.dModel);
+        const int l = static_cast<int>(r.latents[q].argmax().item<std::int64_t>());
+        QVERIFY(r.latents[q][l].item<float>() > 0);
+        const at::Tensor z = encodeSae(*sae, v.unsqueeze(0)).preActivation[0][l];
+        CS_COMPARE_TENSORS(*residualReads(in, {NodeKind::AttnSaeLatent, 1, l, q, 0}).read, gradOf(z, x), kTol);
+
+        // Pairs: Σ_h P·∂z/∂P by autograd with P a leaf.
+        const at::Tensor P = L.probs[q].detach().clone().requires_grad_(true);            // [k, H]
+        const at::Tensor values = L.value.detach();                                        // [k, H, dh]
+        const at::Tensor Z = (P.unsqueeze(-1) * values).sum(0).reshape({c.dModel});          // concat_h Z[q,h]
+        const at::Tensor zl = encodeSae(*sae, Z.unsqueeze(0)).preActivation[0][l];
+        const at::Tensor expected = (P * gradOf(zl, P)).sum(1).detach();
+        const auto attribution = pairAttribution(in, {NodeKind::AttnSaeLatent, 1, l, q, 0});
+        QVERIFY(attribution);
+        CS_COMPARE_TENSORS(*attribution, expected, kTol);
+    }
+
     // ---- prompts of 1 and 2 tokens; bad nodes ---------------------------------------------------------
 
     void shortPrompts_data()
