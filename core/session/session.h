@@ -1,0 +1,60 @@
+#pragma once
+// A saved investigation (`.circuitscope.json`, product.md §4, issue "Sessions"): model and autoencoder
+// paths, prompt, target, distractor, token of interest, selected node, pinned nodes with notes in order,
+// and view settings, under a schema version. Written atomically and deterministically (same session →
+// same bytes), so a resave of an unchanged session is byte-identical.
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cs {
+
+struct Session {
+    static constexpr int kSchemaVersion = 1;
+
+    struct Autoencoder {
+        std::string role;   // "mlp", "attn" or "resid"
+        std::string spec;   // "L=PATH" or "L:location=PATH" as on the command line
+        bool operator==(const Autoencoder&) const = default;
+    };
+    struct Pin {
+        std::string node;   // node name, e.g. "attn:5:3@-1,2"
+        std::string note;
+        bool operator==(const Pin&) const = default;
+    };
+    struct View {
+        std::string metric = "activation";  // grid metric
+        int topN = 16;                      // neurons/latents per grid row
+        int topK = 20;                      // tokens per list
+        bool perUnitWrite = false;          // D6 switch
+        std::string inspectorTab = "write"; // write | read | pairs | activation
+        bool operator==(const View&) const = default;
+    };
+
+    std::string modelPath;
+    std::vector<Autoencoder> autoencoders;
+    std::string prompt;
+    std::string target;
+    std::string distractor;
+    int tokenOfInterest = -1;               // -1: the last token
+    std::optional<std::string> selectedNode;
+    std::vector<Pin> pins;
+    View view;
+
+    bool operator==(const Session&) const = default;
+};
+
+nlohmann::ordered_json sessionToJson(const Session& session);
+// InputError naming `source` and the field for a wrong type, a missing schema version, or a schema
+// newer than this program understands.
+Session sessionFromJson(const nlohmann::json& json, const std::filesystem::path& source);
+
+Session loadSession(const std::filesystem::path& file);
+// Atomic: the old file stays intact unless the new one is complete (temporary file + rename).
+void saveSession(const std::filesystem::path& file, const Session& session);
+
+} // namespace cs

@@ -1,0 +1,125 @@
+// Session files (.circuitscope.json): round trip, byte-identical resave, clear errors for corrupt and
+// future-version files, and atomic saves that leave the old file intact when a save fails.
+
+#include "core/session/session.h"
+#include "core/util/errors.h"
+#include "test_support.h"
+
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <fstream>
+
+using namespace cs;
+namespace fs = std::filesystem;
+
+namespace {
+
+Session sample()
+{
+    Session s;
+    s.modelPath = "/models/gpt2";
+    s.autoencoders = {{"mlp", "5=/ae/mlp/5.pt"}, {"attn", "5:resid_delta_attn=/ae/attn/5.pt"}};
+    s.prompt = "When Mary and John went to the store, John gave a drink to";
+    s.target = " Mary";
+    s.distractor = " John";
+    s.tokenOfInterest = 13;
+    s.selectedNode = "attn:9:9@-1,1";
+    s.pins = {{"attn:9:9@-1,1", "name mover: copies \"Mary\"\nsecond line"}, {"mlp:5:123@7", "日本語 note, with comma"}};
+    s.view.metric = "direct_effect";
+    s.view.topN = 24;
+    s.view.perUnitWrite = true;
+    s.view.inspectorTab = "pairs";
+    return s;
+}
+
+std::string bytes(const fs::path& p)
+{
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+} // namespace
+
+class TestSession : public QObject {
+    Q_OBJECT
+
+private Q_SLOTS:
+    void roundTripAndByteIdenticalResave()
+    {
+        QTemporaryDir tmp;
+        const fs::path a = fs::path(tmp.path().toStdString()) / "a.circuitscope.json";
+        const fs::path b = fs::path(tmp.path().toStdString()) / "b.circuitscope.json";
+        saveSession(a, sample());
+        const Session loaded = loadSession(a);
+        QVERIFY(loaded == sample());
+        saveSession(b, loaded);
+        QVERIFY(bytes(a) == bytes(b));
+        QVERIFY(!fs::exists(a.string() + ".saving"));
+    }
+
+    void missingFieldsTakeDefaults()
+    {
+        const Session s = sessionFromJson(nlohmann::json::parse(R"({"schema":"circuitscope-session","version":1,"prompt":"hi"})"), "x");
+        QCOMPARE(s.prompt, std::string("hi"));
+        QCOMPARE(s.tokenOfInterest, -1);
+        QVERIFY(!s.selectedNode);
+        QCOMPARE(s.view.topN, 16);
+    }
+
+    void badFilesAreClearErrors_data()
+    {
+        QTest::addColumn<QString>("text");
+        QTest::addColumn<QString>("expected");
+        QTest::newRow("not JSON") << QStringLiteral("{\"schema\": ") << QStringLiteral("not valid JSON");
+        QTest::newRow("not an object") << QStringLiteral("[1]") << QStringLiteral("not a Circuitscope session");
+        QTest::newRow("another JSON file") << QStringLiteral("{\"n_layer\": 2}") << QStringLiteral("field 'schema'");
+        QTest::newRow("future version") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":99}")
+                                        << QStringLiteral("session version 99 is newer than this Circuitscope understands");
+        QTest::newRow("wrong type") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":1,\"prompt\":5}")
+                                    << QStringLiteral("field 'prompt' must be a string");
+        QTest::newRow("bad pin") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":1,\"pins\":[3]}")
+                                 << QStringLiteral("field 'pins'");
+        QTest::newRow("bad role") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":1,\"autoencoders\":[{\"role\":\"x\",\"spec\":\"0=a\"}]}")
+                                  << QStringLiteral("autoencoders.role");
+        QTest::newRow("bad view") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":1,\"view\":{\"top_n\":\"many\"}}")
+                                  << QStringLiteral("field 'view.top_n' must be an integer");
+    }
+    void badFilesAreClearErrors()
+    {
+        QFETCH(QString, text);
+        QFETCH(QString, expected);
+        QTemporaryDir tmp;
+        const fs::path p = fs::path(tmp.path().toStdString()) / "bad.circuitscope.json";
+        std::ofstream(p) << text.toStdString();
+        try {
+            loadSession(p);
+            QFAIL("accepted a bad session");
+        } catch (const InputError& e) {
+            const QString msg = QString::fromUtf8(e.what());
+            QVERIFY2(msg.contains(expected), e.what());
+            QVERIFY2(msg.contains(QStringLiteral("bad.circuitscope.json")), e.what());
+        }
+    }
+
+    void failedSaveLeavesTheOldFileIntact()
+    {
+        QTemporaryDir tmp;
+        const fs::path p = fs::path(tmp.path().toStdString()) / "s.circuitscope.json";
+        saveSession(p, sample());
+        const std::string before = bytes(p);
+        Session broken = sample();
+        broken.pins.push_back({"mlp:0:1@0", std::string("invalid \xff utf-8")}); // cannot be serialized
+        QVERIFY_THROWS_EXCEPTION(InputError, saveSession(p, broken));
+        QVERIFY(bytes(p) == before);
+        // An unwritable destination (a directory in the way) is an error too, and nothing is left behind.
+        const fs::path dir = fs::path(tmp.path().toStdString()) / "dir.circuitscope.json";
+        fs::create_directories(dir);
+        QVERIFY_THROWS_EXCEPTION(InputError, saveSession(dir, sample()));
+        QVERIFY(!fs::exists(dir.string() + ".saving"));
+        QVERIFY(fs::is_directory(dir));
+    }
+};
+
+QTEST_GUILESS_MAIN(TestSession)
+#include "tst_session.moc"
