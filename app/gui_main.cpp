@@ -37,7 +37,15 @@ int main(int argc, char** argv)
     const QCommandLineOption node(QStringLiteral("node"), QStringLiteral("Select this node after the run (e.g. attn:1:2@-1,3)."),
                                   QStringLiteral("NAME"));
     parser.addOptions({model, prompt, target, distractor, mlpSae, attnSae, residSae, run, node});
+    parser.addPositionalArgument(QStringLiteral("session"), QStringLiteral("A .circuitscope.json session to open."), QStringLiteral("[session]"));
     parser.process(app);
+    if (!parser.positionalArguments().isEmpty()) {
+        cs::ui::MainWindow window;
+        window.resize(1600, 1000);
+        window.show();
+        window.openSession(parser.positionalArguments().first());
+        return app.exec();
+    }
 
     cs::ui::MainWindow window;
     window.resize(1600, 1000);

@@ -12,6 +12,8 @@
 #include "ui/widgets/node_table_view.h"
 #include "ui/widgets/token_strip.h"
 
+#include <QComboBox>
+#include <QFile>
 #include <QLineEdit>
 #include <QPushButton>
 #include <QSemaphore>
@@ -226,6 +228,79 @@ private Q_SLOTS:
         QVERIFY(!m_window->lastRun()->grid.has(GridMetric::DirectEffect));
         typeAndRun(kPrompt, QStringLiteral(" Mary"), QString());
         QVERIFY(m_window->lastRun()->grid.has(GridMetric::TotalEffect));
+    }
+
+    void sessionRoundTripRestoresTheInvestigation()
+    {
+        m_window->addAutoencoder(1, QStringLiteral("1=") + QString::fromStdString((test::dataDir() / "sae/resid_delta_attn.relu.pt").string()));
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        m_window->metricChooser()->setCurrentIndex(int(GridMetric::DirectEffect));
+        m_window->selectNode(NodeRef::parse("attn_sae:1:10@13"));
+        QTRY_VERIFY_WITH_TIMEOUT(m_window->inspector()->hasView() && m_window->inspector()->view().name == QStringLiteral("attn_sae:1:10@13"), 30000);
+        QTemporaryDir dir;
+        const QString path = dir.filePath(QStringLiteral("ioi.circuitscope.json"));
+        QVERIFY(m_window->saveSession(path));
+
+        MainWindow other;
+        other.resize(1600, 1000);
+        QSignalSpy restored(&other, &MainWindow::sessionRestored);
+        other.openSession(path);
+        QVERIFY2(restored.wait(60000), qPrintable(other.errorText()));
+        QCOMPARE(other.promptField()->text(), kPrompt);
+        QCOMPARE(other.targetField()->text(), QStringLiteral(" Mary"));
+        QCOMPARE(other.metricChooser()->currentIndex(), int(GridMetric::DirectEffect));
+        QTRY_VERIFY_WITH_TIMEOUT(other.inspector()->hasView() && other.inspector()->view().name == QStringLiteral("attn_sae:1:10@13"), 30000);
+        // Saving the restored window gives the same file, byte for byte.
+        const QString again = dir.filePath(QStringLiteral("again.circuitscope.json"));
+        QVERIFY(other.saveSession(again));
+        QFile a(path), b(again);
+        QVERIFY(a.open(QIODevice::ReadOnly) && b.open(QIODevice::ReadOnly));
+        QCOMPARE(a.readAll(), b.readAll());
+    }
+
+    void sessionWithAMissingModelAsksWhereItIs()
+    {
+        QTemporaryDir dir;
+        Session s;
+        s.modelPath = "/nowhere/gpt2";
+        s.prompt = "When Mary and John";
+        const QString path = dir.filePath(QStringLiteral("moved.circuitscope.json"));
+        cs::saveSession(path.toStdString(), s);
+        QString asked;
+        m_window->setModelLocator([&](const QString& missing) {
+            asked = missing;
+            return tinyModel();
+        });
+        QSignalSpy restored(m_window.get(), &MainWindow::sessionRestored);
+        m_window->openSession(path);
+        QVERIFY(restored.wait(60000));
+        QCOMPARE(asked, QStringLiteral("/nowhere/gpt2"));
+        QCOMPARE(m_window->lastRun()->tokens.size(), 4);
+    }
+
+    void corruptOrFutureSessionsChangeNothing_data()
+    {
+        QTest::addColumn<QString>("text");
+        QTest::addColumn<QString>("expected");
+        QTest::newRow("corrupt") << QStringLiteral("{\"schema\": \"circ") << QStringLiteral("not valid JSON");
+        QTest::newRow("future version") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":7}") << QStringLiteral("newer than this Circuitscope");
+    }
+    void corruptOrFutureSessionsChangeNothing()
+    {
+        QFETCH(QString, text);
+        QFETCH(QString, expected);
+        typeAndRun(kPrompt, QString(), QString());
+        const QStringList before = m_window->lastRun()->tokens;
+        QTemporaryDir dir;
+        const QString path = dir.filePath(QStringLiteral("bad.circuitscope.json"));
+        QFile f(path);
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write(text.toUtf8());
+        f.close();
+        m_window->openSession(path);
+        QVERIFY2(m_window->errorText().contains(expected), qPrintable(m_window->errorText()));
+        QCOMPARE(m_window->lastRun()->tokens, before);
+        QCOMPARE(m_window->promptField()->text(), kPrompt);
     }
 
     void inspectorChartsExport()

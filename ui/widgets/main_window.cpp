@@ -11,6 +11,8 @@
 #include <QApplication>
 #include <QCloseEvent>
 #include <QComboBox>
+#include <QFileInfo>
+#include <QTabWidget>
 #include <QCoreApplication>
 #include <QFileDialog>
 #include <QHBoxLayout>
@@ -82,9 +84,21 @@ void MainWindow::buildToolbar()
     for (int role = 0; role < 3; ++role)
         saeMenu->addAction(tr("%1 autoencoder for a layer…").arg(roleName(role)), this, [this, role] { chooseAutoencoder(role); });
     saeMenu->addSeparator();
-    saeMenu->addAction(tr("Remove all autoencoders"), this, [this] { m_engine->clearSaes(); });
+    saeMenu->addAction(tr("Remove all autoencoders"), this, [this] {
+        m_saeSpecs.clear();
+        m_engine->clearSaes();
+    });
     m_saeButton->setMenu(saeMenu);
     bar->addWidget(m_saeButton);
+
+    auto* sessionButton = new QToolButton;
+    sessionButton->setText(tr("Session"));
+    sessionButton->setPopupMode(QToolButton::InstantPopup);
+    auto* sessionMenu = new QMenu(sessionButton);
+    sessionMenu->addAction(tr("Open session…"), this, &MainWindow::chooseSessionToOpen);
+    sessionMenu->addAction(tr("Save session as…"), this, &MainWindow::chooseSessionToSave);
+    sessionButton->setMenu(sessionMenu);
+    bar->addWidget(sessionButton);
     bar->addSeparator();
 
     m_prompt = new QLineEdit;
@@ -308,7 +322,143 @@ void MainWindow::openModel(const QString& dir)
 
 void MainWindow::addAutoencoder(int role, const QString& spec)
 {
+    m_saeSpecs.push_back({role, spec});
     m_engine->addSae(role, spec);
+}
+
+namespace {
+
+const char* const kRoleNames[] = {"mlp", "attn", "resid"};
+const char* const kMetricNames[] = {"activation", "write_magnitude", "direct_effect", "total_effect"};
+const char* const kTabNames[] = {"write", "read", "pairs", "activation"};
+
+} // namespace
+
+Session MainWindow::currentSession() const
+{
+    Session s;
+    s.modelPath = m_model ? m_model->path.toStdString() : std::string();
+    for (const auto& [role, spec] : m_saeSpecs)
+        s.autoencoders.push_back({kRoleNames[role], spec.toStdString()});
+    s.prompt = m_prompt->text().toStdString();
+    s.target = m_target->text().toStdString();
+    s.distractor = m_distractor->text().toStdString();
+    if (m_lastRun && m_grid->tokenOfInterest() != m_lastRun->tokens.size() - 1)
+        s.tokenOfInterest = m_grid->tokenOfInterest();
+    if (m_selected)
+        s.selectedNode = m_selected->name();
+    s.pins = m_pins;
+    s.view.metric = kMetricNames[std::clamp(m_metric->currentIndex(), 0, 3)];
+    s.view.topN = m_topN->value();
+    s.view.perUnitWrite = m_inspector->perUnitWrite();
+    s.view.inspectorTab = kTabNames[std::clamp(m_inspector->tabs()->currentIndex(), 0, 3)];
+    return s;
+}
+
+bool MainWindow::saveSession(const QString& path)
+{
+    try {
+        cs::saveSession(path.toStdString(), currentSession());
+        statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
+        return true;
+    } catch (const std::exception& e) {
+        showError(QString::fromUtf8(e.what()));
+        return false;
+    }
+}
+
+void MainWindow::openSession(const QString& path)
+{
+    Session s;
+    try {
+        s = loadSession(path.toStdString());
+    } catch (const std::exception& e) {
+        showError(tr("Could not open session: %1").arg(QString::fromUtf8(e.what())));
+        return; // nothing changes
+    }
+    QString model = QString::fromStdString(s.modelPath);
+    if (!QFileInfo::exists(model + QStringLiteral("/config.json"))) {
+        const QString relocated = m_modelLocator ? m_modelLocator(model)
+                                                 : QFileDialog::getExistingDirectory(this, tr("The session's model %1 is missing: where is it now?").arg(model));
+        if (relocated.isEmpty()) {
+            showError(tr("Session not opened: its model folder %1 is missing.").arg(model));
+            return;
+        }
+        model = relocated;
+        s.modelPath = relocated.toStdString();
+        QSettings().setValue(QStringLiteral("sessions/relocated/") + QString::fromStdString(s.modelPath), relocated);
+    }
+    clearError();
+    m_restoring = s;
+    m_pins = s.pins;
+    connect(this, &MainWindow::modelReady, this, &MainWindow::continueRestore, Qt::SingleShotConnection);
+    openModel(model);
+}
+
+// Restoring runs in steps, each when the engine has answered the previous one: model → autoencoders
+// and run → token of interest, view and selected node.
+void MainWindow::continueRestore()
+{
+    if (!m_restoring)
+        return;
+    const Session s = *m_restoring;
+    m_saeSpecs.clear();
+    for (const auto& a : s.autoencoders) {
+        const int role = a.role == "mlp" ? 0 : a.role == "attn" ? 1 : 2;
+        addAutoencoder(role, QString::fromStdString(a.spec));
+    }
+    setPrompt(QString::fromStdString(s.prompt), QString::fromStdString(s.target), QString::fromStdString(s.distractor));
+    for (int m = 0; m < 4; ++m) {
+        if (s.view.metric == kMetricNames[m])
+            m_metric->setCurrentIndex(m);
+    }
+    m_topN->setValue(s.view.topN);
+    m_inspector->setPerUnitWrite(s.view.perUnitWrite);
+    for (int t = 0; t < 4; ++t) {
+        if (s.view.inspectorTab == kTabNames[t])
+            m_inspector->tabs()->setCurrentIndex(t);
+    }
+    m_selected.reset();
+    if (s.selectedNode) {
+        try {
+            m_selected = NodeRef::parse(*s.selectedNode);
+        } catch (const std::exception&) {
+        }
+    }
+    connect(this, &MainWindow::runReady, this, [this] {
+        if (!m_restoring)
+            return;
+        if (m_restoring->tokenOfInterest >= 0 && m_restoring->tokenOfInterest < m_lastRun->tokens.size()) {
+            m_tokens->setTokenOfInterest(m_restoring->tokenOfInterest);
+            m_grid->setTokenOfInterest(m_restoring->tokenOfInterest);
+        }
+        m_restoring.reset();
+        Q_EMIT sessionRestored();
+    }, Qt::SingleShotConnection);
+    if (s.prompt.empty()) {
+        m_restoring.reset();
+        Q_EMIT sessionRestored();
+        return;
+    }
+    run();
+}
+
+void MainWindow::chooseSessionToOpen()
+{
+    const QString path = QFileDialog::getOpenFileName(this, tr("Open session"), QString(), tr("Circuitscope sessions (*.circuitscope.json)"));
+    if (!path.isEmpty())
+        openSession(path);
+}
+
+void MainWindow::chooseSessionToSave()
+{
+    QString path = QFileDialog::getSaveFileName(this, tr("Save session"), QStringLiteral("investigation.circuitscope.json"),
+                                                tr("Circuitscope sessions (*.circuitscope.json)"));
+    if (path.isEmpty())
+        return;
+    if (!path.endsWith(QStringLiteral(".circuitscope.json")))
+        path += QStringLiteral(".circuitscope.json");
+    saveSession(path);
 }
 
 void MainWindow::setPrompt(const QString& prompt, const QString& target, const QString& distractor)
@@ -344,6 +494,7 @@ void MainWindow::setBusy(bool busy)
 void MainWindow::onModelOpened(const ModelSummary& s)
 {
     clearError();
+    m_saeSpecs.clear();
     m_model = s;
     m_lastRun.reset();
     m_selected.reset();
@@ -394,8 +545,15 @@ void MainWindow::onRunFinished(const RunResult& r)
     // Keep the selected node if it still exists in this prompt.
     // Keep the selected node if it still exists in this prompt; otherwise show the table's first node
     // so the inspector is never empty after a run.
-    if (m_selected && m_selected->token < r.tokens.size() && m_selected->keyToken < r.tokens.size())
-        selectNode(*m_selected);
+    std::optional<NodeRef> keep;
+    if (m_selected) {
+        try {
+            keep = m_selected->resolved(static_cast<int>(r.tokens.size()));
+        } catch (const std::exception&) {
+        }
+    }
+    if (keep)
+        selectNode(*keep);
     else if (!r.table.isEmpty())
         selectNode(r.table.first().node);
     else
@@ -441,6 +599,10 @@ void MainWindow::onNodeReady(const NodeView& view)
 
 void MainWindow::onFailed(const QString& what, const QString& message)
 {
+    if (what == u"open autoencoder" && !m_saeSpecs.isEmpty())
+        m_saeSpecs.removeLast(); // it was not added
+    if (m_restoring && what == u"run")
+        m_restoring.reset();
     if (what == u"run")
         setBusy(false);
     if (what == u"open model" && m_model)

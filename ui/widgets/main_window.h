@@ -2,7 +2,10 @@
 // The main window (product.md §3): toolbar, token strip, layer grid, node inspector, node table and
 // status bar, wired to the engine. Each panel is its own widget; this class only connects them.
 
+#include "core/session/session.h"
 #include "ui/engine/engine.h"
+
+#include <functional>
 
 #include <QMainWindow>
 
@@ -36,6 +39,14 @@ public:
     void run();
     void selectNode(const NodeRef& node);
 
+    // Sessions (.circuitscope.json): the current state, and restoring one. A session whose model folder
+    // is missing asks for its new location (through `modelLocator`, a folder dialog by default).
+    Session currentSession() const;
+    bool saveSession(const QString& path);
+    void openSession(const QString& path);
+    using ModelLocator = std::function<QString(const QString& missingPath)>;
+    void setModelLocator(ModelLocator locator) { m_modelLocator = std::move(locator); }
+
     // The parts, for tests and screenshots.
     EngineThread* engine() const { return m_engine; }
     LayerGrid* grid() const { return m_grid; }
@@ -55,6 +66,7 @@ public:
 
 Q_SIGNALS:
     void modelReady();
+    void sessionRestored();
     void runReady();
     void nodeShown();
     void errorShown(const QString& message);
@@ -110,6 +122,13 @@ private:
     quint64 m_latestInspect = 0;
     std::optional<NodeRef> m_selected;
     QString m_pendingModelPath;
+    QVector<QPair<int, QString>> m_saeSpecs;   // autoencoders as added (role, spec), for sessions
+    std::optional<Session> m_restoring;         // a session being restored, step by step
+    std::vector<Session::Pin> m_pins;           // pinned nodes carried through sessions
+    ModelLocator m_modelLocator;
+    void continueRestore();
+    void chooseSessionToOpen();
+    void chooseSessionToSave();
 };
 
 } // namespace cs::ui

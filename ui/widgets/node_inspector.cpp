@@ -146,6 +146,11 @@ void NodeInspector::setPerUnitWrite(bool perUnit)
     m_perUnit->setChecked(perUnit);
 }
 
+bool NodeInspector::perUnitWrite() const
+{
+    return m_perUnit->isChecked();
+}
+
 void NodeInspector::showWrite()
 {
     Provenance p = m_view.provenance;

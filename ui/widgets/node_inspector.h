@@ -36,6 +36,7 @@ public:
     // The write list on screen: in context (default, D6) or per unit activation.
     const TopTokenList& shownWrite() const;
     void setPerUnitWrite(bool perUnit);
+    bool perUnitWrite() const;
 
 private:
     void showWrite();
