@@ -13,6 +13,8 @@
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QDir>
+#include <QFile>
+#include <QMessageBox>
 
 int main(int argc, char** argv)
 {
@@ -49,6 +51,18 @@ int main(int argc, char** argv)
 
     cs::ui::MainWindow window;
     window.resize(1600, 1000);
+    // A session autosaved by a run that crashed or was killed: offer it back.
+    if (QFile::exists(cs::ui::MainWindow::autosavePath())) {
+        window.show();
+        const auto answer = QMessageBox::question(&window, QObject::tr("Recover session"),
+                                                  QObject::tr("Circuitscope did not close normally last time. Restore the unsaved session?"),
+                                                  QMessageBox::Yes | QMessageBox::No, QMessageBox::Yes);
+        if (answer == QMessageBox::Yes) {
+            window.openSession(cs::ui::MainWindow::autosavePath());
+            return app.exec();
+        }
+        QFile::remove(cs::ui::MainWindow::autosavePath());
+    }
     QString modelDir = parser.value(model);
     bool demo = false;
     if (modelDir.isEmpty()) {

@@ -303,6 +303,20 @@ private Q_SLOTS:
         QCOMPARE(m_window->promptField()->text(), kPrompt);
     }
 
+    void autosaveIsWrittenAndRemovedOnCleanClose()
+    {
+        QFile::remove(MainWindow::autosavePath());
+        QVERIFY(!m_window->autosaveNow()); // nothing run yet: nothing to save
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QString());
+        QVERIFY(m_window->autosaveNow());
+        QVERIFY(QFile::exists(MainWindow::autosavePath()));
+        const Session saved = loadSession(MainWindow::autosavePath().toStdString());
+        QCOMPARE(saved.prompt, kPrompt.toStdString());
+        QCOMPARE(saved.target, std::string(" Mary"));
+        m_window->close();
+        QVERIFY(!QFile::exists(MainWindow::autosavePath()));
+    }
+
     void inspectorChartsExport()
     {
         typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));

@@ -11,6 +11,9 @@
 #include <QApplication>
 #include <QCloseEvent>
 #include <QComboBox>
+#include <QDir>
+#include <QStandardPaths>
+#include <QTimer>
 #include <QFileInfo>
 #include <QTabWidget>
 #include <QCoreApplication>
@@ -59,6 +62,34 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), m_engine(new Engi
     m_prompt->setText(settings.value(QStringLiteral("prompt/text")).toString());
     m_target->setText(settings.value(QStringLiteral("prompt/target")).toString());
     m_distractor->setText(settings.value(QStringLiteral("prompt/distractor")).toString());
+
+    auto* autosave = new QTimer(this);
+    autosave->setInterval(20000);
+    connect(autosave, &QTimer::timeout, this, &MainWindow::autosaveNow);
+    autosave->start();
+}
+
+QString MainWindow::autosavePath()
+{
+    return QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + QStringLiteral("/autosave.circuitscope.json");
+}
+
+bool MainWindow::autosaveNow()
+{
+    if (!m_model || !m_lastRun)
+        return false;
+    const Session s = currentSession();
+    const std::string text = sessionToJson(s).dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (text == m_lastAutosaved)
+        return true;
+    try {
+        QDir().mkpath(QFileInfo(autosavePath()).absolutePath());
+        cs::saveSession(autosavePath().toStdString(), s);
+        m_lastAutosaved = text;
+        return true;
+    } catch (const std::exception&) {
+        return false; // autosave is best effort; the user's own saves report errors
+    }
 }
 
 MainWindow::~MainWindow() = default;
@@ -634,6 +665,7 @@ void MainWindow::closeEvent(QCloseEvent* event)
     settings.setValue(QStringLiteral("window/geometry"), saveGeometry());
     settings.setValue(QStringLiteral("window/state"), saveState());
     m_engine->cancel();
+    QFile::remove(autosavePath()); // a clean exit: nothing to recover
     QMainWindow::closeEvent(event);
 }
 

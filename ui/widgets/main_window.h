@@ -44,6 +44,10 @@ public:
     Session currentSession() const;
     bool saveSession(const QString& path);
     void openSession(const QString& path);
+    // Autosave: the current session is written every 20 s while it changes, to `autosavePath()`, and
+    // removed when the window closes normally; a file left there means the app crashed or was killed.
+    static QString autosavePath();
+    bool autosaveNow();
     using ModelLocator = std::function<QString(const QString& missingPath)>;
     void setModelLocator(ModelLocator locator) { m_modelLocator = std::move(locator); }
 
@@ -126,6 +130,7 @@ private:
     std::optional<Session> m_restoring;         // a session being restored, step by step
     std::vector<Session::Pin> m_pins;           // pinned nodes carried through sessions
     ModelLocator m_modelLocator;
+    std::string m_lastAutosaved;
     void continueRestore();
     void chooseSessionToOpen();
     void chooseSessionToSave();
