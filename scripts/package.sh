@@ -65,8 +65,11 @@ for f in "${expect[@]}"; do
 done
 
 depends="$(dpkg-deb --field "$deb" Depends)"
-for p in libtorch1.13 libqt6core6 libqt6gui6 libqt6widgets6 libqcustomplot2.1-qt6 libopenblas0-openmp; do
-  grep -Eq "(^|, )$p( |,|$)" <<<"$depends" || fail "Depends lacks $p: $depends"
+# The package names in Depends, one a line (alternatives included, version constraints dropped).
+depends_names="$(tr ',|' '\n\n' <<<"$depends" | sed 's/(.*)//; s/^[[:space:]]*//; s/[[:space:]]*$//' | grep -v '^$')"
+in_depends() { grep -qxF "$1" <<<"$depends_names"; }
+for p in libtorch1.13 libqt6core6 libqt6gui6 libqt6widgets6 libqt6svg6 libqcustomplot2.1-qt6 libopenblas0-openmp; do
+  in_depends "$p" || fail "Depends lacks $p: $depends"
 done
 
 # ---- stage -------------------------------------------------------------------------------------
@@ -90,12 +93,14 @@ owner() {
 # Every library a binary links directly must come from a package named in Depends.
 if command -v readelf >/dev/null; then
   for bin in "$stage/usr/bin/circuitscope" "$stage/usr/bin/circuitscope-cli"; do
+    resolved="$(ldd "$bin")"
     while read -r lib; do
-      path="$(ldd "$bin" | awk -v l="$lib" '$1 == l {print $3}')"
+      # "libfoo.so.1 => /path (0x...)", or "/lib64/ld-linux-x86-64.so.2 (0x...)" for the loader.
+      path="$(awk -v l="$lib" '!p && $1 == l && $2 == "=>" {p = $3} !p && $1 ~ "/" l "$" {p = $1} END {print p}' <<<"$resolved")"
       [ -n "$path" ] && [ -e "$path" ] || fail "$(basename "$bin"): $lib does not resolve"
       pkg="$(owner "$path")"
       [ -n "$pkg" ] || fail "$(basename "$bin"): no Debian package ships $path"
-      grep -Eq "(^|, |\| )$pkg( |,|$)" <<<"$depends" || fail "$(basename "$bin") needs $lib from $pkg, not in Depends"
+      in_depends "$pkg" || fail "$(basename "$bin") needs $lib from $pkg, not in Depends"
     done < <(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
   done
   say "every directly linked library is covered by Depends"
