@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   cmake ninja-build g++ pkg-config
-  qt6-base-dev qt6-svg-dev libqt6svg6-dev
+  qt6-base-dev qt6-svg-dev
   libtorch-dev libopenblas0-openmp
   libqcustomplot-dev libqcustomplot2.1-qt6
   nlohmann-json3-dev

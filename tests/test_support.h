@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <QSignalSpy>
 #include <QString>
 #include <QTest>
 
@@ -27,6 +28,13 @@ inline QByteArray describeShape(const at::Tensor& t)
     for (auto d : t.sizes())
         s += std::to_string(d) + " ";
     return QByteArray::fromStdString(s);
+}
+
+// QSignalSpy::wait() waits for a *new* emission: a signal emitted from another thread before wait()
+// starts is recorded (direct connection) but does not end the wait. Use this after creating a fresh spy.
+inline bool waitForSignal(QSignalSpy& spy, int timeoutMs)
+{
+    return !spy.isEmpty() || spy.wait(timeoutMs);
 }
 
 } // namespace cs::test

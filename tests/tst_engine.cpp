@@ -35,7 +35,7 @@ class TestEngine : public QObject {
         QSignalSpy finished(m_engine->engine(), &Engine::runFinished);
         QSignalSpy failed(m_engine->engine(), &Engine::failed);
         m_engine->run(request);
-        if (!finished.wait(60000) || !failed.isEmpty())
+        if (!test::waitForSignal(finished, 60000) || !failed.isEmpty())
             qFatal("run did not finish: %s", failed.isEmpty() ? "timeout" : qPrintable(failed.first().at(1).toString()));
         return finished.first().first().value<RunResult>();
     }
@@ -46,7 +46,7 @@ private Q_SLOTS:
         m_engine = std::make_unique<EngineThread>();
         QSignalSpy opened(m_engine->engine(), &Engine::modelOpened);
         m_engine->openModel(tinyModel());
-        QVERIFY(opened.wait(30000));
+        QVERIFY(test::waitForSignal(opened, 30000));
         QCOMPARE(opened.first().first().value<ModelSummary>().nLayer, 2);
     }
     void cleanup() { m_engine.reset(); }
@@ -97,7 +97,7 @@ private Q_SLOTS:
         QSignalSpy ready(m_engine->engine(), &Engine::nodeReady);
         const NodeRef node = NodeRef::parse("mlp:1:7@-1").resolved(14);
         m_engine->inspect(node);
-        QVERIFY(ready.wait(30000));
+        QVERIFY(test::waitForSignal(ready, 30000));
         const NodeView v = ready.first().first().value<NodeView>();
         QCOMPARE(v.name, QStringLiteral("mlp:1:7@13"));
 
@@ -124,7 +124,7 @@ private Q_SLOTS:
         runAndWait(r);
         QSignalSpy ready(m_engine->engine(), &Engine::nodeReady);
         m_engine->inspect(NodeRef::parse("attn:0:2@13,4").resolved(14));
-        QVERIFY(ready.wait(30000));
+        QVERIFY(test::waitForSignal(ready, 30000));
         const NodeView v = ready.first().first().value<NodeView>();
         QCOMPARE(v.reads.size(), 2);
         QCOMPARE(v.pairMaps.size(), 2);
@@ -164,7 +164,7 @@ private Q_SLOTS:
         m_engine->run(r);
         m_engine->cancel();
         hold.release();
-        QVERIFY(cancelled.wait(30000));
+        QVERIFY(test::waitForSignal(cancelled, 30000));
         QVERIFY(finished.isEmpty());
         // The next run is not affected by the earlier cancel.
         runAndWait(r);
@@ -199,12 +199,12 @@ private Q_SLOTS:
                 bad.prompt.clear();
             m_engine->run(bad);
         }
-        QVERIFY(failed.wait(30000));
+        QVERIFY(test::waitForSignal(failed, 30000));
         QVERIFY2(failed.first().at(1).toString().contains(expected), qPrintable(failed.first().at(1).toString()));
         // The old model and record still answer.
         QSignalSpy ready(m_engine->engine(), &Engine::nodeReady);
         m_engine->inspect(NodeRef::parse("mlp:0:3@2"));
-        QVERIFY(ready.wait(30000));
+        QVERIFY(test::waitForSignal(ready, 30000));
         QCOMPARE(runAndWait(good).tokens, before.tokens);
     }
 

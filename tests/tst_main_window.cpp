@@ -51,9 +51,9 @@ class TestMainWindow : public QObject {
         QSignalSpy error(m_window.get(), &MainWindow::errorShown);
         QTest::mouseClick(m_window->runButton(), Qt::LeftButton);
         if (expectSuccess)
-            QVERIFY2(ready.wait(60000), qPrintable(m_window->errorText()));
+            QVERIFY2(test::waitForSignal(ready, 60000), qPrintable(m_window->errorText()));
         else
-            QVERIFY(error.wait(60000));
+            QVERIFY(test::waitForSignal(error, 60000));
     }
 
 private Q_SLOTS:
@@ -66,7 +66,7 @@ private Q_SLOTS:
         m_window->show();
         QSignalSpy ready(m_window.get(), &MainWindow::modelReady);
         m_window->openModel(tinyModel());
-        QVERIFY(ready.wait(30000));
+        QVERIFY(test::waitForSignal(ready, 30000));
     }
     void cleanup() { m_window.reset(); }
 
@@ -174,7 +174,7 @@ private Q_SLOTS:
         QVERIFY(m_window->cancelButton()->isVisible());
         QTest::mouseClick(m_window->cancelButton(), Qt::LeftButton);
         hold.release();
-        QVERIFY(cancelled.wait(30000));
+        QVERIFY(test::waitForSignal(cancelled, 30000));
         QCOMPARE(m_window->lastRun()->tokens, before);
         QVERIFY(!m_window->cancelButton()->isVisible());
     }
@@ -207,7 +207,7 @@ private Q_SLOTS:
         QSignalSpy error(m_window.get(), &MainWindow::errorShown);
         if (what == u"model") {
             m_window->openModel(QString::fromStdString((test::dataDir() / "sae").string()));
-            QVERIFY(error.wait(30000));
+            QVERIFY(test::waitForSignal(error, 30000));
         } else if (what == u"target") {
             typeAndRun(kPrompt, QStringLiteral(" Mary and"), QString(), false);
         } else {
@@ -245,7 +245,7 @@ private Q_SLOTS:
         other.resize(1600, 1000);
         QSignalSpy restored(&other, &MainWindow::sessionRestored);
         other.openSession(path);
-        QVERIFY2(restored.wait(60000), qPrintable(other.errorText()));
+        QVERIFY2(test::waitForSignal(restored, 60000), qPrintable(other.errorText()));
         QCOMPARE(other.promptField()->text(), kPrompt);
         QCOMPARE(other.targetField()->text(), QStringLiteral(" Mary"));
         QCOMPARE(other.metricChooser()->currentIndex(), int(GridMetric::DirectEffect));
@@ -273,7 +273,7 @@ private Q_SLOTS:
         });
         QSignalSpy restored(m_window.get(), &MainWindow::sessionRestored);
         m_window->openSession(path);
-        QVERIFY(restored.wait(60000));
+        QVERIFY(test::waitForSignal(restored, 60000));
         QCOMPARE(asked, QStringLiteral("/nowhere/gpt2"));
         QCOMPARE(m_window->lastRun()->tokens.size(), 4);
     }
