@@ -13,6 +13,7 @@
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QDir>
+#include <QIcon>
 #include <QFile>
 #include <QMessageBox>
 
@@ -23,6 +24,10 @@ int main(int argc, char** argv)
     QApplication::setOrganizationName(QStringLiteral("Circuitscope"));
     QApplication::setApplicationVersion(QStringLiteral(CIRCUITSCOPE_VERSION));
     cs::initializeRuntime();
+    QIcon icon;
+    for (int size : {16, 32, 48, 64, 128, 256})
+        icon.addFile(QStringLiteral(":/icons/circuitscope-%1.png").arg(size), QSize(size, size));
+    QApplication::setWindowIcon(QIcon::fromTheme(QStringLiteral("circuitscope"), icon));
 
     QCommandLineParser parser;
     parser.setApplicationDescription(QStringLiteral("Point-and-click interpretability for GPT-2 models and sparse autoencoders."));
