@@ -17,6 +17,27 @@
 #include <QFile>
 #include <QMessageBox>
 
+namespace {
+
+// The bundled demo ships its autoencoders as SAELens folders saes/mlp_L and saes/attn_L; they are
+// opened with the model so the demo's latents are in the grid from the start.
+QVector<QPair<int, QString>> demoAutoencoders(const QString& demoDir)
+{
+    QVector<QPair<int, QString>> specs;
+    const QDir saes(demoDir + QStringLiteral("/saes"));
+    const QStringList dirs = saes.entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name);
+    for (const QString& name : dirs) {
+        const int role = name.startsWith(QStringLiteral("mlp_")) ? 0 : name.startsWith(QStringLiteral("attn_")) ? 1 : -1;
+        bool ok = false;
+        const int layer = name.mid(name.indexOf(u'_') + 1).toInt(&ok);
+        if (role >= 0 && ok && QFile::exists(saes.filePath(name + QStringLiteral("/cfg.json"))))
+            specs.push_back({role, QString::number(layer) + u'=' + saes.filePath(name)});
+    }
+    return specs;
+}
+
+} // namespace
+
 int main(int argc, char** argv)
 {
     QApplication app(argc, argv);
@@ -91,6 +112,10 @@ int main(int argc, char** argv)
     const bool runWhenReady = parser.isSet(run) || demo;
     if (!modelDir.isEmpty()) {
         QObject::connect(&window, &cs::ui::MainWindow::modelReady, &window, [&] {
+            if (demo) {
+                for (const auto& [role, spec] : demoAutoencoders(modelDir))
+                    window.addAutoencoder(role, spec);
+            }
             for (const QString& s : parser.values(mlpSae))
                 window.addAutoencoder(0, s);
             for (const QString& s : parser.values(attnSae))
