@@ -17,6 +17,14 @@ inline std::filesystem::path dataDir()
     return std::filesystem::path(TEST_DATA_DIR);
 }
 
+// The tiny fixture model's folder, and the indirect-object prompt the window and engine tests use.
+inline QString tinyModel()
+{
+    return QString::fromStdString((dataDir() / "tiny-gpt2").string());
+}
+
+inline const QString kPrompt = QStringLiteral("When Mary and John went to the store, John gave a drink to");
+
 inline double maxAbsDiff(const at::Tensor& a, const at::Tensor& b)
 {
     return (a.detach().to(at::kDouble) - b.detach().to(at::kDouble)).abs().max().item<double>();

@@ -29,10 +29,7 @@ CliResult runCli(const QStringList& args)
     return {p.exitCode(), p.exitStatus(), p.readAllStandardOutput().toStdString(), QString::fromUtf8(p.readAllStandardError())};
 }
 
-QString tinyModel()
-{
-    return QString::fromStdString((cs::test::dataDir() / "tiny-gpt2").string());
-}
+using cs::test::tinyModel;
 
 } // namespace
 

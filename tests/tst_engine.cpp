@@ -14,16 +14,8 @@
 using namespace cs;
 using namespace cs::ui;
 
-namespace {
-
-const QString kPrompt = QStringLiteral("When Mary and John went to the store, John gave a drink to");
-
-QString tinyModel()
-{
-    return QString::fromStdString((test::dataDir() / "tiny-gpt2").string());
-}
-
-} // namespace
+using test::kPrompt;
+using test::tinyModel;
 
 class TestEngine : public QObject {
     Q_OBJECT
