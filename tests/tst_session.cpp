@@ -58,6 +58,22 @@ private Q_SLOTS:
         QVERIFY(!fs::exists(a.string() + ".saving"));
     }
 
+    // A session shipped next to its model (the demo's) names it relatively; it opens from anywhere.
+    void relativePathsResolveAgainstTheSessionFolder()
+    {
+        QTemporaryDir tmp;
+        const fs::path dir = fs::path(tmp.path().toStdString());
+        Session s = sample();
+        s.modelPath = ".";
+        s.autoencoders = {{"mlp", "1=saes/mlp_1"}, {"attn", "2:resid_delta_attn=/abs/attn_2"}};
+        saveSession(dir / "demo.circuitscope.json", s);
+        const Session loaded = loadSession(dir / "demo.circuitscope.json");
+        QCOMPARE(fs::path(loaded.modelPath), dir.lexically_normal());
+        QCOMPARE(loaded.autoencoders.at(0).spec, "1=" + (dir / "saes" / "mlp_1").string());
+        QCOMPARE(loaded.autoencoders.at(1).spec, std::string("2:resid_delta_attn=/abs/attn_2"));
+        QCOMPARE(loaded.prompt, s.prompt);
+    }
+
     void missingFieldsTakeDefaults()
     {
         const Session s = sessionFromJson(nlohmann::json::parse(R"({"schema":"circuitscope-session","version":1,"prompt":"hi"})"), "x");

@@ -147,7 +147,29 @@ Session loadSession(const std::filesystem::path& file)
     } catch (const nlohmann::json::exception& e) {
         throwInputError(file, std::string("not valid JSON: ") + e.what());
     }
-    return sessionFromJson(j, file);
+    Session session = sessionFromJson(j, file);
+    resolveRelativePaths(session, file);
+    return session;
+}
+
+void resolveRelativePaths(Session& session, const std::filesystem::path& sessionFile)
+{
+    const std::filesystem::path base = std::filesystem::absolute(sessionFile).parent_path();
+    const auto resolve = [&](const std::string& path) {
+        const std::filesystem::path p(path);
+        if (path.empty() || p.is_absolute())
+            return path;
+        std::filesystem::path r = (base / p).lexically_normal();
+        if (r.filename().empty() && r.has_parent_path()) // "model/." → "model/" → "model"
+            r = r.parent_path();
+        return r.string();
+    };
+    session.modelPath = resolve(session.modelPath);
+    for (Session::Autoencoder& a : session.autoencoders) {
+        const std::size_t eq = a.spec.find('=');
+        if (eq != std::string::npos)
+            a.spec = a.spec.substr(0, eq + 1) + resolve(a.spec.substr(eq + 1));
+    }
 }
 
 void saveSession(const std::filesystem::path& file, const Session& session)

@@ -53,7 +53,10 @@ nlohmann::ordered_json sessionToJson(const Session& session);
 // newer than this program understands.
 Session sessionFromJson(const nlohmann::json& json, const std::filesystem::path& source);
 
+// Relative model and autoencoder paths are resolved against the session file's folder, so that a
+// session shipped next to its model (the demo's) opens wherever it is installed.
 Session loadSession(const std::filesystem::path& file);
+void resolveRelativePaths(Session& session, const std::filesystem::path& sessionFile);
 // Atomic: the old file stays intact unless the new one is complete (temporary file + rename).
 void saveSession(const std::filesystem::path& file, const Session& session);
 
