@@ -496,6 +496,27 @@ void Engine::processInspect()
     });
 }
 
+void Engine::computeView(quint64 id, const QString& name, int topK)
+{
+    NodeView v;
+    QString error;
+    try {
+        if (!m_state->model || !m_state->record)
+            throw InputError("run a prompt first");
+        const NodeRef node = NodeRef::parse(name.toStdString()).resolved(static_cast<int>(m_state->tokens.size()));
+        const AnalysisInput in{*m_state->model, *m_state->saes, *m_state->record};
+        v = buildNodeView(in, *m_state->effects, node, m_state->tokens, m_state->prompt, topK);
+        v.requestId = id;
+    } catch (const InputError& e) {
+        error = QString::fromUtf8(oneLine(e.what()));
+    } catch (const c10::Error& e) {
+        error = QStringLiteral("internal error: ") + QString::fromUtf8(oneLine(e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+        error = QStringLiteral("internal error: ") + QString::fromUtf8(oneLine(e.what()));
+    }
+    Q_EMIT viewComputed(id, name, v, error);
+}
+
 EngineThread::EngineThread(QObject* parent) : QObject(parent)
 {
     registerViewTypes();
@@ -543,6 +564,13 @@ quint64 EngineThread::inspect(const NodeRef& node, int topK)
     const quint64 id = m_nextId++;
     if (m_engine->postInspect({id, node, topK}))
         QMetaObject::invokeMethod(m_engine, "processInspect", Qt::QueuedConnection);
+    return id;
+}
+
+quint64 EngineThread::computeView(const QString& name, int topK)
+{
+    const quint64 id = m_nextId++;
+    QMetaObject::invokeMethod(m_engine, "computeView", Qt::QueuedConnection, Q_ARG(quint64, id), Q_ARG(QString, name), Q_ARG(int, topK));
     return id;
 }
 

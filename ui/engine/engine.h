@@ -57,6 +57,9 @@ public Q_SLOTS:
     void clearSaes();
     void run(const cs::ui::RunRequest& request);
     void processInspect();
+    // One node's view for the circuit (pins, present mode, export), answered by viewComputed. Unlike
+    // inspect this is not a mailbox: NodeViewCache sends one at a time, so nothing piles up here.
+    void computeView(quint64 id, const QString& name, int topK);
 
 Q_SIGNALS:
     void modelOpened(const cs::ui::ModelSummary& summary);
@@ -67,6 +70,9 @@ Q_SIGNALS:
     void nodeReady(const cs::ui::NodeView& view);
     // what: "open model", "open autoencoder", "run", "inspect"; message: one line naming file/field.
     void failed(const QString& what, const QString& message);
+    // The answer to computeView: the view, or a one-line error (then `view` is empty). Errors of pinned
+    // nodes belong to the circuit, not to the window, so they do not go through failed().
+    void viewComputed(quint64 id, const QString& name, const cs::ui::NodeView& view, const QString& error);
 
 private:
     struct State;
@@ -90,6 +96,7 @@ public:
     void clearSaes();
     quint64 run(RunRequest request);         // returns the request id
     quint64 inspect(const NodeRef& node, int topK = 20);
+    quint64 computeView(const QString& name, int topK = 20);
     void cancel();
 
 private:
