@@ -3,7 +3,9 @@
 #include "core/util/errors.h"
 #include "ui/widgets/color_scale.h"
 
+#include <QContextMenuEvent>
 #include <QHelpEvent>
+#include <QMenu>
 #include <QKeyEvent>
 #include <QMouseEvent>
 #include <QPainter>
@@ -65,6 +67,17 @@ void LayerGrid::setSelectedNode(const std::optional<NodeRef>& node)
 {
     m_selected = node;
     update();
+}
+
+void LayerGrid::setPinnedNodes(const QSet<QString>& names)
+{
+    m_pinned = names;
+    update();
+}
+
+bool LayerGrid::isPinned(const NodeRef& node) const
+{
+    return m_pinned.contains(QString::fromStdString(node.name()));
 }
 
 QSize LayerGrid::sizeHint() const
@@ -174,6 +187,15 @@ void LayerGrid::paintEvent(QPaintEvent*)
         p.fillRect(c.rect, fill);
         p.setPen(textColorOn(fill));
         p.drawText(c.rect, Qt::AlignCenter, shortLabel(c.cell));
+        if (isPinned(c.cell.node)) {
+            // A dark corner triangle with a light edge: visible on every fill of the diverging map.
+            const QPoint tr = c.rect.topRight() + QPoint(1, 0);
+            const QPolygon corner({tr, tr + QPoint(-9, 0), tr + QPoint(0, 9)});
+            p.setPen(QPen(Qt::white, 1));
+            p.setBrush(QColor(20, 20, 20));
+            p.drawPolygon(corner);
+            p.setBrush(Qt::NoBrush);
+        }
     }
     if (m_selected) {
         if (const Cell* c = cellFor(*m_selected)) {
@@ -216,6 +238,13 @@ void LayerGrid::mousePressEvent(QMouseEvent* event)
 void LayerGrid::keyPressEvent(QKeyEvent* event)
 {
     const Cell* current = m_selected ? cellFor(*m_selected) : nullptr;
+    if (event->key() == Qt::Key_P && !(event->modifiers() & (Qt::ControlModifier | Qt::AltModifier | Qt::MetaModifier))) {
+        // The node as selected (a head at the key token chosen), not the cell's default, is what gets pinned.
+        if (m_selected)
+            Q_EMIT pinToggleRequested(*m_selected);
+        event->accept();
+        return;
+    }
     if (m_cells.isEmpty() || !(event->key() == Qt::Key_Left || event->key() == Qt::Key_Right || event->key() == Qt::Key_Up ||
                                event->key() == Qt::Key_Down)) {
         QWidget::keyPressEvent(event);
@@ -242,6 +271,26 @@ void LayerGrid::keyPressEvent(QKeyEvent* event)
     if (next)
         selectCell(*next);
     event->accept();
+}
+
+void LayerGrid::contextMenuEvent(QContextMenuEvent* event)
+{
+    const Cell* c = cellAt(event->pos());
+    if (!c) {
+        QWidget::contextMenuEvent(event);
+        return;
+    }
+    const NodeRef node = c->cell.node;
+    const QString name = QString::fromStdString(node.name());
+    QMenu menu(this);
+    menu.addAction(isPinned(node) ? tr("Unpin %1").arg(name) : tr("Pin %1").arg(name), this, [this, node] {
+        Q_EMIT pinToggleRequested(node);
+    })->setShortcut(QKeySequence(Qt::Key_P));
+    menu.addAction(tr("Select %1").arg(name), this, [this, node] {
+        if (const Cell* cell = cellFor(node))
+            selectCell(*cell);
+    });
+    menu.exec(event->globalPos());
 }
 
 bool LayerGrid::event(QEvent* event)

@@ -2,10 +2,11 @@
 // The layer grid (product.md §3): one row per layer; column groups for all attention heads and the
 // top-N neurons and autoencoder latents at the token of interest; cells colored by the chosen metric
 // on a diverging map centered on zero, with a legend. Hover shows exact values, click or arrow keys
-// select a node.
+// select a node; P or the context menu pins it (pinned cells carry a corner mark).
 
 #include "ui/engine/engine_types.h"
 
+#include <QSet>
 #include <QWidget>
 
 #include <optional>
@@ -22,6 +23,9 @@ public:
     void setMetric(GridMetric metric);
     void setTopN(int n);
     void setSelectedNode(const std::optional<NodeRef>& node); // outline only, does not emit
+    // The names of the pinned nodes: their cells get a corner mark, and the context menu offers Unpin.
+    void setPinnedNodes(const QSet<QString>& names);
+    bool isPinned(const NodeRef& node) const;
 
     GridMetric metric() const { return m_metric; }
     int tokenOfInterest() const { return m_token; }
@@ -42,11 +46,14 @@ public:
 
 Q_SIGNALS:
     void nodeClicked(const cs::NodeRef& node);
+    // P on the selected cell, or Pin/Unpin in a cell's context menu: the window pins or unpins it.
+    void pinToggleRequested(const cs::NodeRef& node);
 
 protected:
     void paintEvent(QPaintEvent* event) override;
     void mousePressEvent(QMouseEvent* event) override;
     void keyPressEvent(QKeyEvent* event) override;
+    void contextMenuEvent(QContextMenuEvent* event) override;
     bool event(QEvent* event) override;
 
 private:
@@ -59,6 +66,7 @@ private:
     int m_token = 0;
     int m_topN = 16;
     std::optional<NodeRef> m_selected;
+    QSet<QString> m_pinned;
     QVector<Cell> m_cells;
     QVector<QPair<QRect, QString>> m_groupHeaders;
     QRect m_legend;

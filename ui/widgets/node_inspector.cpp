@@ -8,6 +8,7 @@
 #include <QCheckBox>
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QPushButton>
 #include <QTabWidget>
 #include <QVBoxLayout>
 
@@ -74,7 +75,16 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     m_metrics->setTextFormat(Qt::RichText);
     m_metrics->setToolTip(tr("Direct effect: the node's write · ∂objective/∂(final residual), with the final layer norm's "
                              "scale held fixed (as TDB). Estimated total effect: activation × ∂objective/∂activation."));
-    layout->addWidget(m_title);
+    m_pin = new QPushButton(tr("Pin"));
+    m_pin->setToolTip(tr("Add this node to the circuit (the Circuit panel), or take it out (P in the layer grid)"));
+    connect(m_pin, &QPushButton::clicked, this, [this] {
+        if (m_hasView)
+            Q_EMIT pinToggleRequested(m_view.node);
+    });
+    auto* titleRow = new QHBoxLayout;
+    titleRow->addWidget(m_title, 1);
+    titleRow->addWidget(m_pin);
+    layout->addLayout(titleRow);
     layout->addWidget(m_subtitle);
     layout->addWidget(m_metrics);
 
@@ -124,6 +134,8 @@ void NodeInspector::clear(const QString& message)
     m_hasView = false;
     m_view = NodeView();
     m_title->setText(tr("No node selected"));
+    m_pin->setEnabled(false);
+    setPinned(false);
     m_subtitle->setText(message);
     m_metrics->clear();
     const Provenance none;
@@ -151,6 +163,11 @@ bool NodeInspector::perUnitWrite() const
     return m_perUnit->isChecked();
 }
 
+void NodeInspector::setPinned(bool pinned)
+{
+    m_pin->setText(pinned ? tr("Unpin") : tr("Pin"));
+}
+
 void NodeInspector::showWrite()
 {
     Provenance p = m_view.provenance;
@@ -163,6 +180,7 @@ void NodeInspector::setView(const NodeView& view)
     m_view = view;
     m_hasView = true;
     m_title->setText(view.name);
+    m_pin->setEnabled(true);
     m_subtitle->setText(view.node.kind == NodeKind::Embedding ? tr("embedding · token %1").arg(view.tokenLabel)
                                                               : tr("layer %1 · %2").arg(view.node.layer).arg(view.tokenLabel));
     m_metrics->setText(metricText(view.metrics));

@@ -1,6 +1,7 @@
 #pragma once
 // The node inspector (product.md §3): a header with the node's name, token(s) and metrics, and four
-// tabs — write tokens, read tokens, token pairs, activation by token — each a chart with an Export menu.
+// tabs — write tokens, read tokens, token pairs, activation by token — each a chart with an Export menu;
+// a Pin button adds the node to the circuit.
 
 #include "ui/engine/view_types.h"
 
@@ -8,6 +9,7 @@
 
 class QCheckBox;
 class QLabel;
+class QPushButton;
 class QStackedWidget;
 class QTabWidget;
 
@@ -37,6 +39,13 @@ public:
     const TopTokenList& shownWrite() const;
     void setPerUnitWrite(bool perUnit);
     bool perUnitWrite() const;
+    // Whether the node shown is pinned: the header's button reads "Pin" or "Unpin" accordingly.
+    void setPinned(bool pinned);
+    QPushButton* pinButton() const { return m_pin; }
+
+Q_SIGNALS:
+    // The header's Pin/Unpin button was clicked for the node shown.
+    void pinToggleRequested(const cs::NodeRef& node);
 
 private:
     void showWrite();
@@ -44,6 +53,7 @@ private:
     NodeView m_view;
     bool m_hasView = false;
     QLabel* m_title = nullptr;
+    QPushButton* m_pin = nullptr;
     QLabel* m_subtitle = nullptr;
     QLabel* m_metrics = nullptr;
     QTabWidget* m_tabs = nullptr;

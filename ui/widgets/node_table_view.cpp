@@ -9,6 +9,7 @@
 #include <QHeaderView>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMenu>
 #include <QMessageBox>
 #include <QPushButton>
 #include <QSaveFile>
@@ -162,6 +163,16 @@ NodeTableView::NodeTableView(QWidget* parent)
         restoreSelection();
     });
     connect(m_export, &QPushButton::clicked, this, &NodeTableView::exportCsvInteractive);
+    m_table->setContextMenuPolicy(Qt::CustomContextMenu);
+    connect(m_table, &QWidget::customContextMenuRequested, this, [this](const QPoint& pos) {
+        const QModelIndex index = m_table->indexAt(pos);
+        if (!index.isValid())
+            return;
+        if (QMenu* menu = contextMenuForRow(index.row())) {
+            menu->setAttribute(Qt::WA_DeleteOnClose);
+            menu->popup(m_table->viewport()->mapToGlobal(pos));
+        }
+    });
 
     updateCount();
 }
@@ -176,6 +187,20 @@ void NodeTableView::applyDefaultSort()
 {
     const int column = m_model->effectsAvailable() ? NodeTableModel::TotalEffectColumn : NodeTableModel::WriteMagnitudeColumn;
     m_table->sortByColumn(column, Qt::DescendingOrder);
+}
+
+QMenu* NodeTableView::contextMenuForRow(int proxyRow)
+{
+    const QModelIndex index = m_proxy->index(proxyRow, 0);
+    if (!index.isValid())
+        return nullptr;
+    const NodeRef node = m_model->nodeAt(m_proxy->mapToSource(index).row());
+    const QString name = QString::fromStdString(node.name());
+    auto* menu = new QMenu(this);
+    menu->addAction(m_pinned.contains(name) ? tr("Unpin %1").arg(name) : tr("Pin %1").arg(name), this,
+                    [this, node] { Q_EMIT pinToggleRequested(node); });
+    menu->addAction(tr("Select %1").arg(name), this, [this, proxyRow] { m_table->selectRow(proxyRow); });
+    return menu;
 }
 
 void NodeTableView::setRows(QVector<NodeRow> rows)

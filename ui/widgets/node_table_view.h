@@ -9,6 +9,7 @@
 
 #include "ui/engine/view_types.h"
 
+#include <QSet>
 #include <QWidget>
 
 #include <optional>
@@ -17,6 +18,7 @@ class QComboBox;
 class QItemSelection;
 class QLabel;
 class QLineEdit;
+class QMenu;
 class QPushButton;
 class QTableView;
 
@@ -42,6 +44,11 @@ public:
     // raw token strings). On failure returns false, sets *error and leaves no file behind.
     bool exportCsv(const QString& path, QString* error = nullptr) const;
 
+    // The names of the pinned nodes: a row's context menu offers Pin or Unpin accordingly.
+    void setPinnedNodes(const QSet<QString>& names) { m_pinned = names; }
+    // The context menu of a table row (Pin/Unpin, Select), built on demand; null for no row.
+    QMenu* contextMenuForRow(int proxyRow);
+
     // The node whose row is selected (or was last selected, if it is filtered out), if any.
     std::optional<NodeRef> selectedNode() const { return m_selected; }
 
@@ -59,6 +66,8 @@ public Q_SLOTS:
 
 Q_SIGNALS:
     void nodeActivated(const cs::NodeRef& node);
+    // "Pin"/"Unpin" in a row's context menu.
+    void pinToggleRequested(const cs::NodeRef& node);
 
 private:
     void onSelectionChanged(const QItemSelection& selected, const QItemSelection& deselected);
@@ -75,6 +84,7 @@ private:
     QLabel* m_count = nullptr;
     QPushButton* m_export = nullptr;
 
+    QSet<QString> m_pinned;
     QString m_modelName;
     QString m_prompt;
     std::optional<NodeRef> m_selected;
