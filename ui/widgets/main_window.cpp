@@ -3,15 +3,21 @@
 #include "core/model/demo_model.h"
 #include "core/model/hf_cache.h"
 #include "ui/charts/chart_widget.h"
+#include "ui/charts/circuit_report.h"
+#include "ui/engine/view_cache.h"
+#include "ui/widgets/circuit_panel.h"
 #include "ui/widgets/layer_grid.h"
 #include "ui/widgets/node_inspector.h"
 #include "ui/widgets/node_table_view.h"
+#include "ui/widgets/present_view.h"
 #include "ui/widgets/token_strip.h"
 
+#include <QAction>
 #include <QApplication>
 #include <QCloseEvent>
 #include <QComboBox>
 #include <QDir>
+#include <QDockWidget>
 #include <QStandardPaths>
 #include <QTimer>
 #include <QFileInfo>
@@ -34,6 +40,8 @@
 #include <QToolButton>
 #include <QVBoxLayout>
 
+#include <utility>
+
 namespace cs::ui {
 
 namespace {
@@ -51,8 +59,10 @@ QString roleName(int role)
 MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), m_engine(new EngineThread(this))
 {
     setWindowTitle(tr("Circuitscope"));
+    m_views = new NodeViewCache(m_engine, this);
     buildToolbar();
     buildCentral();
+    buildCircuitDock();
     buildStatusBar();
     connectEngine();
 
@@ -128,6 +138,9 @@ void MainWindow::buildToolbar()
     auto* sessionMenu = new QMenu(sessionButton);
     sessionMenu->addAction(tr("Open session…"), this, &MainWindow::chooseSessionToOpen);
     sessionMenu->addAction(tr("Save session as…"), this, &MainWindow::chooseSessionToSave);
+    sessionMenu->addSeparator();
+    sessionMenu->addAction(tr("Export circuit as CSV…"), this, [this] { chooseCircuitExport(QStringLiteral("csv")); });
+    sessionMenu->addAction(tr("Export circuit as PDF (a page per pin)…"), this, [this] { chooseCircuitExport(QStringLiteral("pdf")); });
     sessionButton->setMenu(sessionMenu);
     bar->addWidget(sessionButton);
     bar->addSeparator();
@@ -158,6 +171,13 @@ void MainWindow::buildToolbar()
     m_runButton->setDefault(true);
     connect(m_runButton, &QPushButton::clicked, this, &MainWindow::run);
     bar->addWidget(m_runButton);
+    bar->addSeparator();
+
+    m_presentAction = new QAction(tr("Present"), this);
+    m_presentAction->setShortcut(QKeySequence(Qt::Key_F5));
+    m_presentAction->setToolTip(tr("Present the circuit full screen, one pinned node at a time (F5; arrows step, Esc leaves)"));
+    connect(m_presentAction, &QAction::triggered, this, [this] { present(std::max(0, m_circuit->currentRow())); });
+    bar->addAction(m_presentAction);
 }
 
 void MainWindow::buildCentral()
@@ -205,12 +225,14 @@ void MainWindow::buildCentral()
     gridLayout->addLayout(controls);
     m_grid = new LayerGrid;
     connect(m_grid, &LayerGrid::nodeClicked, this, &MainWindow::selectNode);
+    connect(m_grid, &LayerGrid::pinToggleRequested, this, &MainWindow::togglePin);
     auto* scroll = new QScrollArea;
     scroll->setWidget(m_grid);
     scroll->setWidgetResizable(true);
     gridLayout->addWidget(scroll, 1);
 
     m_inspector = new NodeInspector;
+    connect(m_inspector, &NodeInspector::pinToggleRequested, this, &MainWindow::togglePin);
     auto* top = new QSplitter(Qt::Horizontal);
     top->setObjectName(QStringLiteral("topSplitter"));
     top->addWidget(gridPanel);
@@ -221,6 +243,7 @@ void MainWindow::buildCentral()
 
     m_table = new NodeTableView;
     connect(m_table, &NodeTableView::nodeActivated, this, &MainWindow::selectNode);
+    connect(m_table, &NodeTableView::pinToggleRequested, this, &MainWindow::togglePin);
     auto* vertical = new QSplitter(Qt::Vertical);
     vertical->setObjectName(QStringLiteral("mainSplitter"));
     vertical->addWidget(top);
@@ -229,6 +252,171 @@ void MainWindow::buildCentral()
     vertical->setStretchFactor(1, 2);
     layout->addWidget(vertical, 1);
     setCentralWidget(central);
+}
+
+void MainWindow::buildCircuitDock()
+{
+    m_circuit = new CircuitPanel;
+    auto* dock = new QDockWidget(tr("Circuit"), this);
+    dock->setObjectName(QStringLiteral("circuitDock"));
+    // Not closable: there is no other way to the pins, and a closed dock would hide them for good.
+    dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
+    dock->setWidget(m_circuit);
+    addDockWidget(Qt::RightDockWidgetArea, dock);
+    resizeDocks({dock}, {340}, Qt::Horizontal);
+
+    connect(m_circuit, &CircuitPanel::pinsChanged, this, &MainWindow::syncPins);
+    connect(m_circuit, &CircuitPanel::nodeActivated, this, &MainWindow::onPinActivated);
+    connect(m_circuit, &CircuitPanel::presentRequested, this, &MainWindow::present);
+    connect(m_circuit, &CircuitPanel::exportRequested, this, &MainWindow::chooseCircuitExport);
+    // An export waits for the views of every pin; a new run while it waits asks for them again.
+    connect(m_views, &NodeViewCache::ready, this, &MainWindow::continueCircuitExport);
+    connect(m_views, &NodeViewCache::cleared, this, &MainWindow::continueCircuitExport);
+}
+
+bool MainWindow::togglePin(const NodeRef& node)
+{
+    const QString name = QString::fromStdString(node.name());
+    if (m_circuit->isPinned(name)) {
+        m_circuit->unpin(name);
+        statusBar()->showMessage(tr("Unpinned %1").arg(name), 4000);
+        return false;
+    }
+    m_circuit->pin(name);
+    m_circuit->setCurrentRow(m_circuit->model()->indexOf(name));
+    statusBar()->showMessage(tr("Pinned %1 (%n node(s) in the circuit)", nullptr, static_cast<int>(m_circuit->pins().size())).arg(name), 4000);
+    return true;
+}
+
+// Every view that marks pinned nodes learns the new set; they never hold pins of their own.
+void MainWindow::syncPins()
+{
+    QSet<QString> names;
+    for (const auto& pin : m_circuit->pins())
+        names.insert(QString::fromStdString(pin.node));
+    m_grid->setPinnedNodes(names);
+    m_table->setPinnedNodes(names);
+    m_inspector->setPinned(m_inspector->hasView() && names.contains(m_inspector->view().name));
+}
+
+void MainWindow::onPinActivated(const QString& name)
+{
+    if (!m_lastRun)
+        return;
+    try {
+        const NodeRef node = NodeRef::parse(name.toStdString()).resolved(static_cast<int>(m_lastRun->tokens.size()));
+        clearError();
+        selectNode(node);
+    } catch (const std::exception& e) {
+        showError(tr("Pinned node %1 is not in this prompt: %2").arg(name, QString::fromUtf8(e.what())));
+    }
+}
+
+PresentView* MainWindow::presentView() const
+{
+    return m_present.data();
+}
+
+void MainWindow::present(int row)
+{
+    if (m_circuit->pins().empty()) {
+        showError(tr("Present: pin some nodes first (P in the layer grid, a table row's context menu, or Pin in the inspector)."));
+        return;
+    }
+    if (!m_lastRun) {
+        showError(tr("Present: run a prompt first."));
+        return;
+    }
+    if (!m_present) {
+        // A window of its own (full screen), owned by this one so that it never outlives the engine.
+        m_present = new PresentView(m_views, this);
+        m_present->setWindowFlag(Qt::Window);
+        m_present->setAttribute(Qt::WA_DeleteOnClose);
+        connect(m_present, &PresentView::currentChanged, m_circuit, &CircuitPanel::setCurrentRow);
+    }
+    m_present->setPins(m_circuit->pins(), row);
+    m_present->showFullScreen();
+    m_present->raise();
+    m_present->activateWindow();
+    m_present->setFocus();
+}
+
+void MainWindow::chooseCircuitExport(const QString& format)
+{
+    QString path = QFileDialog::getSaveFileName(this, tr("Export circuit"), QStringLiteral("circuit.") + format,
+                                                format == u"pdf" ? tr("PDF (*.pdf)") : tr("CSV files (*.csv)"));
+    if (path.isEmpty())
+        return;
+    if (!path.endsWith(u'.' + format, Qt::CaseInsensitive))
+        path += u'.' + format;
+    exportCircuit(path);
+}
+
+void MainWindow::exportCircuit(const QString& path)
+{
+    const QString suffix = QFileInfo(path).suffix().toLower();
+    if (suffix != u"csv" && suffix != u"pdf") {
+        showError(tr("Export circuit: use a .csv or .pdf file name, not “%1”.").arg(path));
+        return;
+    }
+    if (m_circuit->pins().empty()) {
+        showError(tr("Export circuit: nothing is pinned yet."));
+        return;
+    }
+    if (!m_lastRun) {
+        showError(tr("Export circuit: run a prompt first."));
+        return;
+    }
+    clearError();
+    m_pendingCircuitExport = path;
+    statusBar()->showMessage(tr("Exporting the circuit…"));
+    continueCircuitExport();
+}
+
+// Runs whenever a view arrives while an export waits: asks for what is missing, and writes the file
+// once every pin has its view (or the engine's reason why not).
+void MainWindow::continueCircuitExport()
+{
+    if (m_pendingCircuitExport.isEmpty())
+        return;
+    QStringList missing;
+    for (const auto& pin : m_circuit->pins()) {
+        const QString name = QString::fromStdString(pin.node);
+        if (!m_views->isReady(name) && !m_views->isWanted(name))
+            missing << name;
+    }
+    if (!missing.isEmpty())
+        m_views->want(missing);
+    for (const auto& pin : m_circuit->pins()) {
+        if (!m_views->isReady(QString::fromStdString(pin.node)))
+            return; // more to come
+    }
+    const QString path = std::exchange(m_pendingCircuitExport, QString());
+    CircuitReport report;
+    report.model = m_model ? m_model->name : QString();
+    if (m_lastRun) {
+        report.prompt = m_lastRun->prompt;
+        if (m_lastRun->hasObjective)
+            report.objective = m_lastRun->objectiveText;
+    }
+    for (const auto& pin : m_circuit->pins()) {
+        CircuitPage page;
+        page.node = QString::fromStdString(pin.node);
+        page.note = QString::fromStdString(pin.note);
+        if (const NodeView* v = m_views->view(page.node))
+            page.view = *v;
+        else
+            page.error = m_views->error(page.node);
+        report.pages.push_back(page);
+    }
+    QString error;
+    if (!writeCircuit(report, path, &error)) {
+        statusBar()->clearMessage();
+        showError(tr("Export circuit: %1").arg(error));
+        return;
+    }
+    statusBar()->showMessage(tr("Exported the circuit (%n pin(s)) to %1", nullptr, static_cast<int>(report.pages.size())).arg(path), 6000);
+    Q_EMIT circuitExported(path);
 }
 
 void MainWindow::buildStatusBar()
@@ -378,7 +566,7 @@ Session MainWindow::currentSession() const
         s.tokenOfInterest = m_grid->tokenOfInterest();
     if (m_selected)
         s.selectedNode = m_selected->name();
-    s.pins = m_pins;
+    s.pins = m_circuit->pins();
     s.view.metric = kMetricNames[std::clamp(m_metric->currentIndex(), 0, 3)];
     s.view.topN = m_topN->value();
     s.view.perUnitWrite = m_inspector->perUnitWrite();
@@ -421,7 +609,7 @@ void MainWindow::openSession(const QString& path)
     }
     clearError();
     m_restoring = s;
-    m_pins = s.pins;
+    m_circuit->setPins(s.pins);
     connect(this, &MainWindow::modelReady, this, &MainWindow::continueRestore, Qt::SingleShotConnection);
     openModel(model);
 }
@@ -529,6 +717,7 @@ void MainWindow::onModelOpened(const ModelSummary& s)
     m_model = s;
     m_lastRun.reset();
     m_selected.reset();
+    m_views->clear(); // views of the old model
     m_modelLabel->setText(tr("%1 · %2 layers × %3 heads · d %4").arg(s.name).arg(s.nLayer).arg(s.nHead).arg(s.dModel));
     m_modelLabel->setToolTip(s.path);
     m_tokens->setTokens({});
@@ -557,6 +746,7 @@ void MainWindow::onRunFinished(const RunResult& r)
     setBusy(false);
     clearError();
     m_lastRun = r;
+    m_views->clear(); // the engine's record changed: every view of a pin is stale
     m_tokens->setTokens(r.tokens);
     m_grid->setSnapshot(r.grid);
     m_grid->setTokenOfInterest(static_cast<int>(r.tokens.size()) - 1);
@@ -616,14 +806,17 @@ void MainWindow::selectNode(const NodeRef& node)
     m_selected = node;
     m_grid->setSelectedNode(node);
     m_table->selectNode(node);
+    m_circuit->setCurrentRow(m_circuit->model()->indexOf(QString::fromStdString(node.name())));
     m_latestInspect = m_engine->inspect(node);
 }
 
 void MainWindow::onNodeReady(const NodeView& view)
 {
+    m_views->insert(view); // computed from the current record: present mode and exports reuse it
     if (view.requestId != m_latestInspect)
         return; // an older click; a newer answer is coming
     m_inspector->setView(view);
+    m_inspector->setPinned(m_circuit->isPinned(view.name));
     m_tokens->setActivations(view.activationByToken);
     Q_EMIT nodeShown();
 }

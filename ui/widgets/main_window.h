@@ -8,9 +8,11 @@
 #include <functional>
 
 #include <QMainWindow>
+#include <QPointer>
 
 #include <optional>
 
+class QAction;
 class QComboBox;
 class QLabel;
 class QLineEdit;
@@ -22,8 +24,11 @@ class QToolButton;
 
 namespace cs::ui {
 
+class CircuitPanel;
 class LayerGrid;
 class NodeInspector;
+class NodeViewCache;
+class PresentView;
 class NodeTableView;
 class TokenStrip;
 
@@ -38,6 +43,15 @@ public:
     void addAutoencoder(int role, const QString& spec);
     void run();
     void selectNode(const NodeRef& node);
+
+    // The circuit: pinned nodes with notes, in order (the Circuit panel; saved in sessions).
+    // togglePin returns whether the node is pinned afterwards.
+    bool togglePin(const NodeRef& node);
+    // Present mode from this pin (F5, "Present"): full screen, one pinned node at a time.
+    void present(int row = 0);
+    // Writes the circuit as .csv or .pdf once the engine has computed every pin's view (in the
+    // background); circuitExported(path) or errorShown tells how it went.
+    void exportCircuit(const QString& path);
 
     // Sessions (.circuitscope.json): the current state, and restoring one. A session whose model folder
     // is missing asks for its new location (through `modelLocator`, a folder dialog by default).
@@ -56,6 +70,10 @@ public:
     LayerGrid* grid() const { return m_grid; }
     NodeInspector* inspector() const { return m_inspector; }
     NodeTableView* table() const { return m_table; }
+    CircuitPanel* circuit() const { return m_circuit; }
+    NodeViewCache* views() const { return m_views; }
+    PresentView* presentView() const; // null when present mode is not open
+    QAction* presentAction() const { return m_presentAction; }
     TokenStrip* tokenStrip() const { return m_tokens; }
     QLineEdit* promptField() const { return m_prompt; }
     QLineEdit* targetField() const { return m_target; }
@@ -74,6 +92,7 @@ Q_SIGNALS:
     void runReady();
     void nodeShown();
     void errorShown(const QString& message);
+    void circuitExported(const QString& path);
 
 protected:
     void closeEvent(QCloseEvent* event) override;
@@ -97,6 +116,11 @@ private:
     void updateMetricChooser();
     void setBusy(bool busy);
     void rememberRecentModel(const QString& dir);
+    void buildCircuitDock();
+    void syncPins();
+    void onPinActivated(const QString& name);
+    void chooseCircuitExport(const QString& format);
+    void continueCircuitExport();
 
     EngineThread* m_engine = nullptr;
     QToolButton* m_modelButton = nullptr;
@@ -128,7 +152,11 @@ private:
     QString m_pendingModelPath;
     QVector<QPair<int, QString>> m_saeSpecs;   // autoencoders as added (role, spec), for sessions
     std::optional<Session> m_restoring;         // a session being restored, step by step
-    std::vector<Session::Pin> m_pins;           // pinned nodes carried through sessions
+    CircuitPanel* m_circuit = nullptr;          // the pins (live state; sessions save them)
+    NodeViewCache* m_views = nullptr;           // engine-computed views of pinned nodes
+    QPointer<PresentView> m_present;
+    QAction* m_presentAction = nullptr;
+    QString m_pendingCircuitExport;             // a path waiting for the pins' views
     ModelLocator m_modelLocator;
     std::string m_lastAutosaved;
     void continueRestore();
