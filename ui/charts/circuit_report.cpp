@@ -65,10 +65,11 @@ void paintChart(QCPPainter& painter, ChartWidget& chart, const QRect& rect)
     painter.restore();
 }
 
-// Bars per side that fit a chart of this height with readable labels (title and axis take ~110 px).
+// Bars per side that fit a chart of this height with readable labels (title and axis take ~90 px,
+// a bar ~18 px).
 int barsPerSide(int height)
 {
-    return std::clamp((height - 110) / 36, 3, 10);
+    return std::clamp((height - 90) / 36, 3, 10);
 }
 
 void drawPage(QCPPainter& painter, const QRect& page, const CircuitReport& report, int index)
@@ -139,50 +140,51 @@ void drawPage(QCPPainter& painter, const QRect& page, const CircuitReport& repor
     // The charts, side by side in what is left: write, read(s), and the pair map where there is one.
     const NodeView& v = *pin.view;
     const QRect area(page.left(), y, page.width(), page.bottom() - y);
-    const int perSide = barsPerSide(area.height());
     const QFont chartFont = pointFont(8);
-    struct Spec {
-        const TopTokenList* list = nullptr; // a bar chart of this list, or else the pair map
-        QString metric;
-        double weight = 1;
-    };
-    std::vector<Spec> specs{{&v.writeInContext, QStringLiteral("write tokens in context"), 1.0}};
-    for (const TopTokenList& read : v.reads)
-        specs.push_back({&read, read.title, 1.0});
+    // Three columns: write tokens, the read list(s) (a head's Q- and K-read stacked), the pair map.
+    // Short titles and no provenance line in the charts: the page's header names node and model.
+    std::vector<std::vector<const TopTokenList*>> columns{{&v.writeInContext}};
+    if (!v.reads.isEmpty()) {
+        columns.emplace_back();
+        for (const TopTokenList& read : v.reads)
+            columns.back().push_back(&read);
+    }
     const Heatmap* map = mainPairMap(v);
-    if (map)
-        specs.push_back({nullptr, map->metric, 1.5});
-    double total = 0;
-    for (const Spec& spec : specs)
-        total += spec.weight;
-    const int gap = 12;
-    const double unit = (area.width() - gap * (int(specs.size()) - 1)) / total;
-    double x = area.left();
-    for (const Spec& spec : specs) {
-        const QRect rect(int(x), area.top(), int(unit * spec.weight), area.height());
-        x += rect.width() + gap;
-        Provenance p = v.provenance;
-        p.metric = spec.metric;
-        // Sized before the data arrives: a hidden widget gets no resize event, and setData() lays the
-        // plot out at the widget's size.
-        std::unique_ptr<ChartWidget> chart;
-        if (spec.list) {
+    const int gap = 16;
+    const int n = int(columns.size()) + (map ? 1 : 0);
+    const int width = (area.width() - gap * (n - 1)) / n;
+    Provenance p;
+    p.prompt = v.provenance.prompt;
+    int x = area.left();
+    for (const auto& column : columns) {
+        const int count = int(column.size());
+        const int height = (area.height() - gap * (count - 1)) / count;
+        for (int i = 0; i < count; ++i) {
+            const QRect rect(x, area.top() + i * (height + gap), width, height);
+            p.metric = column[i]->title;
             auto bars = std::make_unique<TokenBarChart>();
             bars->setAttribute(Qt::WA_DontShowOnScreen);
             bars->setFont(chartFont);
+            // Sized before the data arrives: a hidden widget gets no resize event, and setData() lays
+            // the plot out at the widget's size.
             bars->resize(rect.size());
             bars->setEmptyMessage(QStringLiteral("No tokens"));
-            bars->setData(firstTokens(*spec.list, perSide), p);
-            chart = std::move(bars);
-        } else {
-            auto heat = std::make_unique<HeatmapChart>();
-            heat->setAttribute(Qt::WA_DontShowOnScreen);
-            heat->setFont(chartFont);
-            heat->resize(rect.size());
-            heat->setData(*map, p);
-            chart = std::move(heat);
+            bars->setData(chartTokens(*column[i], barsPerSide(height)), p);
+            // Three value ticks: five collide in a third of a page.
+            bars->plot()->xAxis->ticker()->setTickCount(3);
+            paintChart(painter, *bars, rect);
         }
-        paintChart(painter, *chart, rect);
+        x += width + gap;
+    }
+    if (map) {
+        const QRect rect(x, area.top(), area.right() - x, area.height());
+        p.metric = map->metric;
+        auto heat = std::make_unique<HeatmapChart>();
+        heat->setAttribute(Qt::WA_DontShowOnScreen);
+        heat->setFont(chartFont);
+        heat->resize(rect.size());
+        heat->setData(*map, p);
+        paintChart(painter, *heat, rect);
     }
 }
 
@@ -195,6 +197,13 @@ TopTokenList firstTokens(const TopTokenList& list, int perSide)
         out.top.resize(perSide);
     if (out.bottom.size() > perSide)
         out.bottom.resize(perSide);
+    return out;
+}
+
+TopTokenList chartTokens(const TopTokenList& list, int perSide)
+{
+    TopTokenList out = firstTokens(list, perSide);
+    out.title = out.title.section(QStringLiteral(" ("), 0, 0);
     return out;
 }
 

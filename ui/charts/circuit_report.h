@@ -33,6 +33,10 @@ struct CircuitReport {
 // The first `perSide` entries of the top and bottom lists (charts with room for fewer bars).
 TopTokenList firstTokens(const TopTokenList& list, int perSide);
 
+// firstTokens() titled for a chart that sits under a header naming the node: "Q-read tokens (query
+// side)" becomes "Q-read tokens".
+TopTokenList chartTokens(const TopTokenList& list, int perSide);
+
 // The pair map a page or slide shows for a node: a head's attention probabilities, an attention
 // latent's pair attribution; null for other nodes or when there is none.
 const Heatmap* mainPairMap(const NodeView& view);

@@ -318,9 +318,13 @@ CircuitPanel::CircuitPanel(QWidget* parent) : QWidget(parent), m_model(new PinLi
 {
     m_view->setModel(m_model);
     m_view->setShowGrid(false);
-    m_view->setWordWrap(false);
-    m_view->verticalHeader()->setSectionResizeMode(QHeaderView::Fixed);
-    m_view->verticalHeader()->setDefaultSectionSize(m_view->fontMetrics().height() + 8);
+    // Notes wrap, and each row is as tall as its note: a circuit has a handful of pins, and the notes
+    // are the point of it.
+    m_view->setWordWrap(true);
+    m_view->setTextElideMode(Qt::ElideRight);
+    m_view->verticalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+    m_view->verticalHeader()->setMinimumSectionSize(m_view->fontMetrics().height() + 8);
+    m_view->setStyleSheet(QStringLiteral("QTableView::item { padding: 3px 4px; }"));
     m_view->verticalHeader()->setDefaultAlignment(Qt::AlignRight | Qt::AlignVCenter);
     m_view->setAlternatingRowColors(true);
     m_view->setSelectionMode(QAbstractItemView::SingleSelection);

@@ -69,10 +69,34 @@ void LayerGrid::setSelectedNode(const std::optional<NodeRef>& node)
     update();
 }
 
+namespace {
+
+QString headKey(const NodeRef& n)
+{
+    return QStringLiteral("%1:%2@%3").arg(n.layer).arg(n.index).arg(n.token);
+}
+
+} // namespace
+
 void LayerGrid::setPinnedNodes(const QSet<QString>& names)
 {
     m_pinned = names;
+    m_pinnedHeads.clear();
+    for (const QString& name : names) {
+        try {
+            const NodeRef n = NodeRef::parse(name.toStdString());
+            if (n.kind == NodeKind::AttnHead)
+                m_pinnedHeads.insert(headKey(n));
+        } catch (const InputError&) {
+            // a pin that is not a node name marks nothing
+        }
+    }
     update();
+}
+
+bool LayerGrid::isMarked(const NodeRef& node) const
+{
+    return isPinned(node) || (node.kind == NodeKind::AttnHead && m_pinnedHeads.contains(headKey(node)));
 }
 
 bool LayerGrid::isPinned(const NodeRef& node) const
@@ -187,7 +211,7 @@ void LayerGrid::paintEvent(QPaintEvent*)
         p.fillRect(c.rect, fill);
         p.setPen(textColorOn(fill));
         p.drawText(c.rect, Qt::AlignCenter, shortLabel(c.cell));
-        if (isPinned(c.cell.node)) {
+        if (isMarked(c.cell.node)) {
             // A dark corner triangle with a light edge: visible on every fill of the diverging map.
             const QPoint tr = c.rect.topRight() + QPoint(1, 0);
             const QPolygon corner({tr, tr + QPoint(-9, 0), tr + QPoint(0, 9)});

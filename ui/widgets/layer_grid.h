@@ -67,6 +67,8 @@ private:
     int m_topN = 16;
     std::optional<NodeRef> m_selected;
     QSet<QString> m_pinned;
+    QSet<QString> m_pinnedHeads; // "layer:head@query" of pinned heads: a head's cell is marked whatever key it shows
+    bool isMarked(const NodeRef& node) const;
     QVector<Cell> m_cells;
     QVector<QPair<QRect, QString>> m_groupHeaders;
     QRect m_legend;

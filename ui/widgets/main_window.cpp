@@ -32,7 +32,9 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QScrollArea>
+#include <QScreen>
 #include <QSettings>
+#include <QWindow>
 #include <QSpinBox>
 #include <QSplitter>
 #include <QStatusBar>
@@ -336,6 +338,14 @@ void MainWindow::present(int row)
     }
     m_present->setPins(m_circuit->pins(), row);
     m_present->showFullScreen();
+    // Without a window manager (a bare X server, some kiosks) nobody honours the full-screen request
+    // and the window keeps its size hint: then cover the screen ourselves. Checked a moment later,
+    // because a window manager applies the request asynchronously.
+    QScreen* screen = windowHandle() ? windowHandle()->screen() : QGuiApplication::primaryScreen();
+    QTimer::singleShot(250, m_present, [view = m_present, screen = QPointer<QScreen>(screen)] {
+        if (view && screen && view->isVisible() && view->geometry() != screen->geometry())
+            view->setGeometry(screen->geometry());
+    });
     m_present->raise();
     m_present->activateWindow();
     m_present->setFocus();

@@ -2,9 +2,11 @@
 
 #include "ui/charts/circuit_report.h"
 #include "ui/charts/heatmap_chart.h"
+#include "ui/charts/qcp.h"
 #include "ui/charts/token_bar_chart.h"
 #include "ui/engine/view_cache.h"
 
+#include <QFrame>
 #include <QHBoxLayout>
 #include <QKeyEvent>
 #include <QLabel>
@@ -58,27 +60,48 @@ PresentView::PresentView(NodeViewCache* views, QWidget* parent) : QWidget(parent
     m_metrics = label(18, false, kInk);
     m_note = label(24, false, kInk);
     m_note->setWordWrap(true);
-    m_note->setStyleSheet(QStringLiteral("QLabel { border-left: 8px solid #b2182b; padding-left: 16px; }"));
+    // The note stands out by a red bar at its left, the color of the positive bars.
+    m_noteBox = new QWidget;
+    auto* noteLayout = new QHBoxLayout(m_noteBox);
+    noteLayout->setContentsMargins(0, 0, 0, 0);
+    noteLayout->setSpacing(16);
+    auto* bar = new QFrame;
+    bar->setFixedWidth(8);
+    bar->setAutoFillBackground(true);
+    QPalette barPalette = bar->palette();
+    barPalette.setColor(QPalette::Window, QColor(0xb2, 0x18, 0x2b));
+    bar->setPalette(barPalette);
+    noteLayout->addWidget(bar);
+    noteLayout->addWidget(m_note, 1);
 
     m_message = label(28, false, kSecondary);
     m_message->setAlignment(Qt::AlignCenter);
     m_message->setWordWrap(true);
 
     // Charts in presentation type; each rebuilds itself for the new font (ChartWidget::changeEvent).
+    // Three columns fill the width: write tokens, the read list(s) (a head's Q- and K-read stacked),
+    // and the pair map where there is one.
     QFont chartFont = font();
-    chartFont.setPointSizeF(15);
+    chartFont.setPointSizeF(14);
     m_write = new TokenBarChart;
     m_read0 = new TokenBarChart;
     m_read1 = new TokenBarChart;
     m_map = new HeatmapChart;
+    for (ChartWidget* c : std::initializer_list<ChartWidget*>{m_write, m_read0, m_read1, m_map})
+        c->setFont(chartFont);
+    auto* reads = new QWidget;
+    auto* readsLayout = new QVBoxLayout(reads);
+    readsLayout->setContentsMargins(0, 0, 0, 0);
+    readsLayout->setSpacing(12);
+    readsLayout->addWidget(m_read0, 1);
+    readsLayout->addWidget(m_read1, 1);
     auto* charts = new QWidget;
     auto* chartsLayout = new QHBoxLayout(charts);
     chartsLayout->setContentsMargins(0, 0, 0, 0);
-    chartsLayout->setSpacing(24);
-    for (ChartWidget* c : std::initializer_list<ChartWidget*>{m_write, m_read0, m_read1, m_map}) {
-        c->setFont(chartFont);
-        chartsLayout->addWidget(c, c == m_map ? 3 : 2);
-    }
+    chartsLayout->setSpacing(32);
+    chartsLayout->addWidget(m_write, 1);
+    chartsLayout->addWidget(reads, 1);
+    chartsLayout->addWidget(m_map, 1);
     m_body = new QStackedWidget;
     m_body->addWidget(m_message);
     m_body->addWidget(charts);
@@ -98,7 +121,7 @@ PresentView::PresentView(NodeViewCache* views, QWidget* parent) : QWidget(parent
     layout->setContentsMargins(48, 32, 48, 20);
     layout->setSpacing(14);
     layout->addLayout(header);
-    layout->addWidget(m_note);
+    layout->addWidget(m_noteBox);
     layout->addWidget(m_body, 1);
     layout->addWidget(m_hint);
 
@@ -152,7 +175,7 @@ void PresentView::refresh()
         m_counter->clear();
         m_where->clear();
         m_metrics->clear();
-        m_note->hide();
+        m_noteBox->hide();
         showMessage(tr("Pin nodes in the main window (P in the layer grid), then present them."));
         return;
     }
@@ -161,7 +184,7 @@ void PresentView::refresh()
     m_title->setText(name);
     m_counter->setText(QStringLiteral("%1 / %2").arg(m_current + 1).arg(count()));
     m_note->setText(QString::fromStdString(pin.note));
-    m_note->setVisible(!pin.note.empty());
+    m_noteBox->setVisible(!pin.note.empty());
     if (!m_views) {
         showMessage(tr("No engine."));
         return;
@@ -200,18 +223,20 @@ void PresentView::showView(const NodeView& v)
         metrics += tr("   ·   total effect %1").arg(short4(*v.metrics.totalEffect));
     m_metrics->setText(metrics);
 
-    // Ten tokens a side: what a room can read at this size.
-    constexpr int kPerSide = 10;
-    Provenance p = v.provenance;
+    // Ten tokens a side (five for a head's two stacked read lists): what a room can read at this size.
+    // Short titles and no provenance line: the slide's header already names the node.
+    Provenance p;
+    p.prompt = v.provenance.prompt;
     p.metric = QStringLiteral("write tokens in context");
-    m_write->setData(firstTokens(v.writeInContext, kPerSide), p);
+    m_write->setData(chartTokens(v.writeInContext, 10), p);
+    const int perSide = v.reads.size() > 1 ? 5 : 10;
     TokenBarChart* reads[] = {m_read0, m_read1};
     for (int i = 0; i < 2; ++i) {
         const bool has = i < v.reads.size();
         reads[i]->setVisible(has);
         if (has) {
             p.metric = v.reads[i].title;
-            reads[i]->setData(firstTokens(v.reads[i], kPerSide), p);
+            reads[i]->setData(chartTokens(v.reads[i], perSide), p);
         }
     }
     const Heatmap* map = mainPairMap(v);
@@ -219,6 +244,11 @@ void PresentView::showView(const NodeView& v)
     if (map) {
         p.metric = map->metric;
         m_map->setData(*map, p);
+    }
+    // Three value ticks: at this type size the default five collide on a third of the screen.
+    for (TokenBarChart* chart : {m_write, m_read0, m_read1}) {
+        chart->plot()->xAxis->ticker()->setTickCount(3);
+        chart->plot()->replot();
     }
     m_body->setCurrentIndex(1);
 }

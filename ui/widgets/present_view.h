@@ -66,6 +66,7 @@ private:
     QLabel* m_where = nullptr;
     QLabel* m_metrics = nullptr;
     QLabel* m_note = nullptr;
+    QWidget* m_noteBox = nullptr;
     QStackedWidget* m_body = nullptr;
     QLabel* m_message = nullptr;
     TokenBarChart* m_write = nullptr;
