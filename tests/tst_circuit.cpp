@@ -649,6 +649,15 @@ private Q_SLOTS:
 
         // Stepping never waits for the engine: with the worker held busy, the slide says "computing…"
         // at once and fills in when the view arrives.
+        // Nothing may be in flight when the cache is cleared, or its answer could fill the slide early.
+        const auto settled = [&] {
+            for (const QString& p : pins) {
+                if (!m_window->views()->isReady(p) || m_window->views()->isWanted(p))
+                    return false;
+            }
+            return true;
+        };
+        QTRY_VERIFY_WITH_TIMEOUT(settled(), 30000);
         m_window->views()->clear();
         QSemaphore hold;
         QMetaObject::invokeMethod(m_window->engine()->engine(), [&hold] { hold.acquire(); }, Qt::QueuedConnection);
