@@ -5,6 +5,7 @@
 #include "core/commands/cli_commands.h"
 #include "core/model/demo_model.h"
 #include "core/model/random_model.h"
+#include "core/session/session.h"
 #include "core/util/errors.h"
 #include "core/util/runtime.h"
 
@@ -52,6 +53,8 @@ public:
         if (positional.size() > 1)
             throw UsageError("unexpected argument '" + str(positional.at(1)) + "'");
         const QString command = positional.first();
+        if (m_parser.isSet(QStringLiteral("session")))
+            m_session = cs::loadSession(str(m_parser.value(QStringLiteral("session"))));
         if (command == u"info")
             return print(cs::infoJson(*model()));
         if (command == u"tokenize")
@@ -78,7 +81,9 @@ private:
         m_parser.addPositionalArgument(QStringLiteral("command"), QStringLiteral("What to do."));
         m_parser.addHelpOption();
         const QList<QCommandLineOption> options = {
-            {QStringLiteral("model"), QStringLiteral("Hugging Face GPT-2 directory (default: the bundled demo)."), QStringLiteral("DIR")},
+            {QStringLiteral("model"), QStringLiteral("Hugging Face GPT-2 directory (default: the session's, else the bundled demo)."), QStringLiteral("DIR")},
+            {QStringLiteral("session"), QStringLiteral("A saved session (.circuitscope.json): its model, autoencoders, prompt, target, distractor, "
+                                                       "selected node, view and top K are the defaults of every other option."), QStringLiteral("FILE")},
             {QStringLiteral("text"), QStringLiteral("Text to tokenize."), QStringLiteral("TEXT")},
             {QStringLiteral("prompt"), QStringLiteral("Prompt to run."), QStringLiteral("TEXT")},
             {QStringLiteral("top"), QStringLiteral("How many entries to list (default 10)."), QStringLiteral("K"), QStringLiteral("10")},
@@ -107,19 +112,47 @@ private:
         m_parser.addOptions(options);
     }
 
+    // What a saved session says for an option the command line left out (nothing without --session).
+    std::optional<QString> fromSession(const QString& name) const
+    {
+        if (!m_session)
+            return std::nullopt;
+        const cs::Session& s = *m_session;
+        const auto nonEmpty = [](const std::string& v) { return v.empty() ? std::nullopt : std::optional(QString::fromStdString(v)); };
+        if (name == u"prompt")
+            return nonEmpty(s.prompt);
+        if (name == u"target")
+            return nonEmpty(s.target);
+        if (name == u"distractor")
+            return nonEmpty(s.distractor);
+        if (name == u"node")
+            return s.selectedNode ? nonEmpty(*s.selectedNode) : std::nullopt;
+        if (name == u"top")
+            return QString::number(s.view.topK);
+        if (name == u"view") {
+            if (s.view.inspectorTab == "write" && s.view.perUnitWrite)
+                return QStringLiteral("write_per_unit");
+            return nonEmpty(s.view.inspectorTab);
+        }
+        return std::nullopt;
+    }
+
     QString required(const QString& name) const
     {
-        if (!m_parser.isSet(name))
-            throw UsageError("missing --" + str(name));
-        return m_parser.value(name);
+        if (m_parser.isSet(name))
+            return m_parser.value(name);
+        if (const auto v = fromSession(name))
+            return *v;
+        throw UsageError("missing --" + str(name) + (m_session ? " (the session has none either)" : ""));
     }
 
     int intOption(const QString& name) const
     {
         bool ok = false;
-        const int v = m_parser.value(name).toInt(&ok);
+        const QString text = m_parser.isSet(name) ? m_parser.value(name) : fromSession(name).value_or(m_parser.value(name));
+        const int v = text.toInt(&ok);
         if (!ok)
-            throw UsageError("--" + str(name) + ": '" + str(m_parser.value(name)) + "' is not an integer");
+            throw UsageError("--" + str(name) + ": '" + str(text) + "' is not an integer");
         return v;
     }
 
@@ -128,6 +161,8 @@ private:
         std::filesystem::path dir;
         if (m_parser.isSet(QStringLiteral("model"))) {
             dir = str(m_parser.value(QStringLiteral("model")));
+        } else if (m_session && !m_session->modelPath.empty()) {
+            dir = m_session->modelPath;
         } else {
             const auto demo = cs::findBundledDemoModel(str(QCoreApplication::applicationDirPath()));
             if (!demo)
@@ -153,9 +188,11 @@ private:
 
     std::optional<std::string> optional(const QString& name) const
     {
-        if (!m_parser.isSet(name))
-            return std::nullopt;
-        return str(m_parser.value(name));
+        if (m_parser.isSet(name))
+            return str(m_parser.value(name));
+        if (const auto v = fromSession(name))
+            return str(*v);
+        return std::nullopt;
     }
 
     cs::SaeFlags saeFlags() const
@@ -167,6 +204,10 @@ private:
             f.attn.push_back(str(v));
         for (const QString& v : m_parser.values(QStringLiteral("resid-sae")))
             f.resid.push_back(str(v));
+        // The session's autoencoders, unless the command line names its own.
+        if (m_session && f.mlp.empty() && f.attn.empty() && f.resid.empty())
+            for (const auto& a : m_session->autoencoders)
+                (a.role == "mlp" ? f.mlp : a.role == "attn" ? f.attn : f.resid).push_back(a.spec);
         return f;
     }
 
@@ -291,6 +332,7 @@ private:
 
     QStringList m_args;
     QCommandLineParser m_parser;
+    std::optional<cs::Session> m_session; // from --session FILE
 };
 
 } // namespace
@@ -305,12 +347,17 @@ int main(int argc, char** argv)
     // the CLI reports its errors itself. CIRCUITSCOPE_DEBUG=1 lets Qt's messages through.
     if (qEnvironmentVariableIsEmpty("CIRCUITSCOPE_DEBUG"))
         qInstallMessageHandler([](QtMsgType, const QMessageLogContext&, const QString&) {});
+    // The arguments as given: QGuiApplication consumes "--session VALUE" (X11 session management),
+    // which is also our option's name, so the parser must see argv from before it.
+    QStringList arguments;
+    for (int i = 0; i < argc; ++i)
+        arguments.append(QString::fromLocal8Bit(argv[i]));
     QApplication app(argc, argv);
     QCoreApplication::setApplicationName(QStringLiteral("circuitscope-cli"));
     QCoreApplication::setApplicationVersion(QStringLiteral(CIRCUITSCOPE_VERSION));
     try {
         cs::initializeRuntime();
-        return Cli(QCoreApplication::arguments()).run();
+        return Cli(arguments).run();
     } catch (const UsageError& e) {
         std::cerr << "circuitscope-cli: " << cs::oneLine(e.what()) << '\n';
         return kExitBadInput;

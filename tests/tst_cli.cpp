@@ -189,6 +189,62 @@ private Q_SLOTS:
         QVERIFY(!QFile::exists(tmp.filePath(QStringLiteral("x.png"))));
     }
 
+    // `--session FILE` supplies the model, autoencoders, prompt, node, view and top K of a saved
+    // session; the figure equals the one drawn from the same values given as flags.
+    void figureFromASessionEqualsTheFlags()
+    {
+        QTemporaryDir tmp;
+        const std::string sae = (cs::test::dataDir() / "sae/resid_delta_attn.relu.pt").string();
+        const nlohmann::json session = {
+            {"schema", "circuitscope-session"}, {"version", 1}, {"model", tinyModel().toStdString()},
+            {"autoencoders", {{{"role", "attn"}, {"spec", "1=" + sae}}}},
+            {"prompt", "When Mary and John went to the store, John gave a drink to"}, {"target", " Mary"},
+            {"distractor", " John"}, {"token_of_interest", -1}, {"selected_node", "attn_sae:1:10@-1"},
+            {"pins", nlohmann::json::array()},
+            {"view", {{"metric", "activation"}, {"top_n", 16}, {"top_k", 5}, {"per_unit_write", false}, {"inspector_tab", "pairs"}}}};
+        const QString file = tmp.filePath(QStringLiteral("s.circuitscope.json"));
+        {
+            QFile f(file);
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write(QByteArray::fromStdString(session.dump(2)));
+        }
+        const QString fromSession = tmp.filePath(QStringLiteral("session.csv"));
+        const auto r = runCli({QStringLiteral("figure"), QStringLiteral("--session"), file, QStringLiteral("--out"), fromSession});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const QString fromFlags = tmp.filePath(QStringLiteral("flags.csv"));
+        const auto r2 = runCli({QStringLiteral("figure"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"),
+                                QStringLiteral("When Mary and John went to the store, John gave a drink to"),
+                                QStringLiteral("--node"), QStringLiteral("attn_sae:1:10@-1"), QStringLiteral("--attn-sae"),
+                                QStringLiteral("1=") + QString::fromStdString(sae), QStringLiteral("--view"), QStringLiteral("pairs"),
+                                QStringLiteral("--top"), QStringLiteral("5"), QStringLiteral("--target"), QStringLiteral(" Mary"),
+                                QStringLiteral("--distractor"), QStringLiteral(" John"), QStringLiteral("--out"), fromFlags});
+        QVERIFY2(r2.exitCode == 0, qPrintable(r2.err));
+        QFile a(fromSession), b(fromFlags);
+        QVERIFY(a.open(QIODevice::ReadOnly) && b.open(QIODevice::ReadOnly));
+        const QByteArray bytesA = a.readAll();
+        QVERIFY(bytesA.startsWith("# model: tiny-gpt2"));
+        QVERIFY(bytesA.contains("attn_sae:1:10"));
+        QCOMPARE(bytesA, b.readAll());
+
+        // Flags override the session: another node and view, and the session's top K (5) for `node`.
+        const auto n = runCli({QStringLiteral("node"), QStringLiteral("--session"), file, QStringLiteral("--node"), QStringLiteral("mlp:1:7@-1")});
+        QVERIFY2(n.exitCode == 0, qPrintable(n.err));
+        const auto doc = nlohmann::json::parse(n.out);
+        QCOMPARE(doc.at("node").get<std::string>().rfind("mlp:1:7@", 0), std::size_t(0));
+        QCOMPARE(doc.at("write").at("top").size(), std::size_t(5));
+        QVERIFY(doc.contains("direct_effect")); // the session's target applies
+
+        // A corrupt session is one line and exit 2.
+        QFile bad(tmp.filePath(QStringLiteral("bad.circuitscope.json")));
+        QVERIFY(bad.open(QIODevice::WriteOnly));
+        bad.write("{\"schema\": ");
+        bad.close();
+        const auto e = runCli({QStringLiteral("figure"), QStringLiteral("--session"), bad.fileName(), QStringLiteral("--out"), fromSession});
+        QCOMPARE(e.exitCode, 2);
+        QCOMPARE(e.err.count(u'\n'), 1);
+        QVERIFY(e.err.contains(QStringLiteral("bad.circuitscope.json")));
+    }
+
     void makeRandomModelWritesALoadableModel()
     {
         QTemporaryDir tmp;
