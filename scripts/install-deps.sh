@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian package Circuitscope needs to build, test and run.
+# Installs every Debian package Circuitscope needs to build, test and run (dpkg-dev, desktop-file-utils
+# and appstream: the test suite builds the .deb and validates its desktop entry and metainfo).
 # Safe to run twice: apt-get skips what is already installed.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp
   libqcustomplot-dev libqcustomplot2.1-qt6
   nlohmann-json3-dev
+  dpkg-dev desktop-file-utils appstream
 )
 
 missing=()
