@@ -104,6 +104,16 @@ int main(int argc, char** argv)
             }
         }
     }
+    // The demo bundle's walkthrough session (pinned circuit with notes) is the first thing a new user
+    // sees, unless the command line asks for something else.
+    const bool plainDemo = demo && !parser.isSet(prompt) && !parser.isSet(node) && parser.values(mlpSae).isEmpty() &&
+                           parser.values(attnSae).isEmpty() && parser.values(residSae).isEmpty();
+    const QString walkthrough = QDir(modelDir).filePath(QStringLiteral("ioi-walkthrough.circuitscope.json"));
+    if (plainDemo && QFile::exists(walkthrough)) {
+        window.show();
+        window.openSession(walkthrough);
+        return app.exec();
+    }
     if (demo && !parser.isSet(prompt))
         window.setPrompt(QStringLiteral("When Mary and John went to the store, John gave a drink to"), QStringLiteral(" Mary"),
                          QStringLiteral(" John"));

@@ -5,6 +5,8 @@
 #include "core/util/errors.h"
 #include "core/util/runtime.h"
 
+#include <c10/util/Exception.h>
+
 #include <QCommandLineParser>
 #include <QCoreApplication>
 
@@ -128,8 +130,12 @@ int main(int argc, char** argv)
     } catch (const cs::InputError& e) {
         std::cerr << "circuitscope-train: " << e.what() << '\n';
         return 2;
+    } catch (const c10::Error& e) {
+        // libtorch's messages carry a C++ backtrace; the first line is the message.
+        std::cerr << "circuitscope-train: internal error: " << cs::oneLine(e.what_without_backtrace()) << '\n';
+        return 1;
     } catch (const std::exception& e) {
-        std::cerr << "circuitscope-train: internal error: " << e.what() << '\n';
+        std::cerr << "circuitscope-train: internal error: " << cs::oneLine(e.what()) << '\n';
         return 1;
     }
 }

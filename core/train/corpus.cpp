@@ -281,6 +281,22 @@ std::vector<IoiPrompt> heldOutIoiPrompts(std::uint64_t seed, int count)
     return prompts;
 }
 
+std::vector<IoiPrompt> heldOutTemplatePrompts(std::uint64_t seed, int count)
+{
+    Rng rng(seed ^ 0x7e3'9a1e'5ULL);
+    std::vector<IoiPrompt> prompts;
+    for (int i = 0; i < count; ++i) {
+        IoiPrompt p;
+        std::string io, subject;
+        p.prompt = fillIoi(kHeldOutIoiTemplates[static_cast<std::size_t>(i) % kHeldOutIoiTemplates.size()], rng,
+                           kTrainingNames, &io, &subject);
+        p.answer = " " + io;
+        p.distractor = " " + subject;
+        prompts.push_back(std::move(p));
+    }
+    return prompts;
+}
+
 std::vector<IoiPrompt> trainingIoiPrompts(std::uint64_t seed, int count)
 {
     Rng rng(seed ^ 0x7a1'11'0e5ULL);

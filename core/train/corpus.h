@@ -44,6 +44,8 @@ std::vector<IoiPrompt> heldOutIoiPrompts(std::uint64_t seed, int count);
 // Prompts from the training templates with training names: the in-distribution comparison that
 // tells a mechanism that does not generalize from one that was never learned.
 std::vector<IoiPrompt> trainingIoiPrompts(std::uint64_t seed, int count);
+// Held-out templates with training names: separates new sentence shapes from new names.
+std::vector<IoiPrompt> heldOutTemplatePrompts(std::uint64_t seed, int count);
 
 // Names that appear as indirect objects in training, and those kept for evaluation (the latter still
 // occur in filler sentences so that the tokenizer and embeddings know them).

@@ -73,6 +73,8 @@ std::vector<IoiHeadStats> ioiHeadStats(const Gpt2Model& model, const std::vector
         const auto s = positionsOf(tok, ids, p.distractor.substr(1));
         if (io.size() != 1 || s.size() != 2)
             continue; // a name split oddly by the tokenizer: not a clean IOI prompt
+        // The effects need a backward pass; evaluateModel runs under NoGradGuard.
+        at::AutoGradMode enableGrad(true);
         ForwardOptions fo;
         fo.withGrad = true;
         const ActivationRecord rec = runForward(model, ids, fo);
@@ -132,7 +134,9 @@ EvalReport evaluateModel(const Gpt2Model& model, const std::vector<int>& tokens,
     };
     scoreIoi(heldOutIoiPrompts(o.seed, o.ioiPrompts), &r.ioi);
     scoreIoi(trainingIoiPrompts(o.seed, o.ioiPrompts), &r.ioiTraining);
-    r.ioiHeads = ioiHeadStats(model, heldOutIoiPrompts(o.seed, std::min(o.ioiPrompts, o.circuitPrompts)));
+    scoreIoi(heldOutTemplatePrompts(o.seed, o.ioiPrompts), &r.ioiHeldOutTemplates);
+    // The circuit is read where the model solves the task: held-out templates, training names.
+    r.ioiHeads = ioiHeadStats(model, heldOutTemplatePrompts(o.seed, std::min(o.ioiPrompts, o.circuitPrompts)));
 
     // Repeated random word sequences, with induction scores.
     std::vector<std::vector<double>> induction(static_cast<std::size_t>(layers), std::vector<double>(static_cast<std::size_t>(heads)));
@@ -251,6 +255,8 @@ std::string modelCard(const Gpt2Model& model, const EvalReport& r, const std::st
        << percent(r.ioi.top1) << " | ≥ 90 % |\n"
        << "| indirect object: correct name beats the repeated name (mean logit difference " << fixed(r.ioi.meanLogitDiff, 2)
        << ") | " << percent(r.ioi.beatsOther) << " | ≥ 95 % |\n"
+       << "| indirect object, held-out templates with training names: top token / beats the repeated name | "
+       << percent(r.ioiHeldOutTemplates.top1) << " / " << percent(r.ioiHeldOutTemplates.beatsOther) << " | |\n"
        << "| indirect object, training templates and names: top token / beats the repeated name | " << percent(r.ioiTraining.top1)
        << " / " << percent(r.ioiTraining.beatsOther) << " | |\n"
        << "| repeated random words (" << r.repeatSequences << " sequences): loss on 1st / 2nd repetition | "
@@ -269,7 +275,7 @@ std::string modelCard(const Gpt2Model& model, const EvalReport& r, const std::st
         std::vector<IoiHeadStats> byEffect = r.ioiHeads, byDuplicate = r.ioiHeads;
         std::sort(byEffect.begin(), byEffect.end(), [](const auto& a, const auto& b) { return std::abs(a.directEffect) > std::abs(b.directEffect); });
         std::sort(byDuplicate.begin(), byDuplicate.end(), [](const auto& a, const auto& b) { return a.duplicateAttention > b.duplicateAttention; });
-        md << "\n## The indirect-object circuit (held-out prompts)\n\n"
+        md << "\n## The indirect-object circuit (held-out templates, training names)\n\n"
            << "Heads by |direct effect| on logit(answer) − logit(repeated name) at the last token (the app's "
               "\"direct effect\" with that target and distractor), with where the last token looks. Name movers: "
               "large positive effect, attention on the answer's name. A negative effect with attention on the "

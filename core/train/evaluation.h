@@ -27,7 +27,7 @@ struct IoiScore {
     double meanLogitDiff = 0; // mean logit(answer) − logit(repeated name)
 };
 
-// How one attention head behaves on the held-out indirect-object prompts (averages over prompts):
+// How one attention head behaves on indirect-object prompts (averages over prompts):
 // its direct effect on logit(answer) − logit(repeated name) at the last token (math §6.2, the app's
 // "direct effect"), the last token's attention to the answer's name and to the repeated name, and
 // the second occurrence of the repeated name's attention to its first occurrence (a duplicate-token
@@ -43,7 +43,8 @@ struct IoiHeadStats {
 struct EvalReport {
     IoiScore ioi;             // held-out templates and names: the bar
     IoiScore ioiTraining;     // training templates and names
-    std::vector<IoiHeadStats> ioiHeads; // every head, on the held-out prompts
+    IoiScore ioiHeldOutTemplates; // held-out templates, training names
+    std::vector<IoiHeadStats> ioiHeads; // every head, on held-out templates with training names
     int repeatSequences = 0;
     double repeatFirstLoss = 0;  // mean loss on the first repetition (tokens 2..k)
     double repeatSecondLoss = 0; // the same positions of the second repetition
