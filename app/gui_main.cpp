@@ -84,7 +84,7 @@ int main(int argc, char** argv)
                                                   QObject::tr("Circuitscope did not close normally last time. Restore the unsaved session?"),
                                                   QMessageBox::Yes | QMessageBox::No, QMessageBox::Yes);
         if (answer == QMessageBox::Yes) {
-            window.openSession(cs::ui::MainWindow::autosavePath());
+            window.openSession(cs::ui::MainWindow::autosavePath(), /*asTemplate=*/true);
             return app.exec();
         }
         QFile::remove(cs::ui::MainWindow::autosavePath());
@@ -111,7 +111,7 @@ int main(int argc, char** argv)
     const QString walkthrough = QDir(modelDir).filePath(QStringLiteral("ioi-walkthrough.circuitscope.json"));
     if (plainDemo && QFile::exists(walkthrough)) {
         window.show();
-        window.openSession(walkthrough);
+        window.openSession(walkthrough, /*asTemplate=*/true);
         return app.exec();
     }
     if (demo && !parser.isSet(prompt))

@@ -19,6 +19,8 @@
 #include <QSemaphore>
 #include <QSignalSpy>
 #include <QStandardPaths>
+#include <QFileInfo>
+#include <QSettings>
 #include <QTemporaryDir>
 #include <QTest>
 
@@ -49,7 +51,11 @@ class TestMainWindow : public QObject {
     }
 
 private Q_SLOTS:
-    void initTestCase() { QStandardPaths::setTestModeEnabled(true); }
+    void initTestCase()
+    {
+        QStandardPaths::setTestModeEnabled(true);
+        QSettings().clear(); // recent files and remembered relocations from an earlier run
+    }
 
     void init()
     {
@@ -269,6 +275,54 @@ private Q_SLOTS:
         QVERIFY(test::waitForSignal(restored, 60000));
         QCOMPARE(asked, QStringLiteral("/nowhere/gpt2"));
         QCOMPARE(m_window->lastRun()->tokens.size(), 4);
+    }
+
+    // Save writes back to the session's own file; both open and save put it first in Recent sessions.
+    void saveWritesBackAndRemembersRecentSessions()
+    {
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        QTemporaryDir dir;
+        const QString path = QFileInfo(dir.filePath(QStringLiteral("recent.circuitscope.json"))).absoluteFilePath();
+        QVERIFY(m_window->saveSession(path));
+        QCOMPARE(m_window->sessionPath(), path);
+        QCOMPARE(MainWindow::recentSessions().value(0), path);
+        m_window->targetField()->setText(QStringLiteral(" John"));
+        m_window->saveCurrentSession(); // no dialog: the session has a file
+        QCOMPARE(QString::fromStdString(loadSession(path.toStdString()).target), QStringLiteral(" John"));
+
+        // A template (the demo walkthrough) opens untitled and stays out of the recent list.
+        const QString other = QFileInfo(dir.filePath(QStringLiteral("template.circuitscope.json"))).absoluteFilePath();
+        QVERIFY(QFile::copy(path, other));
+        MainWindow second;
+        QSignalSpy restored(&second, &MainWindow::sessionRestored);
+        second.openSession(other, /*asTemplate=*/true);
+        QVERIFY(test::waitForSignal(restored, 60000));
+        QVERIFY(second.sessionPath().isEmpty());
+        QVERIFY(!MainWindow::recentSessions().contains(other));
+    }
+
+    // The folder given for a missing model is remembered: the next session naming the same missing
+    // path opens without asking again.
+    void relocatedModelIsRemembered()
+    {
+        QTemporaryDir dir;
+        Session s;
+        s.modelPath = "/moved/away/gpt2";
+        s.prompt = "When Mary and John";
+        const QString path = dir.filePath(QStringLiteral("moved.circuitscope.json"));
+        cs::saveSession(path.toStdString(), s);
+        int asked = 0;
+        m_window->setModelLocator([&](const QString&) {
+            ++asked;
+            return tinyModel();
+        });
+        for (int i = 0; i < 2; ++i) {
+            QSignalSpy restored(m_window.get(), &MainWindow::sessionRestored);
+            m_window->openSession(path);
+            QVERIFY(test::waitForSignal(restored, 60000));
+            QCOMPARE(m_window->lastRun()->tokens.size(), 4);
+        }
+        QCOMPARE(asked, 1);
     }
 
     void corruptOrFutureSessionsChangeNothing_data()

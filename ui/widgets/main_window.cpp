@@ -36,6 +36,7 @@
 #include <QSettings>
 #include <QWindow>
 #include <QSpinBox>
+#include <QUrl>
 #include <QSplitter>
 #include <QStatusBar>
 #include <QToolBar>
@@ -138,8 +139,14 @@ void MainWindow::buildToolbar()
     sessionButton->setText(tr("Session"));
     sessionButton->setPopupMode(QToolButton::InstantPopup);
     auto* sessionMenu = new QMenu(sessionButton);
-    sessionMenu->addAction(tr("Open session…"), this, &MainWindow::chooseSessionToOpen);
-    sessionMenu->addAction(tr("Save session as…"), this, &MainWindow::chooseSessionToSave);
+    sessionMenu->addAction(tr("Open session…"), QKeySequence::Open, this, &MainWindow::chooseSessionToOpen);
+    m_recentSessionsMenu = sessionMenu->addMenu(tr("Recent sessions"));
+    connect(m_recentSessionsMenu, &QMenu::aboutToShow, this, &MainWindow::fillRecentSessionsMenu);
+    fillRecentSessionsMenu();
+    sessionMenu->addAction(tr("Save session"), QKeySequence::Save, this, &MainWindow::saveCurrentSession);
+    sessionMenu->addAction(tr("Save session as…"), QKeySequence::SaveAs, this, &MainWindow::chooseSessionToSave);
+    // The shortcuts work with the menu closed too.
+    addActions(sessionMenu->actions());
     sessionMenu->addSeparator();
     sessionMenu->addAction(tr("Export circuit as CSV…"), this, [this] { chooseCircuitExport(QStringLiteral("csv")); });
     sessionMenu->addAction(tr("Export circuit as PDF (a page per pin)…"), this, [this] { chooseCircuitExport(QStringLiteral("pdf")); });
@@ -589,6 +596,8 @@ bool MainWindow::saveSession(const QString& path)
     try {
         cs::saveSession(path.toStdString(), currentSession());
         statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
+        m_sessionPath = QFileInfo(path).absoluteFilePath();
+        rememberRecentSession(m_sessionPath);
         return true;
     } catch (const std::exception& e) {
         showError(QString::fromUtf8(e.what()));
@@ -596,7 +605,7 @@ bool MainWindow::saveSession(const QString& path)
     }
 }
 
-void MainWindow::openSession(const QString& path)
+void MainWindow::openSession(const QString& path, bool asTemplate)
 {
     Session s;
     try {
@@ -607,17 +616,25 @@ void MainWindow::openSession(const QString& path)
     }
     QString model = QString::fromStdString(s.modelPath);
     if (!QFileInfo::exists(model + QStringLiteral("/config.json"))) {
-        const QString relocated = m_modelLocator ? m_modelLocator(model)
-                                                 : QFileDialog::getExistingDirectory(this, tr("The session's model %1 is missing: where is it now?").arg(model));
+        // A folder the user already pointed to for this missing path is used again without asking.
+        // QSettings keys cannot hold '/' as data, so the missing path is percent-encoded.
+        const QString key = QStringLiteral("sessions/relocated/") + QString::fromLatin1(QUrl::toPercentEncoding(model));
+        QString relocated = QSettings().value(key).toString();
+        if (relocated.isEmpty() || !QFileInfo::exists(relocated + QStringLiteral("/config.json")))
+            relocated = m_modelLocator ? m_modelLocator(model)
+                                       : QFileDialog::getExistingDirectory(this, tr("The session's model %1 is missing: where is it now?").arg(model));
         if (relocated.isEmpty()) {
             showError(tr("Session not opened: its model folder %1 is missing.").arg(model));
             return;
         }
+        QSettings().setValue(key, relocated);
         model = relocated;
         s.modelPath = relocated.toStdString();
-        QSettings().setValue(QStringLiteral("sessions/relocated/") + QString::fromStdString(s.modelPath), relocated);
     }
     clearError();
+    m_sessionPath = asTemplate ? QString() : QFileInfo(path).absoluteFilePath();
+    if (!asTemplate)
+        rememberRecentSession(m_sessionPath);
     m_restoring = s;
     m_circuit->setPins(s.pins);
     connect(this, &MainWindow::modelReady, this, &MainWindow::continueRestore, Qt::SingleShotConnection);
@@ -677,6 +694,40 @@ void MainWindow::chooseSessionToOpen()
     const QString path = QFileDialog::getOpenFileName(this, tr("Open session"), QString(), tr("Circuitscope sessions (*.circuitscope.json)"));
     if (!path.isEmpty())
         openSession(path);
+}
+
+void MainWindow::saveCurrentSession()
+{
+    if (m_sessionPath.isEmpty())
+        chooseSessionToSave();
+    else
+        saveSession(m_sessionPath);
+}
+
+QStringList MainWindow::recentSessions()
+{
+    return QSettings().value(QStringLiteral("sessions/recent")).toStringList();
+}
+
+void MainWindow::rememberRecentSession(const QString& path)
+{
+    QStringList recent = recentSessions();
+    recent.removeAll(path);
+    recent.prepend(path);
+    while (recent.size() > kMaxRecent)
+        recent.removeLast();
+    QSettings().setValue(QStringLiteral("sessions/recent"), recent);
+}
+
+void MainWindow::fillRecentSessionsMenu()
+{
+    m_recentSessionsMenu->clear();
+    const QStringList recent = recentSessions();
+    for (const QString& path : recent)
+        m_recentSessionsMenu->addAction(QFileInfo(path).fileName() + QStringLiteral("  —  ") + QFileInfo(path).absolutePath(),
+                                        this, [this, path] { openSession(path); });
+    if (recent.isEmpty())
+        m_recentSessionsMenu->addAction(tr("(none yet)"))->setEnabled(false);
 }
 
 void MainWindow::chooseSessionToSave()

@@ -57,7 +57,14 @@ public:
     // is missing asks for its new location (through `modelLocator`, a folder dialog by default).
     Session currentSession() const;
     bool saveSession(const QString& path);
-    void openSession(const QString& path);
+    // Opens a session; afterwards "Save" writes back to it. A template (the demo's walkthrough) opens
+    // untitled, so that Save asks where instead of overwriting the shipped file.
+    void openSession(const QString& path, bool asTemplate = false);
+    // Save (Ctrl+S): to the session's file, or asks for one when it has none.
+    void saveCurrentSession();
+    QString sessionPath() const { return m_sessionPath; }
+    // Sessions opened or saved most recently first (QSettings "sessions/recent", at most 8).
+    static QStringList recentSessions();
     // Autosave: the current session is written every 20 s while it changes, to `autosavePath()`, and
     // removed when the window closes normally; a file left there means the app crashed or was killed.
     static QString autosavePath();
@@ -116,6 +123,8 @@ private:
     void updateMetricChooser();
     void setBusy(bool busy);
     void rememberRecentModel(const QString& dir);
+    void rememberRecentSession(const QString& path);
+    void fillRecentSessionsMenu();
     void buildCircuitDock();
     void syncPins();
     void onPinActivated(const QString& name);
@@ -152,6 +161,8 @@ private:
     QString m_pendingModelPath;
     QVector<QPair<int, QString>> m_saeSpecs;   // autoencoders as added (role, spec), for sessions
     std::optional<Session> m_restoring;         // a session being restored, step by step
+    QString m_sessionPath;                      // the file Save writes to (empty: untitled)
+    QMenu* m_recentSessionsMenu = nullptr;
     CircuitPanel* m_circuit = nullptr;          // the pins (live state; sessions save them)
     NodeViewCache* m_views = nullptr;           // engine-computed views of pinned nodes
     QPointer<PresentView> m_present;
