@@ -130,6 +130,36 @@ private Q_SLOTS:
             QVERIFY2(text.find(" to " + name + ".") == std::string::npos, name.c_str());
     }
 
+    // A share of indirect-object sentences put random words where the names go (the answer is then
+    // whichever word is not repeated); the rest use training names.
+    void someIndirectObjectsUseRandomWordsAsNames()
+    {
+        CorpusOptions o;
+        o.seed = 3;
+        o.documents = 400;
+        const auto& words = randomWords();
+        const auto& names = trainingNames();
+        int withWords = 0, withNames = 0;
+        for (const auto& doc : generateCorpus(o))
+            for (const auto& word : words)
+                if (doc.text.find(" to " + word + ".") != std::string::npos &&
+                    doc.text.find(word + " and ") != std::string::npos)
+                    ++withWords;
+        for (const auto& doc : generateCorpus(o))
+            for (const auto& name : names)
+                if (doc.text.find(" to " + name + ".") != std::string::npos)
+                    ++withNames;
+        QVERIFY2(withWords > 20, std::to_string(withWords).c_str());
+        QVERIFY2(withNames > 2 * withWords / 3, std::to_string(withNames).c_str());
+        // Every held-out prompt names its shape, and each shape is used.
+        std::set<int> shapes;
+        for (const auto& p : heldOutIoiPrompts(1, 30)) {
+            QVERIFY(p.shape >= 0 && p.shape < static_cast<int>(heldOutIoiShapes().size()));
+            shapes.insert(p.shape);
+        }
+        QCOMPARE(shapes.size(), heldOutIoiShapes().size());
+    }
+
     // The in-distribution comparison: training templates and names, the prompt stopping before the name.
     void trainingPromptsComeFromTheTrainingDistribution()
     {

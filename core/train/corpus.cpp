@@ -36,6 +36,20 @@ const Words kTrainingIoiTemplates = {
     "Yesterday {A} and {B} visited the {P}, and {S} {V} a {O} to {IO}.",
     "At the {P}, {A} and {B} talked for hours. {S} {V} the {O} to {IO}.",
     "Since {A} and {B} were at the {P}, {S} {V} a {O} to {IO}.",
+    // Openers, predicates and sentence breaks in many combinations, so that what the model learns is
+    // "the name that is not repeated", wherever the two names and the repeat stand.
+    "Early that day, {A} and {B} sat in the {P}. {S} {V} a {O} to {IO}.",
+    "One morning, {A} and {B} stopped by the {P}. {S} {V} the {O} to {IO}.",
+    "In the {P}, {A} and {B} waited for a while. Then {S} {V} a {O} to {IO}.",
+    "{A} met {B} at the {P}, and {S} {V} a {O} to {IO}.",
+    "{A} and {B} left the {P}. Soon {S} {V} a {O} to {IO}.",
+    "After lunch, {A} and {B} cleaned the {P}. {S} {V} a {O} to {IO}.",
+    "Both {A} and {B} liked the {P}. {S} {V} a {O} to {IO}.",
+    "{A} and {B} spent the day at the {P}, where {S} {V} a {O} to {IO}.",
+    "As {A} and {B} left the {P}, {S} {V} the {O} to {IO}.",
+    "Once {A} and {B} reached the {P}, {S} {V} a {O} to {IO}.",
+    "On Monday, {A} and {B} painted the {P}. Afterwards, {S} {V} a {O} to {IO}.",
+    "{A} and {B} stood outside the {P}. {S} smiled and {V} a {O} to {IO}.",
 };
 // Held out: sentence shapes never used in training, built from words the corpus knows (a word the
 // tokenizer never saw would measure byte fallback, not the circuit).
@@ -149,7 +163,11 @@ std::string sentence(SentenceKind kind, Rng& rng)
     switch (kind) {
     case SentenceKind::IndirectObject: {
         std::string io, subject;
-        return fillIoi(rng.pick(kTrainingIoiTemplates), rng, kTrainingNames, &io, &subject);
+        // A third of them put random words in the name slots: the answer is then whichever word is not
+        // repeated, which no memory of names seen as indirect objects can supply. That copying is what
+        // carries over to held-out names.
+        const Words& names = rng.below(3) == 0 ? kRandomWords : kTrainingNames;
+        return fillIoi(rng.pick(kTrainingIoiTemplates), rng, names, &io, &subject);
     }
     case SentenceKind::Induction: {
         const int n = 3 + static_cast<int>(rng.below(14));
@@ -274,6 +292,7 @@ std::vector<IoiPrompt> heldOutIoiPrompts(std::uint64_t seed, int count)
         std::string io, subject;
         p.prompt = fillIoi(kHeldOutIoiTemplates[static_cast<std::size_t>(i) % kHeldOutIoiTemplates.size()], rng,
                            kHeldOutNames, &io, &subject);
+        p.shape = static_cast<int>(static_cast<std::size_t>(i) % kHeldOutIoiTemplates.size());
         p.answer = " " + io;
         p.distractor = " " + subject;
         prompts.push_back(std::move(p));
@@ -290,6 +309,7 @@ std::vector<IoiPrompt> heldOutTemplatePrompts(std::uint64_t seed, int count)
         std::string io, subject;
         p.prompt = fillIoi(kHeldOutIoiTemplates[static_cast<std::size_t>(i) % kHeldOutIoiTemplates.size()], rng,
                            kTrainingNames, &io, &subject);
+        p.shape = static_cast<int>(static_cast<std::size_t>(i) % kHeldOutIoiTemplates.size());
         p.answer = " " + io;
         p.distractor = " " + subject;
         prompts.push_back(std::move(p));
@@ -311,11 +331,13 @@ std::vector<IoiPrompt> trainingIoiPrompts(std::uint64_t seed, int count)
         p.prompt = sentence.substr(0, sentence.size() - io.size() - 2);
         p.answer = " " + io;
         p.distractor = " " + subject;
+        p.shape = static_cast<int>(static_cast<std::size_t>(i) % kTrainingIoiTemplates.size());
         prompts.push_back(std::move(p));
     }
     return prompts;
 }
 
+const std::vector<std::string>& heldOutIoiShapes() { return kHeldOutIoiTemplates; }
 const std::vector<std::string>& trainingNames() { return kTrainingNames; }
 const std::vector<std::string>& heldOutNames() { return kHeldOutNames; }
 const std::vector<std::string>& randomWords() { return kRandomWords; }

@@ -35,6 +35,7 @@ struct IoiPrompt {
     std::string prompt;
     std::string answer;
     std::string distractor;
+    int shape = -1; // index of the template it was built from (heldOutIoiShapes() for the held-out kinds)
     bool operator==(const IoiPrompt&) const = default;
 };
 
@@ -46,6 +47,10 @@ std::vector<IoiPrompt> heldOutIoiPrompts(std::uint64_t seed, int count);
 std::vector<IoiPrompt> trainingIoiPrompts(std::uint64_t seed, int count);
 // Held-out templates with training names: separates new sentence shapes from new names.
 std::vector<IoiPrompt> heldOutTemplatePrompts(std::uint64_t seed, int count);
+
+// The held-out sentence shapes ({A} {B} names, {S} repeated subject, {P} place, {O} object, {V} verb),
+// each ending where the indirect object would follow.
+const std::vector<std::string>& heldOutIoiShapes();
 
 // Names that appear as indirect objects in training, and those kept for evaluation (the latter still
 // occur in filler sentences so that the tokenizer and embeddings know them).

@@ -33,6 +33,18 @@ std::string fixed(double v, int digits = 3)
     return buf;
 }
 
+// One card row per held-out shape: which sentence shape the bar's misses come from.
+std::string byShapeRows(const std::vector<IoiScore>& byShape)
+{
+    std::string rows;
+    const auto& shapes = heldOutIoiShapes();
+    for (std::size_t i = 0; i < byShape.size() && i < shapes.size(); ++i)
+        rows += "| … of which \"" + shapes[i] + "\" (" + std::to_string(byShape[i].prompts) +
+                " prompts): top token / beats the repeated name | " + percent(byShape[i].top1) + " / " +
+                percent(byShape[i].beatsOther) + " | |\n";
+    return rows;
+}
+
 HeadScore best(const std::vector<HeadScore>& scores)
 {
     HeadScore b;
@@ -111,30 +123,44 @@ EvalReport evaluateModel(const Gpt2Model& model, const std::vector<int>& tokens,
     EvalReport r;
 
     // Indirect objects: held-out templates and names (the bar), and the training distribution.
-    const auto scoreIoi = [&](const std::vector<IoiPrompt>& prompts, IoiScore* score) {
-        int top1 = 0, beats = 0;
-        double diff = 0;
+    // Sums first, fractions at the end; `byShape` (when given) also scores each prompt under its shape.
+    const auto scoreIoi = [&](const std::vector<IoiPrompt>& prompts, IoiScore* score, std::vector<IoiScore>* byShape) {
+        const auto add = [](IoiScore* s, bool top, double d) {
+            s->top1 += top;
+            s->beatsOther += d > 0;
+            s->meanLogitDiff += d;
+            ++s->prompts;
+        };
         for (const IoiPrompt& p : prompts) {
             const std::vector<int> ids = tok.encode(p.prompt);
             if (static_cast<int>(ids.size()) > ctx)
                 continue;
             const int answer = tok.encode(p.answer).at(0), other = tok.encode(p.distractor).at(0);
             const at::Tensor logits = runForward(model, ids).logits[static_cast<std::int64_t>(ids.size()) - 1];
-            top1 += logits.argmax().item<std::int64_t>() == answer;
+            const bool top = logits.argmax().item<std::int64_t>() == answer;
             const double d = logits[answer].item<double>() - logits[other].item<double>();
-            beats += d > 0;
-            diff += d;
-            ++score->prompts;
+            add(score, top, d);
+            if (byShape && p.shape >= 0) {
+                if (byShape->size() <= static_cast<std::size_t>(p.shape))
+                    byShape->resize(static_cast<std::size_t>(p.shape) + 1);
+                add(&(*byShape)[static_cast<std::size_t>(p.shape)], top, d);
+            }
         }
-        if (score->prompts > 0) {
-            score->top1 = double(top1) / score->prompts;
-            score->beatsOther = double(beats) / score->prompts;
-            score->meanLogitDiff = diff / score->prompts;
-        }
+        const auto finish = [](IoiScore* s) {
+            if (s->prompts > 0) {
+                s->top1 /= s->prompts;
+                s->beatsOther /= s->prompts;
+                s->meanLogitDiff /= s->prompts;
+            }
+        };
+        finish(score);
+        if (byShape)
+            for (IoiScore& s : *byShape)
+                finish(&s);
     };
-    scoreIoi(heldOutIoiPrompts(o.seed, o.ioiPrompts), &r.ioi);
-    scoreIoi(trainingIoiPrompts(o.seed, o.ioiPrompts), &r.ioiTraining);
-    scoreIoi(heldOutTemplatePrompts(o.seed, o.ioiPrompts), &r.ioiHeldOutTemplates);
+    scoreIoi(heldOutIoiPrompts(o.seed, o.ioiPrompts), &r.ioi, &r.ioiByShape);
+    scoreIoi(trainingIoiPrompts(o.seed, o.ioiPrompts), &r.ioiTraining, nullptr);
+    scoreIoi(heldOutTemplatePrompts(o.seed, o.ioiPrompts), &r.ioiHeldOutTemplates, nullptr);
     // The circuit is read where the model solves the task: held-out templates, training names.
     r.ioiHeads = ioiHeadStats(model, heldOutTemplatePrompts(o.seed, std::min(o.ioiPrompts, o.circuitPrompts)));
 
@@ -255,6 +281,7 @@ std::string modelCard(const Gpt2Model& model, const EvalReport& r, const std::st
        << percent(r.ioi.top1) << " | ≥ 90 % |\n"
        << "| indirect object: correct name beats the repeated name (mean logit difference " << fixed(r.ioi.meanLogitDiff, 2)
        << ") | " << percent(r.ioi.beatsOther) << " | ≥ 95 % |\n"
+       << byShapeRows(r.ioiByShape)
        << "| indirect object, held-out templates with training names: top token / beats the repeated name | "
        << percent(r.ioiHeldOutTemplates.top1) << " / " << percent(r.ioiHeldOutTemplates.beatsOther) << " | |\n"
        << "| indirect object, training templates and names: top token / beats the repeated name | " << percent(r.ioiTraining.top1)

@@ -44,6 +44,7 @@ struct EvalReport {
     IoiScore ioi;             // held-out templates and names: the bar
     IoiScore ioiTraining;     // training templates and names
     IoiScore ioiHeldOutTemplates; // held-out templates, training names
+    std::vector<IoiScore> ioiByShape; // the bar's prompts split by held-out shape (heldOutIoiShapes() order)
     std::vector<IoiHeadStats> ioiHeads; // every head, on held-out templates with training names
     int repeatSequences = 0;
     double repeatFirstLoss = 0;  // mean loss on the first repetition (tokens 2..k)
