@@ -32,7 +32,7 @@ const Words kTrainingIoiTemplates = {
     "The {P} was busy when {A} and {B} arrived. {S} {V} a {O} to {IO}.",
     "Friends {A} and {B} found a {O} at the {P}. {S} {V} it to {IO}.",
     "When {A} and {B} met at the {P}, {S} {V} a {O} to {IO}.",
-    "{A} and {B} walked to the {P} together. Later, {S} {V} a {O} to {IO}.",
+    "{A} and {B} walked to the {P} together. After a while, {S} {V} a {O} to {IO}.",
     "Yesterday {A} and {B} visited the {P}, and {S} {V} a {O} to {IO}.",
     "At the {P}, {A} and {B} talked for hours. {S} {V} the {O} to {IO}.",
     "Since {A} and {B} were at the {P}, {S} {V} a {O} to {IO}.",
@@ -203,7 +203,14 @@ std::string sentence(SentenceKind kind, Rng& rng)
         }
     }
     case SentenceKind::Filler:
-        switch (rng.below(7)) {
+        switch (rng.below(8)) {
+        case 7:
+            // "Later," in front of one name in every role: no training sentence ties the word to the
+            // giver of an indirect-object sentence (an earlier corpus did, and the model answered the
+            // held-out "Later, A and B …" shape by position: 45 % top-1 against 99–100 % on the others).
+            return rng.below(2) == 0
+                       ? "Later, " + allNames(rng) + " " + rng.pick(kFillerVerbs) + " the " + rng.pick(kObjects) + "."
+                       : "Later, the " + rng.pick(kObjects) + " was given to " + rng.pick(kTrainingNames) + ".";
         case 6: {
             // One name, repeated: copying a name with no second name to tell apart (not IOI).
             const std::string name = allNames(rng);
