@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <cmath>
-
 #include <fstream>
 #include <functional>
 #include <map>
