@@ -26,29 +26,32 @@ const Words kAdjectives = {"red", "small", "big", "old", "new", "green", "heavy"
 const Words kTrainingIoiTemplates = {
     "When {A} and {B} went to the {P}, {S} {V} a {O} to {IO}.",
     "After {A} and {B} went to the {P}, {S} {V} a {O} to {IO}.",
-    "Then, {A} and {B} had a long day at the {P}. {S} {V} a {O} to {IO}.",
+    "{OP}, {A} and {B} had a long day at the {P}. {S} {V} a {O} to {IO}.",
     "{A} and {B} were working at the {P}. {S} decided to give a {O} to {IO}.",
     "While {A} and {B} were at the {P}, {S} {V} the {O} to {IO}.",
     "The {P} was busy when {A} and {B} arrived. {S} {V} a {O} to {IO}.",
     "Friends {A} and {B} found a {O} at the {P}. {S} {V} it to {IO}.",
     "When {A} and {B} met at the {P}, {S} {V} a {O} to {IO}.",
-    "{A} and {B} walked to the {P} together. After a while, {S} {V} a {O} to {IO}.",
+    "{A} and {B} walked to the {P} together. {OP}, {S} {V} a {O} to {IO}.",
     "Yesterday {A} and {B} visited the {P}, and {S} {V} a {O} to {IO}.",
     "At the {P}, {A} and {B} talked for hours. {S} {V} the {O} to {IO}.",
     "Since {A} and {B} were at the {P}, {S} {V} a {O} to {IO}.",
-    // Openers, predicates and sentence breaks in many combinations, so that what the model learns is
-    // "the name that is not repeated", wherever the two names and the repeat stand.
-    "Early that day, {A} and {B} sat in the {P}. {S} {V} a {O} to {IO}.",
-    "One morning, {A} and {B} stopped by the {P}. {S} {V} the {O} to {IO}.",
-    "In the {P}, {A} and {B} waited for a while. Then {S} {V} a {O} to {IO}.",
+    // Predicates and sentence breaks in many combinations, so that what the model learns is "the name
+    // that is not repeated", wherever the two names and the repeat stand. {OP} is an opener drawn
+    // anew each time, and openers stand before the introduced pair as often as before the giver: a
+    // model that saw one opener only before the giver took the name after it for the giver (an
+    // earlier corpus; held-out names after "Soon," or "Afterwards," were then answered wrongly).
+    "{OP}, {A} and {B} sat in the {P}. {S} {V} a {O} to {IO}.",
+    "{OP}, {A} and {B} stopped by the {P}. {S} {V} the {O} to {IO}.",
+    "In the {P}, {A} and {B} waited for a while. {OP}, {S} {V} a {O} to {IO}.",
     "{A} met {B} at the {P}, and {S} {V} a {O} to {IO}.",
-    "{A} and {B} left the {P}. Soon {S} {V} a {O} to {IO}.",
-    "After lunch, {A} and {B} cleaned the {P}. {S} {V} a {O} to {IO}.",
+    "{A} and {B} left the {P}. {OP}, {S} {V} a {O} to {IO}.",
+    "{OP}, {A} and {B} cleaned the {P}. {S} {V} a {O} to {IO}.",
     "Both {A} and {B} liked the {P}. {S} {V} a {O} to {IO}.",
     "{A} and {B} spent the day at the {P}, where {S} {V} a {O} to {IO}.",
     "As {A} and {B} left the {P}, {S} {V} the {O} to {IO}.",
     "Once {A} and {B} reached the {P}, {S} {V} a {O} to {IO}.",
-    "On Monday, {A} and {B} painted the {P}. Afterwards, {S} {V} a {O} to {IO}.",
+    "{OP}, {A} and {B} painted the {P}. {OP}, {S} {V} a {O} to {IO}.",
     "{A} and {B} stood outside the {P}. {S} smiled and {V} a {O} to {IO}.",
 };
 // Held out: sentence shapes never used in training, built from words the corpus knows (a word the
@@ -58,6 +61,10 @@ const Words kHeldOutIoiTemplates = {
     "Later, {A} and {B} were at the {P}. {S} {V} a {O} to",
     "{A} and {B} went to the {P} together, and {S} {V} the {O} to",
 };
+
+// Sentence openers for the {OP} slots ("Later" is kept for filler: it opens a held-out shape).
+const Words kOpeners = {"Then", "Soon", "Afterwards", "After a while", "One morning", "That evening", "On Monday",
+                        "After lunch", "Early that day", "Meanwhile", "At noon", "Once again"};
 
 const Words kTrainingNames = {
     "Mary", "John", "Tom", "Anna", "James", "Sarah", "David", "Laura", "Michael", "Emma", "Robert", "Alice",
@@ -150,6 +157,8 @@ std::string fillIoi(const std::string& tmpl, Rng& rng, const Words& names, std::
     replaceAll(s, "{P}", rng.pick(kPlaces));
     replaceAll(s, "{O}", rng.pick(kObjects));
     replaceAll(s, "{V}", rng.pick(kVerbs));
+    for (auto at = s.find("{OP}"); at != std::string::npos; at = s.find("{OP}", at))
+        s.replace(at, 4, rng.pick(kOpeners));
     return s;
 }
 
@@ -205,11 +214,12 @@ std::string sentence(SentenceKind kind, Rng& rng)
     case SentenceKind::Filler:
         switch (rng.below(8)) {
         case 7:
-            // "Later," in front of one name in every role: no training sentence ties the word to the
-            // giver of an indirect-object sentence (an earlier corpus did, and the model answered the
+            // "Later," shares its contexts with the other openers, and no indirect-object sentence ties
+            // it to a role (an earlier corpus had it only before the giver, and the model answered the
             // held-out "Later, A and B …" shape by position: 45 % top-1 against 99–100 % on the others).
             return rng.below(2) == 0
-                       ? "Later, " + allNames(rng) + " " + rng.pick(kFillerVerbs) + " the " + rng.pick(kObjects) + "."
+                       ? (rng.below(3) == 0 ? std::string("Later") : rng.pick(kOpeners)) + ", " + allNames(rng) + " " +
+                             rng.pick(kFillerVerbs) + " the " + rng.pick(kObjects) + "."
                        : "Later, the " + rng.pick(kObjects) + " was given to " + rng.pick(kTrainingNames) + ".";
         case 6: {
             // One name, repeated: copying a name with no second name to tell apart (not IOI).
