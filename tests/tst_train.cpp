@@ -141,15 +141,15 @@ private Q_SLOTS:
         const auto& words = randomWords();
         const auto& names = trainingNames();
         int withWords = 0, withNames = 0;
-        for (const auto& doc : generateCorpus(o))
+        for (const auto& doc : generateCorpus(o)) {
             for (const auto& word : words)
                 if (doc.text.find(" to " + word + ".") != std::string::npos &&
                     doc.text.find(word + " and ") != std::string::npos)
                     ++withWords;
-        for (const auto& doc : generateCorpus(o))
             for (const auto& name : names)
                 if (doc.text.find(" to " + name + ".") != std::string::npos)
                     ++withNames;
+        }
         QVERIFY2(withWords > 20, std::to_string(withWords).c_str());
         QVERIFY2(withNames > 2 * withWords / 3, std::to_string(withNames).c_str());
         // Every held-out prompt names its shape, and each shape is used.
