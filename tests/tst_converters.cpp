@@ -67,7 +67,7 @@ private Q_SLOTS:
         const auto ref = SafetensorsFile::open(test::dataDir() / "reference.safetensors");
         auto r = [&](const char* key) { return ref.toFloat32(*ref.find(key)); };
         const LayerRecord& L1 = m_rec->layers[1];
-        CS_COMPARE_TENSORS(L1.sae(SaeLocation::MlpPostAct)->encoding.preActivation, r("p0.sae.mlp_post_act.relu.1.pre"), kTol);
+        CS_COMPARE_TENSORS(saePreActivation(*L1.sae(SaeLocation::MlpPostAct)), r("p0.sae.mlp_post_act.relu.1.pre"), kTol);
         CS_COMPARE_TENSORS(L1.sae(SaeLocation::MlpPostAct)->latents, r("p0.sae.mlp_post_act.relu.1.latents"), kTol);
         CS_COMPARE_TENSORS(L1.sae(SaeLocation::ResidDeltaAttn)->latents, r("p0.sae.resid_delta_attn.relu.1.latents"), kTol);
         // D2: the TopK SAE on the same input, with OpenAI's input normalization.
@@ -128,7 +128,7 @@ private Q_SLOTS:
                 sum += residualWrite(input(), {k, layer, l, t, 0});
             // x̂ = (α·D + p)·s + μ  ⇒  Σ_l α·s·D_l = x̂ − p·s − μ; for mlp_post_act, pushed through W_out.
             const at::Tensor s = rec.encoding.scale[t], mu = rec.encoding.mean[t];
-            at::Tensor expected = rec.reconstruction[t] - sae.preBias * s - mu;
+            at::Tensor expected = saeReconstruction(rec)[t] - sae.preBias * s - mu;
             if (b->location == SaeLocation::MlpPostAct)
                 expected = at::mv(weights(layer).mlpOutWeight.t(), expected);
             CS_COMPARE_TENSORS(sum, expected, kTol);
@@ -274,7 +274,7 @@ private Q_SLOTS:
         const at::Tensor xq = leafRow(L.residIn, q), xk = leafRow(L.residIn, k);
         const at::Tensor sQ = at::dot(project(xq, lw.queryWeight(h, c.dHead()), bq), L.key[k][h].detach()) * scale;
         const at::Tensor sK = at::dot(L.query[q][h].detach(), project(xk, lw.keyWeight(h, c.dHead()), bk)) * scale;
-        QVERIFY(std::abs(sQ.item<double>() - L.scores[q][k][h].item<double>()) < 1e-4); // the reconstitution is right
+        QVERIFY(std::abs(sQ.item<double>() - attentionScores(*m_fx->model, *m_rec, layer)[q][k][h].item<double>()) < 1e-4); // the reconstitution is right
         const NodeReads reads = residualReads(input(), {NodeKind::AttnHead, layer, h, q, k});
         QVERIFY(!reads.read && reads.readQ && reads.readK);
         CS_COMPARE_TENSORS(*reads.readQ, gradOf(sQ, xq), kTol);
@@ -442,7 +442,7 @@ private Q_SLOTS:
         at::Tensor sum = at::zeros({c.dModel});
         for (int l = 0; l < sae->latentCount(); ++l)
             sum += residualWrite(in, {NodeKind::AttnSaeLatent, 1, l, q, 0});
-        CS_COMPARE_TENSORS(sum, at::mv(lw.attnOutWeight.t(), r.reconstruction[q] - sae->preBias), kTol);
+        CS_COMPARE_TENSORS(sum, at::mv(lw.attnOutWeight.t(), saeReconstruction(r)[q] - sae->preBias), kTol);
 
         // Read: gradient of z_l w.r.t. the residual, with the token attending only to itself.
         const at::Tensor x = leafRow(L.residIn, q);

@@ -134,7 +134,7 @@ private Q_SLOTS:
                                                                                   .arg(QString::fromStdString(cs.name)).arg(m.totalEffect).arg(cs.expected)));
         }
         // Some early node has a nonzero total effect through later layers (the gradient really flows).
-        QVERIFY(m_effects->layers[0].neuronTotal.abs().max().item<double>() > 0);
+        QVERIFY(m_effects->layers[0].neurons(Metric::TotalEffect).abs().max().item<double>() > 0);
     }
 
     void directEffectsPlusBiasesSumToTheObjective()
@@ -144,8 +144,8 @@ private Q_SLOTS:
         double sum = m_effects->embeddingDirect.sum().item<double>();
         for (std::size_t l = 0; l < m_effects->layers.size(); ++l) {
             const LayerEffects& le = m_effects->layers[l];
-            sum += le.headDirect.sum().item<double>() + at::dot(w.layers[l].attnOutBias, G).item<double>();
-            sum += le.neuronDirect.sum().item<double>() + at::dot(w.layers[l].mlpOutBias, G).item<double>();
+            sum += le.heads(Metric::DirectEffect).sum().item<double>() + at::dot(w.layers[l].attnOutBias, G).item<double>();
+            sum += le.neurons(Metric::DirectEffect).sum().item<double>() + at::dot(w.layers[l].mlpOutBias, G).item<double>();
         }
         sum += at::dot(w.lnFinalBias, w.unembedding[kMary] - w.unembedding[kJohn]).item<double>();
         QVERIFY2(std::abs(sum - m_effects->objective) < 1e-4, qPrintable(QStringLiteral("%1 vs %2").arg(sum).arg(m_effects->objective)));
@@ -158,9 +158,9 @@ private Q_SLOTS:
         const at::Tensor G = m_effects->residualGradient[-1];
         const SaeRecord& s = *m_rec->layers[1].sae(SaeLocation::ResidDeltaAttn);
         const LayerEffects& le = m_effects->layers[1];
-        const double latents = le.latents[1].direct[-1].sum().item<double>() +
-                               at::dot(s.bound.sae->preBias + s.error[-1].detach(), G).item<double>();
-        const double heads = le.headDirect[-1].sum().item<double>() +
+        const double latents = le.latents[1].dense(Metric::DirectEffect)[-1].sum().item<double>() +
+                               at::dot(s.bound.sae->preBias + saeError(s)[-1], G).item<double>();
+        const double heads = le.heads(Metric::DirectEffect)[-1].sum().item<double>() +
                              at::dot(m_fx->model->weights.layers[1].attnOutBias, G).item<double>();
         QCOMPARE(le.latents[1].kind, std::string("attn_sae"));
         QVERIFY2(std::abs(latents - heads) < 1e-4, qPrintable(QStringLiteral("%1 vs %2").arg(latents).arg(heads)));
@@ -182,11 +182,11 @@ private Q_SLOTS:
         double bestDirect = m_effects->embeddingDirect.abs().max().item<double>();
         double bestTotal = m_effects->embeddingTotal.abs().max().item<double>();
         for (const auto& le : m_effects->layers) {
-            bestDirect = std::max({bestDirect, le.neuronDirect.abs().max().item<double>(), le.headDirect.abs().max().item<double>()});
-            bestTotal = std::max({bestTotal, le.neuronTotal.abs().max().item<double>(), le.headTotal.abs().max().item<double>()});
+            bestDirect = std::max({bestDirect, le.neurons(Metric::DirectEffect).abs().max().item<double>(), le.heads(Metric::DirectEffect).abs().max().item<double>()});
+            bestTotal = std::max({bestTotal, le.neurons(Metric::TotalEffect).abs().max().item<double>(), le.heads(Metric::TotalEffect).abs().max().item<double>()});
             for (const auto& lat : le.latents) {
-                bestDirect = std::max(bestDirect, lat.direct.abs().max().item<double>());
-                bestTotal = std::max(bestTotal, lat.total.abs().max().item<double>());
+                bestDirect = std::max(bestDirect, lat.dense(Metric::DirectEffect).abs().max().item<double>());
+                bestTotal = std::max(bestTotal, lat.dense(Metric::TotalEffect).abs().max().item<double>());
             }
         }
         QVERIFY(std::any_of(table.begin(), table.end(), [&](const NodeMetrics& m) { return std::abs(std::abs(m.directEffect) - bestDirect) < 1e-9; }));
@@ -202,8 +202,8 @@ private Q_SLOTS:
         const AnalysisInput in{*m_fx->model, m_fx->saes, rec};
         const Effects e = computeEffects(in, ResolvedObjective{});
         QVERIFY(!e.hasObjective);
-        QVERIFY(!e.layers[0].neuronDirect.defined() && !e.layers[1].headTotal.defined() && !e.embeddingDirect.defined());
-        CS_COMPARE_TENSORS(e.layers[1].neuronWriteMagnitude, m_effects->layers[1].neuronWriteMagnitude, 1e-6);
+        QVERIFY(!e.layers[0].neurons(Metric::DirectEffect).defined() && !e.layers[1].heads(Metric::TotalEffect).defined() && !e.embeddingDirect.defined());
+        CS_COMPARE_TENSORS(e.layers[1].neurons(Metric::WriteMagnitude), m_effects->layers[1].neurons(Metric::WriteMagnitude), 1e-6);
         const auto table = topNodes(in, e, 4);
         QVERIFY(!table.empty());
         for (std::size_t i = 1; i < table.size(); ++i)

@@ -168,7 +168,7 @@ private Q_SLOTS:
             QCOMPARE(L.probs.masked_select(at::ones({n, n}, at::kBool).triu(1).unsqueeze(-1).expand({n, n, c.nHead}))
                          .abs().max().item<float>(), 0.0f);
             CS_COMPARE_TENSORS(L.probs.sum(1), at::ones({n, c.nHead}), 1e-5);
-            QVERIFY(at::isinf(L.scores[0][1]).all().item<bool>());
+            QVERIFY(at::isinf(attentionScores(*m_st, rec, static_cast<int>(&L - rec.layers.data()))[0][1]).all().item<bool>());
             // The residual identities of math §1.3.
             CS_COMPARE_TENSORS(L.residMid, L.residIn + L.attnOut, 1e-5);
             CS_COMPARE_TENSORS(L.residOut, L.residMid + L.mlpOut, 1e-5);

@@ -151,17 +151,17 @@ std::string effectsDiffer(const Effects& e, const RefEffects& r, double tol)
     for (std::size_t l = 0; l < e.layers.size(); ++l) {
         const LayerEffects& le = e.layers[l];
         const int li = static_cast<int>(l);
-        if (!sameTensor("neuron direct", li, le.neuronDirect, r.neuronDirect[l], tol, &f) ||
-            !sameTensor("neuron total", li, le.neuronTotal, r.neuronTotal[l], tol, &f) ||
-            !sameTensor("head direct", li, le.headDirect, r.headDirect[l], tol, &f) ||
-            !sameTensor("head total", li, le.headTotal, r.headTotal[l], tol, &f))
+        if (!sameTensor("neuron direct", li, le.neurons(Metric::DirectEffect), r.neuronDirect[l], tol, &f) ||
+            !sameTensor("neuron total", li, le.neurons(Metric::TotalEffect), r.neuronTotal[l], tol, &f) ||
+            !sameTensor("head direct", li, le.heads(Metric::DirectEffect), r.headDirect[l], tol, &f) ||
+            !sameTensor("head total", li, le.heads(Metric::TotalEffect), r.headTotal[l], tol, &f))
             return f;
         for (const auto& lat : le.latents) {
             const auto it = r.latents.find({lat.kind, li});
             if (it == r.latents.end())
                 return lat.kind + " missing in the reference";
-            if (!sameTensor((lat.kind + " direct").c_str(), li, lat.direct, it->second.first, tol, &f) ||
-                !sameTensor((lat.kind + " total").c_str(), li, lat.total, it->second.second, tol, &f))
+            if (!sameTensor((lat.kind + " direct").c_str(), li, lat.dense(Metric::DirectEffect), it->second.first, tol, &f) ||
+                !sameTensor((lat.kind + " total").c_str(), li, lat.dense(Metric::TotalEffect), it->second.second, tol, &f))
                 return f;
         }
     }
@@ -200,6 +200,11 @@ class TestInterventions : public QObject {
         return q;
     }
     AnalysisInput input(const PromptRun& run) const { return {*m_fx->model, m_fx->saes, run.record}; }
+    // Every position's logits (analyzePrompt records none: it needs one row).
+    at::Tensor logitsOf(const ActivationRecord& record) const
+    {
+        return at::mm(record.lnFinalOut.detach(), m_fx->model->weights.unembedding.t());
+    }
 
     // The most active latent of an autoencoder at token t in a plain run.
     int activeLatent(const char* kind, int layer, int t) const
@@ -282,7 +287,7 @@ private Q_SLOTS:
         // The reference reproduces the production forward pass (same logits within float32 error).
         const RefRecord rec = m_ref->forward(m_ids);
         const Analysis a = analyze(AnalysisQuery{});
-        CS_COMPARE_TENSORS(a.left.run.record.logits, rec.logits, kTol);
+        CS_COMPARE_TENSORS(logitsOf(a.left.run.record), rec.logits, kTol);
     }
 
     // ---- Ablations ----------------------------------------------------------------------------
@@ -326,11 +331,11 @@ private Q_SLOTS:
         AnalysisQuery q = logitQuery();
         q.ablations = {own};
         const Analysis a = analyze(q);
-        CS_COMPARE_TENSORS(a.left.run.record.logits, plain.left.run.record.logits, 1e-6);
+        CS_COMPARE_TENSORS(logitsOf(a.left.run.record), logitsOf(plain.left.run.record), 1e-6);
         QVERIFY(std::abs(a.left.run.effects.objective - plain.left.run.effects.objective) < 1e-6);
         // Both figures are reported: the baseline is the plain run.
         QVERIFY(a.left.baseline.has_value());
-        CS_COMPARE_TENSORS(a.left.baseline->record.logits, plain.left.run.record.logits, 0.0);
+        CS_COMPARE_TENSORS(logitsOf(a.left.baseline->record), logitsOf(plain.left.run.record), 0.0);
     }
 
     void ablationEqualsAHandZeroedForward_data()
@@ -359,9 +364,9 @@ private Q_SLOTS:
         RefOptions o;
         o.ablations = refAblations(specs);
         const RefRecord rec = m_ref->forward(m_ids, o);
-        CS_COMPARE_TENSORS(a.left.run.record.logits, rec.logits, kTol);
+        CS_COMPARE_TENSORS(logitsOf(a.left.run.record), rec.logits, kTol);
         // The ablation did something (so the comparison above is not of two unchanged runs).
-        QVERIFY(test::maxAbsDiff(a.left.run.record.logits, a.left.baseline->record.logits) > 100 * kTol);
+        QVERIFY(test::maxAbsDiff(logitsOf(a.left.run.record), logitsOf(a.left.baseline->record)) > 100 * kTol);
         // The record holds the ablated values.
         for (const auto& r : o.ablations) {
             const LayerRecord& L = a.left.run.record.layers[r.layer];
@@ -456,7 +461,7 @@ private Q_SLOTS:
             return analyze(q);
         };
         auto latentZ = [&](SaeLocation loc, int layer, int t, int l) {
-            return rec.layers[layer].sae(loc)->encoding.preActivation[t][l].item<double>();
+            return saePreActivation(*rec.layers[layer].sae(loc))[t][l].item<double>();
         };
         const int mlpLatent = activeLatent("mlp_sae", 1, last), attnLatent = activeLatent("attn_sae", 1, last);
         const int topkLatent = activeLatent("attn_sae", 0, 7), residLatent = activeLatent("resid_sae", 1, 7);
@@ -476,9 +481,9 @@ private Q_SLOTS:
              ObjectiveKind::Activation, "normalized attention latent"},
             {traced("resid_sae:1:" + std::to_string(residLatent) + "@7"), latentZ(SaeLocation::ResidPre, 1, 7, residLatent),
              ObjectiveKind::Activation, "residual latent"},
-            {traced("attn:1:2@-1,3", TraceThrough::Q), rec.layers[1].scores[last][3][2].item<double>(), ObjectiveKind::AttentionScore, "head Q"},
-            {traced("attn:1:2@-1,3", TraceThrough::K), rec.layers[1].scores[last][3][2].item<double>(), ObjectiveKind::AttentionScore, "head K"},
-            {traced("attn:1:2@-1,3"), rec.layers[1].scores[last][3][2].item<double>(), ObjectiveKind::AttentionScore, "head QK"},
+            {traced("attn:1:2@-1,3", TraceThrough::Q), attentionScores(*m_fx->model, rec, 1)[last][3][2].item<double>(), ObjectiveKind::AttentionScore, "head Q"},
+            {traced("attn:1:2@-1,3", TraceThrough::K), attentionScores(*m_fx->model, rec, 1)[last][3][2].item<double>(), ObjectiveKind::AttentionScore, "head K"},
+            {traced("attn:1:2@-1,3"), attentionScores(*m_fx->model, rec, 1)[last][3][2].item<double>(), ObjectiveKind::AttentionScore, "head QK"},
             // V without a downstream node: the pair's direct effect on the logit objective.
             {traced("attn:0:2@-1,3", TraceThrough::V), metricsOf(input(plain.left.run), plain.left.run.effects, NodeRef::parse("attn:0:2@-1,3")).directEffect,
              ObjectiveKind::ValueWrite, "head V"},
@@ -719,7 +724,7 @@ private Q_SLOTS:
         QCOMPARE(a.left.run.next.targets.size(), t.size());
         QCOMPARE(a.left.run.next.distractors.size(), d.size());
         for (std::size_t i = 0; i < t.size(); ++i)
-            QVERIFY(std::abs(a.left.run.next.targets[i].logit - a.left.run.record.logits[m_n - 1][t[i]].item<double>()) < 1e-6);
+            QVERIFY(std::abs(a.left.run.next.targets[i].logit - logitsOf(a.left.run.record)[m_n - 1][t[i]].item<double>()) < 1e-6);
     }
 
     void directEffectIdentityHoldsForMultiTokenObjectives_data()
@@ -745,8 +750,8 @@ private Q_SLOTS:
         const at::Tensor G = e.residualGradient[-1];
         double sum = e.embeddingDirect.sum().item<double>();
         for (std::size_t l = 0; l < e.layers.size(); ++l) {
-            sum += e.layers[l].headDirect.sum().item<double>() + at::dot(w.layers[l].attnOutBias, G).item<double>();
-            sum += e.layers[l].neuronDirect.sum().item<double>() + at::dot(w.layers[l].mlpOutBias, G).item<double>();
+            sum += e.layers[l].heads(Metric::DirectEffect).sum().item<double>() + at::dot(w.layers[l].attnOutBias, G).item<double>();
+            sum += e.layers[l].neurons(Metric::DirectEffect).sum().item<double>() + at::dot(w.layers[l].mlpOutBias, G).item<double>();
         }
         at::Tensor direction = (w.unembedding[kMary] + w.unembedding[kDrink]) / 2;
         direction = kind == u"logit_diff" ? direction - (w.unembedding[kJohn] + w.unembedding[kStore]) / 2 : direction - w.unembedding.mean(0);
@@ -791,7 +796,7 @@ private Q_SLOTS:
         AnalysisQuery alone = logitQuery({"mlp:0:91@-1"});
         alone.prompt = q.second->prompt;
         const Analysis b = analyze(alone);
-        CS_COMPARE_TENSORS(b.left.run.record.logits, a.right->run.record.logits, 0.0);
+        CS_COMPARE_TENSORS(logitsOf(b.left.run.record), logitsOf(a.right->run.record), 0.0);
         QCOMPARE(b.left.run.effects.objective, a.right->run.effects.objective);
     }
 
@@ -826,9 +831,9 @@ private Q_SLOTS:
         for (int t = 0; t < m_n; ++t) {
             double neurons = 0, queries = 0, keys = 0;
             for (const auto& le : e.layers) {
-                neurons += le.neuronTotal[t].sum().item<double>();
-                queries += le.headTotal[t].sum().item<double>();
-                keys += le.headTotal.select(1, t).sum().item<double>();
+                neurons += le.neurons(Metric::TotalEffect)[t].sum().item<double>();
+                queries += le.heads(Metric::TotalEffect)[t].sum().item<double>();
+                keys += le.heads(Metric::TotalEffect).select(1, t).sum().item<double>();
             }
             QVERIFY(std::abs(mlp->values[t] - neurons) < 1e-6);
             QVERIFY(std::abs(from->values[t] - queries) < 1e-6);

@@ -41,27 +41,61 @@ PromptPlan plan(const Gpt2Model& model, const SaeSet& saes, const AnalysisQuery&
     return p;
 }
 
+// One prompt through one network: the model's forward and backward passes, then the autoencoders'
+// latents layer by layer (they do not change the pass unless ablated, so they can come after it).
 PromptRun runOne(const Gpt2Model& model, const SaeSet& saes, const PromptPlan& p, const ForwardAblations* ablations, int topK,
-                 const AnalysisControl& control, int pass, int passes)
+                 const AnalysisControl& control, int pass, int passes, const std::string& label, PromptAnalysis* staged)
 {
-    const int steps = model.config.nLayer + 1;
+    std::vector<int> saeLayers;
+    for (const BoundSae& b : saes.all())
+        if (std::find(saeLayers.begin(), saeLayers.end(), b.layer) == saeLayers.end())
+            saeLayers.push_back(b.layer);
+    std::sort(saeLayers.begin(), saeLayers.end());
+    const int steps = model.config.nLayer + 1 + static_cast<int>(saeLayers.size());
+    const auto report = [&](int done) {
+        if (control.progress)
+            control.progress(pass * steps + done, passes * steps);
+    };
+    const auto stage = [&](const std::string& what) {
+        if (control.stage)
+            control.stage(label + what);
+    };
     ForwardOptions fo;
     fo.withGrad = p.objective.any();
     fo.saes = &saes;
     fo.ablations = ablations;
     fo.cancelled = control.cancelled;
-    if (control.progress)
-        fo.progress = [&](int layers) { control.progress(pass * steps + layers, passes * steps); };
+    fo.logits = RecordLogits::None; // the objective reads the residual; next tokens need one row
+    fo.deferSaes = true;
+    fo.progress = [&](int layers) { report(layers); };
+    stage("forward");
     PromptRun r;
     r.record = runForward(model, p.tokens.ids, fo);
     if (control.cancelled && control.cancelled())
         throw Cancelled();
-    const AnalysisInput in{model, saes, r.record};
-    r.effects = computeEffects(in, p.objective);
+    stage("backward");
+    r.effects = computeEffects({model, saes, r.record}, p.objective);
     r.next = nextTokens(model, r.record, p.objective.logitsToken(r.record.tokenCount()), topK, p.objective);
     r.tokenEffects = tokenEffects(r.effects);
-    if (control.progress)
-        control.progress((pass + 1) * steps, passes * steps);
+    report(model.config.nLayer + 1);
+    const auto emit = [&](int done) {
+        if (staged && control.staged) {
+            staged->run = r;
+            control.staged(*staged, done, static_cast<int>(saeLayers.size()));
+        }
+    };
+    emit(0);
+    for (std::size_t i = 0; i < saeLayers.size(); ++i) {
+        if (control.cancelled && control.cancelled())
+            throw Cancelled();
+        stage("autoencoders of layer " + std::to_string(saeLayers[i]));
+        encodeSaes(saes, r.record, saeLayers[i]);
+        addLatentEffects({model, saes, r.record}, r.effects, saeLayers[i]);
+        report(model.config.nLayer + 2 + static_cast<int>(i));
+        if (i + 1 == saeLayers.size())
+            r.tokenEffects = tokenEffects(r.effects);
+        emit(static_cast<int>(i) + 1);
+    }
     return r;
 }
 
@@ -80,7 +114,7 @@ NextTokens nextTokens(const Gpt2Model& model, const ActivationRecord& record, in
     at::NoGradGuard noGrad;
     NextTokens out;
     out.token = token;
-    const at::Tensor logits = record.logits[token].detach().to(at::kDouble).contiguous();
+    const at::Tensor logits = logitsAt(model, record, token).to(at::kDouble).contiguous();
     const at::Tensor probs = at::softmax(logits, 0);
     const std::int64_t kk = std::min<std::int64_t>(std::max(k, 0), logits.size(0));
     if (kk > 0) {
@@ -130,14 +164,14 @@ Analysis analyzePrompt(const Gpt2Model& model, const SaeSet& saes, const Analysi
         return out;
     };
     a.left = analysisOf(left);
-    a.left.run = runOne(model, saes, left, ablated ? &left.ablations : nullptr, q.logitsTopK, control, 0, passes);
+    a.left.run = runOne(model, saes, left, ablated ? &left.ablations : nullptr, q.logitsTopK, control, 0, passes, "", &a.left);
     int pass = 1;
     if (baseline)
-        a.left.baseline = runOne(model, saes, left, nullptr, q.logitsTopK, control, pass++, passes);
+        a.left.baseline = runOne(model, saes, left, nullptr, q.logitsTopK, control, pass++, passes, "baseline: ", nullptr);
     if (right) {
         a.right = analysisOf(*right);
         a.right->run = runOne(model, saes, *right, right->ablations.empty() ? nullptr : &right->ablations, q.logitsTopK, control,
-                              pass++, passes);
+                              pass++, passes, "second prompt: ", nullptr);
     }
     return a;
 }

@@ -75,6 +75,12 @@ struct Analysis {
 struct AnalysisControl {
     std::function<bool()> cancelled;                 // checked between layers; throws Cancelled
     std::function<void(int done, int total)> progress;
+    // What is being computed ("forward", "backward", "autoencoders of layer 5", "baseline: forward", …).
+    std::function<void(const std::string& stage)> stage;
+    // Staged results of the first prompt's run: called once the model's own nodes have their effects
+    // (latentLayers = 0), then after each layer whose autoencoders' latents are added (latentLayers =
+    // the number of such layers done). The final result equals the last stage.
+    std::function<void(const PromptAnalysis& partial, int latentLayers, int latentLayersTotal)> staged;
 };
 
 // Everything is validated (both prompts tokenized, objectives and ablations resolved against each)

@@ -68,14 +68,176 @@ ResolvedObjective logitDifference(int target, std::optional<int> distractor)
     return o;
 }
 
+namespace {
+
+// Σ_c A[rowsA[i], c]·B[rowsB[i], c] for every i, in blocks so the gathered rows stay small.
+at::Tensor rowDots(const at::Tensor& A, const at::Tensor& rowsA, const at::Tensor& B, const at::Tensor& rowsB)
+{
+    const std::int64_t count = rowsA.numel();
+    at::Tensor out = at::empty({count}, A.options());
+    constexpr std::int64_t kBlock = 2048;
+    for (std::int64_t start = 0; start < count; start += kBlock) {
+        const std::int64_t m = std::min(kBlock, count - start);
+        out.narrow(0, start, m)
+            .copy_((A.index_select(0, rowsA.narrow(0, start, m)) * B.index_select(0, rowsB.narrow(0, start, m)).to(A.scalar_type())).sum(1));
+    }
+    return out;
+}
+
+// Query rows per block of per-pair head values: m·n·H floats stay below 4 Mi (16 MB).
+std::int64_t queryBlock(std::int64_t n, std::int64_t heads)
+{
+    return std::max<std::int64_t>(1, (std::int64_t(1) << 22) / std::max<std::int64_t>(1, n * heads));
+}
+
+// x_h · y_hᵀ for every head: a [m, H, c], b [k, H, c] → [m, k, H].
+at::Tensor perHeadProducts(const at::Tensor& a, const at::Tensor& b)
+{
+    return at::bmm(a.permute({1, 0, 2}), b.permute({1, 2, 0})).permute({1, 2, 0});
+}
+
+} // namespace
+
+at::Tensor LayerEffects::neurons(Metric metric) const
+{
+    switch (metric) {
+    case Metric::Activation: return neuronActivation;
+    case Metric::WriteMagnitude: return neuronActivation * neuronOutNorm.unsqueeze(0);
+    case Metric::DirectEffect:
+        return hasObjective ? at::zeros_like(neuronActivation).index_copy_(0, directRows, neuronDirectRows) : at::Tensor();
+    case Metric::TotalEffect: return hasObjective ? neuronActivation * neuronGradient : at::Tensor();
+    }
+    return {};
+}
+
+at::Tensor LayerEffects::heads(Metric metric, std::int64_t first, std::int64_t count) const
+{
+    const std::int64_t n = probs.size(0);
+    if (count < 0)
+        count = n - first;
+    if (metricNeedsObjective(metric) && !hasObjective)
+        return {};
+    const at::Tensor P = probs.narrow(0, first, count); // [m, k, H]
+    switch (metric) {
+    case Metric::Activation: return P;
+    case Metric::WriteMagnitude: return P * valueWriteNorm.unsqueeze(0);
+    case Metric::TotalEffect: return P * perHeadProducts(headOutGradient.narrow(0, first, count), value);
+    case Metric::DirectEffect: {
+        at::Tensor out = at::zeros_like(P);
+        // The rows of G inside [first, first + count).
+        const at::Tensor inBlock = ((directRows >= first) & (directRows < first + count)).nonzero().squeeze(1);
+        if (inBlock.numel() == 0)
+            return out;
+        const at::Tensor rows = directRows.index_select(0, inBlock) - first;
+        const at::Tensor factor = headDirectFactor.index_select(0, inBlock); // [r, H, dh]
+        out.index_copy_(0, rows, P.index_select(0, rows) * perHeadProducts(factor, value));
+        return out;
+    }
+    }
+    return {};
+}
+
+at::Tensor LayerEffects::headsOverKeys(Metric metric) const
+{
+    if (metricNeedsObjective(metric) && !hasObjective)
+        return {};
+    switch (metric) {
+    case Metric::Activation: return probs.amax(1);
+    case Metric::WriteMagnitude: return (probs * valueWriteNorm.unsqueeze(0)).sum(1);
+    // Σ_k P[q,k,h]·(x[q,h]·V[k,h]) = x[q,h]·Z[q,h]: the head's whole output at q.
+    case Metric::TotalEffect: return (headOutGradient * headOut).sum(-1);
+    case Metric::DirectEffect: {
+        at::Tensor out = at::zeros({probs.size(0), probs.size(2)}, probs.options());
+        if (directRows.numel() > 0)
+            out.index_copy_(0, directRows, (headDirectFactor * headOut.index_select(0, directRows)).sum(-1));
+        return out;
+    }
+    }
+    return {};
+}
+
+double LayerEffects::neuron(Metric metric, int t, int f) const
+{
+    switch (metric) {
+    case Metric::Activation: return neuronActivation[t][f].item<double>();
+    case Metric::WriteMagnitude: return (neuronActivation[t][f] * neuronOutNorm[f]).item<double>();
+    case Metric::TotalEffect: return hasObjective ? (neuronActivation[t][f] * neuronGradient[t][f]).item<double>() : 0.0;
+    case Metric::DirectEffect: {
+        if (!hasObjective)
+            return 0.0;
+        const at::Tensor where = (directRows == t).nonzero();
+        return where.numel() ? neuronDirectRows[where[0][0].item<std::int64_t>()][f].item<double>() : 0.0;
+    }
+    }
+    return 0.0;
+}
+
+double LayerEffects::head(Metric metric, int q, int k, int h) const
+{
+    const at::Tensor p = probs[q][k][h];
+    switch (metric) {
+    case Metric::Activation: return p.item<double>();
+    case Metric::WriteMagnitude: return (p * valueWriteNorm[k][h]).item<double>();
+    case Metric::TotalEffect: return hasObjective ? (p * at::dot(headOutGradient[q][h], value[k][h])).item<double>() : 0.0;
+    case Metric::DirectEffect: {
+        if (!hasObjective)
+            return 0.0;
+        const at::Tensor where = (directRows == q).nonzero();
+        return where.numel() ? (p * at::dot(headDirectFactor[where[0][0].item<std::int64_t>()][h], value[k][h])).item<double>() : 0.0;
+    }
+    }
+    return 0.0;
+}
+
+at::Tensor LayerEffects::Latents::dense(Metric metric) const
+{
+    if (metric == Metric::Activation)
+        return activation;
+    const at::Tensor& values = metric == Metric::WriteMagnitude ? activeWriteMagnitude : metric == Metric::DirectEffect ? activeDirect : activeTotal;
+    if (!values.defined())
+        return {};
+    return at::zeros({tokens, count}, values.options()).index_put_({activeTokens, activeLatents}, values);
+}
+
+double LayerEffects::Latents::at(Metric metric, int token, int latent) const
+{
+    if (metric == Metric::Activation)
+        return activation[token][latent].item<double>();
+    const at::Tensor& values = metric == Metric::WriteMagnitude ? activeWriteMagnitude : metric == Metric::DirectEffect ? activeDirect : activeTotal;
+    if (!values.defined())
+        return 0.0;
+    // The active entries are row-major: find (token, latent) by binary search.
+    const std::int64_t* t = activeTokens.data_ptr<std::int64_t>();
+    const std::int64_t* l = activeLatents.data_ptr<std::int64_t>();
+    std::int64_t lo = 0, hi = activeTokens.numel();
+    while (lo < hi) {
+        const std::int64_t mid = (lo + hi) / 2;
+        if (t[mid] < token || (t[mid] == token && l[mid] < latent))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < activeTokens.numel() && t[lo] == token && l[lo] == latent ? values[lo].item<double>() : 0.0;
+}
+
+namespace {
+
+// Whether a node kind at a layer writes into the residual stream before the objective reads it.
+bool upstreamOf(const AnalysisInput& in, const Effects& e, NodeKind kind, int layer)
+{
+    return e.hasObjective && residualWritePosition(in.saes, kind, layer) <= e.readPosition;
+}
+
+} // namespace
+
 Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objective)
 {
     const ActivationRecord& rec = in.record;
     if (objective.any() && !rec.withGrad)
         throw std::logic_error("computeEffects with an objective needs a record made with ForwardOptions::withGrad");
     const Gpt2Model& model = in.model;
-    // One backward pass for every recorded activation at once. An autoencoder's output may be a tensor
-    // that is already an input (mlp_post_act's output is mlpPost): each distinct tensor is listed once.
+    // One backward pass for every recorded activation at once. Distinct tensors are listed once (an
+    // autoencoder's output may be the very tensor of its location).
     std::vector<at::Tensor> inputs;
     auto indexOf = [&inputs](const at::Tensor& t) {
         for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -90,45 +252,47 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
         scalar = buildObjective(in, objective);
     const std::size_t residualIndex = indexOf(scalar ? scalar->residual : rec.layers.back().residOut);
     const std::size_t embeddingIndex = indexOf(rec.embeddings);
-    std::vector<std::size_t> mlpIndex, probsIndex;
-    std::vector<std::vector<std::size_t>> saeIndex;
-    for (const LayerRecord& L : rec.layers) {
+    std::vector<std::size_t> mlpIndex, headIndex;
+    std::vector<std::vector<std::pair<SaeLocation, std::size_t>>> saeIndex(rec.layers.size());
+    for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
+        const LayerRecord& L = rec.layers[layer];
         mlpIndex.push_back(indexOf(L.mlpPost));
-        probsIndex.push_back(indexOf(L.probs));
-        saeIndex.emplace_back();
-        for (const SaeRecord& s : L.saes)
-            saeIndex.back().push_back(indexOf(s.output));
+        headIndex.push_back(indexOf(L.headOut));
+        // ∂O/∂(what flows on) at every bound autoencoder's location, encoded yet or not.
+        for (const BoundSae& b : in.saes.all()) {
+            if (b.layer != static_cast<int>(layer))
+                continue;
+            const SaeRecord* s = L.sae(b.location);
+            saeIndex[layer].push_back({b.location, indexOf(s ? s->output : saeLocationTensor(L, b.location))});
+        }
     }
     std::vector<at::Tensor> grads(inputs.size());
     Effects e;
+    e.readPosition = finalResidualPosition(model.config.nLayer);
+    e.objectiveKind = objective.kind();
+    e.objectiveToken = rec.tokenCount() - 1;
     if (scalar) {
         grads = torch::autograd::grad({scalar->value}, inputs, {}, /*retain_graph=*/true, /*create_graph=*/false, /*allow_unused=*/true);
         e.hasObjective = true;
         e.objective = scalar->value.item<double>();
         e.objectiveKind = scalar->kind;
         e.objectiveToken = scalar->token;
-    } else {
-        e.objectiveKind = objective.kind();
-        e.objectiveToken = rec.tokenCount() - 1;
+        e.readPosition = scalar->readPosition;
     }
-    // Direct and total effects are computed only when there is an objective; `undefinedUnless` keeps
-    // them undefined otherwise so nothing shows zeros where there is no value (product.md §3).
     const bool effects = e.hasObjective;
-    auto undefinedUnless = [effects](const std::function<at::Tensor()>& f) { return effects ? f() : at::Tensor(); };
-    // A node has a direct effect only if it writes into the residual stream before the objective reads it.
-    auto upstream = [&](NodeKind kind, int layer) {
-        return scalar && residualWritePosition(in.saes, kind, layer) <= scalar->readPosition;
-    };
-
     at::NoGradGuard noGrad;
-    const at::Tensor G = effects ? orZeros(grads[residualIndex], inputs[residualIndex]).detach() : at::Tensor();
+    const auto gradOf = [&](std::size_t i) { return orZeros(grads[i], inputs[i]).detach(); };
+    const at::Tensor G = effects ? gradOf(residualIndex) : at::Tensor();
     e.residualGradient = G;
     const at::Tensor r0 = rec.embeddings.detach();
     e.embeddingWriteMagnitude = r0.norm(2, -1);
-    e.embeddingDirect = undefinedUnless([&] { return (r0 * G).sum(-1); });
-    e.embeddingTotal = undefinedUnless([&] { return (r0 * orZeros(grads[embeddingIndex], r0)).sum(-1); });
+    if (effects) {
+        e.embeddingDirect = (r0 * G).sum(-1);
+        e.embeddingTotal = (r0 * gradOf(embeddingIndex)).sum(-1);
+    }
     // Rows of G that are not zero (a logit objective reads the last token only): direct effects elsewhere are 0.
-    const at::Tensor gRows = effects ? G.abs().sum(1).nonzero().squeeze(1) : at::Tensor();
+    const at::Tensor rows = effects ? G.abs().sum(1).nonzero().squeeze(1) : at::empty({0}, at::kLong);
+    const at::Tensor Grows = effects ? G.index_select(0, rows) : at::Tensor();
 
     const Gpt2Config& c = model.config;
     const int H = c.nHead, dh = c.dHead();
@@ -137,60 +301,131 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
         const Gpt2LayerWeights& lw = model.weights.layers[layer];
         const int l = static_cast<int>(layer);
         LayerEffects le;
-
-        const at::Tensor a = L.mlpPost.detach();
-        le.neuronActivation = a;
-        le.neuronWriteMagnitude = a * lw.mlpOutWeight.norm(2, -1).unsqueeze(0);
-        le.neuronDirect = undefinedUnless([&] {
-            return upstream(NodeKind::MlpNeuron, l) ? a * at::mm(G, lw.mlpOutWeight.t()) : at::zeros_like(a);
-        });
-        le.neuronTotal = undefinedUnless([&] { return a * orZeros(grads[mlpIndex[layer]], a); });
-
-        const at::Tensor P = L.probs.detach(); // [q, k, H]
-        // V[k,h]·W_O[h] for every key token and head: [H, k, d].
-        const at::Tensor vwo = at::bmm(L.value.detach().permute({1, 0, 2}), lw.attnOutWeight.view({H, dh, c.dModel}));
-        le.headActivation = P;
-        le.headWriteMagnitude = P * vwo.norm(2, -1).t().unsqueeze(0);
-        le.headDirect = undefinedUnless([&] {
-            return upstream(NodeKind::AttnHead, l) ? P * at::matmul(G.unsqueeze(0), vwo.transpose(1, 2)).permute({1, 2, 0})
-                                                   : at::zeros_like(P);
-        });
-        le.headTotal = undefinedUnless([&] { return P * orZeros(grads[probsIndex[layer]], P); });
-
-        for (std::size_t j = 0; j < L.saes.size(); ++j) {
-            const SaeRecord& s = L.saes[j];
-            const SparseAutoencoder& sae = *s.bound.sae;
-            LayerEffects::Latents lat;
-            lat.kind = saeKindName(s.bound.location);
-            const NodeKind kind = *nodeKindFromName(lat.kind);
-            const at::Tensor alpha = s.latents.detach();
-            const at::Tensor scaled = alpha * s.encoding.scale.detach(); // α·s: the latent's weight on D_l
-            lat.activation = alpha;
-            lat.writeMagnitude = scaled * latentDirectionNorms(lw, s.bound).unsqueeze(0);
-            // ∂objective/∂α_l = s·D_l·∂objective/∂(autoencoder output) (math §3.4, with D2's scale). A
-            // latent written after the residual the objective reads has none; the test matters because an
-            // autoencoder's output is its input tensor itself when nothing of it is ablated, so a trace of a
-            // residual latent would otherwise credit its own autoencoder's latents.
-            lat.total = undefinedUnless([&] {
-                if (!upstream(kind, l))
-                    return at::zeros_like(alpha);
-                const at::Tensor gOut = orZeros(grads[saeIndex[layer][j]], s.output);
-                return scaled * at::mm(gOut, sae.decoder.t());
-            });
-            // Direct effect: α·s·(D_l pushed to the residual)·G, only where G is not zero.
-            lat.direct = undefinedUnless([&] {
-                at::Tensor direct = at::zeros_like(alpha);
-                if (upstream(kind, l) && gRows.numel() > 0) {
-                    const at::Tensor back = fromResidual(lw, s.bound.location, G.index_select(0, gRows)); // [r, n_in]
-                    direct.index_copy_(0, gRows, scaled.index_select(0, gRows) * at::mm(back, sae.decoder.t()));
-                }
-                return direct;
-            });
-            le.latents.push_back(std::move(lat));
+        le.hasObjective = effects;
+        le.directRows = rows;
+        le.neuronActivation = L.mlpPost.detach();
+        le.neuronOutNorm = lw.mlpOutWeight.norm(2, -1);
+        le.probs = L.probs.detach();
+        le.value = L.value.detach();
+        le.headOut = L.headOut.detach();
+        // ‖V[k,h]·W_O[h]‖ for every key token and head, one head at a time ([n, d] each).
+        le.valueWriteNorm = at::empty({L.value.size(0), H}, le.value.options());
+        for (int h = 0; h < H; ++h)
+            le.valueWriteNorm.select(1, h).copy_(at::mm(le.value.select(1, h), lw.outWeight(h, dh)).norm(2, -1));
+        if (effects) {
+            le.neuronGradient = gradOf(mlpIndex[layer]);
+            le.headOutGradient = gradOf(headIndex[layer]);
+            const bool neuronsUp = upstreamOf(in, e, NodeKind::MlpNeuron, l), headsUp = upstreamOf(in, e, NodeKind::AttnHead, l);
+            le.neuronDirectRows = neuronsUp ? le.neuronActivation.index_select(0, rows) * at::mm(Grows, lw.mlpOutWeight.t())
+                                            : at::zeros({rows.numel(), c.dMlp}, le.neuronActivation.options());
+            le.headDirectFactor = headsUp ? at::mm(Grows, lw.attnOutWeight.t()).view({rows.numel(), H, dh})
+                                          : at::zeros({rows.numel(), H, dh}, le.value.options());
+            for (const auto& [location, index] : saeIndex[layer])
+                le.locationGradients.push_back({location, gradOf(index)});
         }
         e.layers.push_back(std::move(le));
     }
+    for (std::size_t layer = 0; layer < rec.layers.size(); ++layer)
+        addLatentEffects(in, e, static_cast<int>(layer));
     return e;
+}
+
+void addLatentEffects(const AnalysisInput& in, Effects& e, int layer)
+{
+    at::NoGradGuard noGrad;
+    const LayerRecord& L = in.record.layers.at(static_cast<std::size_t>(layer));
+    LayerEffects& le = e.layers.at(static_cast<std::size_t>(layer));
+    const Gpt2LayerWeights& lw = in.model.weights.layers[static_cast<std::size_t>(layer)];
+    for (const SaeRecord& s : L.saes) {
+        const std::string kind = saeKindName(s.bound.location);
+        if (std::any_of(le.latents.begin(), le.latents.end(), [&](const auto& x) { return x.kind == kind; }))
+            continue;
+        const SparseAutoencoder& sae = *s.bound.sae;
+        LayerEffects::Latents lat;
+        lat.kind = kind;
+        lat.nodeKind = *nodeKindFromName(kind);
+        lat.activation = s.latents.detach();
+        lat.tokens = lat.activation.size(0);
+        lat.count = lat.activation.size(1);
+        lat.activeTokens = s.activeTokens;
+        lat.activeLatents = s.activeLatents;
+        // α·s: the latent's weight on its decoder direction D_l (D2's scale), at the active entries only.
+        const at::Tensor scaled = lat.activation.index({lat.activeTokens, lat.activeLatents}) *
+                                  s.encoding.scale.detach().squeeze(1).index_select(0, lat.activeTokens).to(lat.activation.scalar_type());
+        lat.activeWriteMagnitude = scaled * latentDirectionNorms(lw, s.bound).index_select(0, lat.activeLatents);
+        if (e.hasObjective) {
+            const bool up = upstreamOf(in, e, lat.nodeKind, layer);
+            // ∂O/∂α_l = s·D_l·∂O/∂(autoencoder output) (math §3.4); a latent written after the residual the
+            // objective reads has none (its output tensor can be its input, which the objective reads).
+            auto g = std::find_if(le.locationGradients.begin(), le.locationGradients.end(),
+                                  [&](const auto& p) { return p.first == s.bound.location; });
+            const at::Tensor gOut = g != le.locationGradients.end() ? g->second : at::zeros_like(s.input);
+            lat.activeTotal = up ? scaled * rowDots(sae.decoder, lat.activeLatents, gOut, lat.activeTokens) : at::zeros_like(scaled);
+            // Direct effect: α·s·(D_l pushed to the residual)·G at the rows where G is not zero.
+            lat.activeDirect = at::zeros_like(scaled);
+            if (up && le.directRows.numel() > 0) {
+                const at::Tensor rowOf = at::full({lat.tokens}, -1, at::kLong).index_copy_(0, le.directRows, at::arange(le.directRows.numel()));
+                const at::Tensor entryRows = rowOf.index_select(0, lat.activeTokens);
+                const at::Tensor hit = (entryRows >= 0).nonzero().squeeze(1);
+                if (hit.numel() > 0) {
+                    const at::Tensor back = fromResidual(lw, s.bound.location, e.residualGradient.index_select(0, le.directRows)); // [r, n_in]
+                    lat.activeDirect.index_copy_(0, hit, scaled.index_select(0, hit) *
+                                                              rowDots(sae.decoder, lat.activeLatents.index_select(0, hit), back, entryRows.index_select(0, hit)));
+                }
+            }
+            if (g != le.locationGradients.end())
+                le.locationGradients.erase(g);
+        }
+        le.latents.push_back(std::move(lat));
+    }
+}
+
+const TokenEffects::Row* TokenEffects::find(std::string_view kind) const
+{
+    for (const auto& r : rows) {
+        if (r.kind == kind)
+            return &r;
+    }
+    return nullptr;
+}
+
+TokenEffects tokenEffects(const Effects& e)
+{
+    TokenEffects out;
+    if (!e.hasObjective)
+        return out;
+    at::NoGradGuard noGrad;
+    auto toVector = [](const at::Tensor& t) {
+        const at::Tensor c = t.to(at::kDouble).contiguous();
+        return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+    };
+    at::Tensor mlp = at::zeros({e.embeddingTotal.size(0)}, at::kDouble);
+    at::Tensor from = mlp.clone(), to = mlp.clone();
+    std::vector<std::pair<std::string, at::Tensor>> latents;
+    for (const LayerEffects& le : e.layers) {
+        mlp += le.neurons(Metric::TotalEffect).to(at::kDouble).sum(1);
+        from += le.headsOverKeys(Metric::TotalEffect).to(at::kDouble).sum(1);
+        // Σ_{q,h} P[q,k,h]·(∂O/∂Z[q,h]·V[k,h]) = Σ_h V[k,h]·(Σ_q P[q,k,h]·∂O/∂Z[q,h]).
+        const at::Tensor pulled = at::bmm(le.probs.permute({2, 1, 0}), le.headOutGradient.permute({1, 0, 2})); // [H, k, dh]
+        to += (pulled * le.value.permute({1, 0, 2})).sum(at::IntArrayRef{0, 2}).to(at::kDouble);
+        for (const auto& lat : le.latents) {
+            auto it = std::find_if(latents.begin(), latents.end(), [&](const auto& p) { return p.first == lat.kind; });
+            if (it == latents.end())
+                it = latents.insert(latents.end(), {lat.kind, at::zeros_like(mlp)});
+            it->second.index_add_(0, lat.activeTokens, lat.activeTotal.to(at::kDouble));
+        }
+    }
+    out.rows.push_back({"embedding", toVector(e.embeddingTotal)});
+    out.rows.push_back({"mlp", toVector(mlp)});
+    out.rows.push_back({"attn_from", toVector(from)});
+    out.rows.push_back({"attn_to", toVector(to)});
+    for (const char* kind : {"mlp_sae", "attn_sae", "resid_sae"}) {
+        for (const auto& [k, values] : latents) {
+            if (k == kind)
+                out.rows.push_back({k, toVector(values)});
+        }
+    }
+    return out;
 }
 
 const char* metricKey(Metric metric)
@@ -220,6 +455,23 @@ double NodeMetrics::value(Metric metric) const
     return 0;
 }
 
+namespace {
+
+// The values of one metric of a layer's heads, query block by query block ([m, k, H] each), so no more
+// than one block of per-pair values exists at a time.
+template <typename F>
+void forEachHeadBlock(const LayerEffects& le, Metric metric, F&& f)
+{
+    const std::int64_t n = le.probs.size(0), H = le.probs.size(2);
+    const std::int64_t block = queryBlock(n, H);
+    for (std::int64_t first = 0; first < n; first += block) {
+        const std::int64_t m = std::min(block, n - first);
+        f(first, le.heads(metric, first, m));
+    }
+}
+
+} // namespace
+
 GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
 {
     at::NoGradGuard noGrad;
@@ -235,11 +487,12 @@ GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
         perToken.assign(static_cast<std::size_t>(n), std::vector<GridLayerValues>(static_cast<std::size_t>(nLayers)));
         for (int layer = 0; layer < nLayers; ++layer) {
             const LayerEffects& le = e.layers[static_cast<std::size_t>(layer)];
-            const at::Tensor* heads[] = {&le.headActivation, &le.headWriteMagnitude, &le.headDirect, &le.headTotal};
-            const at::Tensor* neurons[] = {&le.neuronActivation, &le.neuronWriteMagnitude, &le.neuronDirect, &le.neuronTotal};
-            const at::Tensor h = *heads[m];                                    // [q, k, H]
-            const at::Tensor best = h.abs().argmax(1).contiguous();            // [q, H]
-            const at::Tensor value = (metric == Metric::Activation ? h.amax(1) : h.sum(1)).to(at::kDouble).contiguous();
+            // Heads: the value over keys in closed form; the key with the largest |per-pair value|.
+            const at::Tensor value = le.headsOverKeys(metric).to(at::kDouble).contiguous(); // [q, H]
+            at::Tensor best = at::empty({n, nHeads}, at::kLong);
+            forEachHeadBlock(le, metric, [&](std::int64_t first, const at::Tensor& v) {
+                best.narrow(0, first, v.size(0)).copy_(v.abs().argmax(1));
+            });
             const std::int64_t* bp = best.data_ptr<std::int64_t>();
             const double* vp = value.data_ptr<double>();
             for (int t = 0; t < n; ++t) {
@@ -262,78 +515,19 @@ GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
                         cells.push_back({NodeRef{kind, layer, static_cast<int>(ip[t * k + j]), t, 0}, pp[t * k + j]});
                 }
             };
-            topCells(*neurons[m], NodeKind::MlpNeuron, &GridLayerValues::neurons);
+            topCells(le.neurons(metric), NodeKind::MlpNeuron, &GridLayerValues::neurons);
             for (const auto& lat : le.latents) {
-                const at::Tensor* t[] = {&lat.activation, &lat.writeMagnitude, &lat.direct, &lat.total};
-                const NodeKind kind = *nodeKindFromName(lat.kind);
-                topCells(*t[m], kind,
-                         kind == NodeKind::MlpSaeLatent    ? &GridLayerValues::mlpLatents
-                         : kind == NodeKind::AttnSaeLatent ? &GridLayerValues::attnLatents
-                                                           : &GridLayerValues::residLatents);
+                topCells(lat.dense(metric), lat.nodeKind,
+                         lat.nodeKind == NodeKind::MlpSaeLatent    ? &GridLayerValues::mlpLatents
+                         : lat.nodeKind == NodeKind::AttnSaeLatent ? &GridLayerValues::attnLatents
+                                                                   : &GridLayerValues::residLatents);
             }
         }
     }
     return g;
 }
 
-const TokenEffects::Row* TokenEffects::find(std::string_view kind) const
-{
-    for (const auto& r : rows) {
-        if (r.kind == kind)
-            return &r;
-    }
-    return nullptr;
-}
-
-TokenEffects tokenEffects(const Effects& e)
-{
-    TokenEffects out;
-    if (!e.hasObjective)
-        return out;
-    at::NoGradGuard noGrad;
-    auto toVector = [](const at::Tensor& t) {
-        const at::Tensor c = t.to(at::kDouble).contiguous();
-        return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
-    };
-    at::Tensor mlp = at::zeros_like(e.embeddingTotal, at::kDouble);
-    at::Tensor from = mlp.clone(), to = mlp.clone();
-    std::vector<std::pair<std::string, at::Tensor>> latents;
-    for (const LayerEffects& le : e.layers) {
-        mlp += le.neuronTotal.to(at::kDouble).sum(1);
-        const at::Tensor heads = le.headTotal.to(at::kDouble).sum(2); // [q, k]
-        from += heads.sum(1);
-        to += heads.sum(0);
-        for (const auto& lat : le.latents) {
-            auto it = std::find_if(latents.begin(), latents.end(), [&](const auto& p) { return p.first == lat.kind; });
-            if (it == latents.end())
-                it = latents.insert(latents.end(), {lat.kind, at::zeros_like(mlp)});
-            it->second += lat.total.to(at::kDouble).sum(1);
-        }
-    }
-    out.rows.push_back({"embedding", toVector(e.embeddingTotal)});
-    out.rows.push_back({"mlp", toVector(mlp)});
-    out.rows.push_back({"attn_from", toVector(from)});
-    out.rows.push_back({"attn_to", toVector(to)});
-    for (const char* kind : {"mlp_sae", "attn_sae", "resid_sae"}) {
-        for (const auto& [k, values] : latents) {
-            if (k == kind)
-                out.rows.push_back({k, toVector(values)});
-        }
-    }
-    return out;
-}
-
 namespace {
-
-double at3(const at::Tensor& t, std::int64_t a, std::int64_t b, std::int64_t c)
-{
-    return t.defined() ? t[a][b][c].item<double>() : 0.0;
-}
-
-double at2(const at::Tensor& t, std::int64_t a, std::int64_t b)
-{
-    return t.defined() ? t[a][b].item<double>() : 0.0;
-}
 
 double at1(const at::Tensor& t, std::int64_t a)
 {
@@ -356,6 +550,12 @@ NodeMetrics metricsOf(const AnalysisInput& in, const Effects& e, const NodeRef& 
     const NodeRef n = checkedNode(in, node);
     NodeMetrics m;
     m.node = n;
+    auto fill = [&](const std::function<double(Metric)>& value) {
+        m.activation = value(Metric::Activation);
+        m.writeMagnitude = value(Metric::WriteMagnitude);
+        m.directEffect = value(Metric::DirectEffect);
+        m.totalEffect = value(Metric::TotalEffect);
+    };
     switch (n.kind) {
     case NodeKind::Embedding:
         m.activation = 1.0;
@@ -365,26 +565,17 @@ NodeMetrics metricsOf(const AnalysisInput& in, const Effects& e, const NodeRef& 
         break;
     case NodeKind::MlpNeuron: {
         const LayerEffects& le = e.layers[n.layer];
-        m.activation = at2(le.neuronActivation, n.token, n.index);
-        m.writeMagnitude = at2(le.neuronWriteMagnitude, n.token, n.index);
-        m.directEffect = at2(le.neuronDirect, n.token, n.index);
-        m.totalEffect = at2(le.neuronTotal, n.token, n.index);
+        fill([&](Metric metric) { return le.neuron(metric, n.token, n.index); });
         break;
     }
     case NodeKind::AttnHead: {
         const LayerEffects& le = e.layers[n.layer];
-        m.activation = at3(le.headActivation, n.token, n.keyToken, n.index);
-        m.writeMagnitude = at3(le.headWriteMagnitude, n.token, n.keyToken, n.index);
-        m.directEffect = at3(le.headDirect, n.token, n.keyToken, n.index);
-        m.totalEffect = at3(le.headTotal, n.token, n.keyToken, n.index);
+        fill([&](Metric metric) { return le.head(metric, n.token, n.keyToken, n.index); });
         break;
     }
     default: {
         const auto& l = latentsOf(e, n);
-        m.activation = at2(l.activation, n.token, n.index);
-        m.writeMagnitude = at2(l.writeMagnitude, n.token, n.index);
-        m.directEffect = at2(l.direct, n.token, n.index);
-        m.totalEffect = at2(l.total, n.token, n.index);
+        fill([&](Metric metric) { return l.at(metric, n.token, n.index); });
     }
     }
     return m;
@@ -394,57 +585,62 @@ std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int
 {
     if (k < 1)
         return {};
-    // Candidates per metric: the k largest |value| of each tensor, then the k largest overall.
+    at::NoGradGuard noGrad;
+    // Candidates per metric: the k largest |value| of each kind and layer, then the k largest overall.
     struct Candidate {
         double magnitude;
         NodeRef node;
     };
-    enum Metric { Activation, WriteMagnitude, Direct, Total };
     std::map<NodeRef, bool> chosen;
-    for (int metric = Activation; metric <= Total; ++metric) {
+    for (int m = 0; m < kMetricCount; ++m) {
+        const auto metric = static_cast<Metric>(m);
+        if (metricNeedsObjective(metric) && !e.hasObjective)
+            continue;
         std::vector<Candidate> candidates;
         auto collect = [&](const at::Tensor& values, const std::function<NodeRef(std::int64_t)>& nodeAt) {
-            if (!values.defined())
+            if (!values.defined() || values.numel() == 0)
                 return;
             const at::Tensor flat = values.reshape({-1}).abs();
             const std::int64_t kk = std::min<std::int64_t>(k, flat.numel());
-            if (kk == 0)
-                return;
             const auto [v, idx] = flat.topk(kk);
+            const at::Tensor vd = v.to(at::kDouble).contiguous(), id = idx.contiguous();
             for (std::int64_t i = 0; i < kk; ++i) {
-                const double mag = v[i].item<double>();
+                const double mag = vd.data_ptr<double>()[i];
                 if (mag > 0)
-                    candidates.push_back({mag, nodeAt(idx[i].item<std::int64_t>())});
+                    candidates.push_back({mag, nodeAt(id.data_ptr<std::int64_t>()[i])});
             }
         };
-        if (metric != Activation) {
-            const at::Tensor& emb = metric == WriteMagnitude ? e.embeddingWriteMagnitude
-                                    : metric == Direct       ? e.embeddingDirect
-                                                             : e.embeddingTotal;
+        if (metric != Metric::Activation) {
+            const at::Tensor& emb = metric == Metric::WriteMagnitude ? e.embeddingWriteMagnitude
+                                    : metric == Metric::DirectEffect ? e.embeddingDirect
+                                                                     : e.embeddingTotal;
             collect(emb, [](std::int64_t i) { return NodeRef{NodeKind::Embedding, 0, 0, static_cast<int>(i), 0}; });
         }
         for (std::size_t layer = 0; layer < e.layers.size(); ++layer) {
             const LayerEffects& le = e.layers[layer];
             const int l = static_cast<int>(layer);
             const std::int64_t F = le.neuronActivation.size(1);
-            const at::Tensor* neuron[] = {&le.neuronActivation, &le.neuronWriteMagnitude, &le.neuronDirect, &le.neuronTotal};
-            collect(*neuron[metric], [&](std::int64_t i) {
+            collect(le.neurons(metric), [&](std::int64_t i) {
                 return NodeRef{NodeKind::MlpNeuron, l, static_cast<int>(i % F), static_cast<int>(i / F), 0};
             });
-            if (metric != Activation) {
-                const at::Tensor* head[] = {&le.headActivation, &le.headWriteMagnitude, &le.headDirect, &le.headTotal};
-                const std::int64_t n = le.headActivation.size(0), H = le.headActivation.size(2);
-                collect(*head[metric], [&](std::int64_t i) {
-                    return NodeRef{NodeKind::AttnHead, l, static_cast<int>(i % H), static_cast<int>(i / (n * H)),
-                                   static_cast<int>((i / H) % n)};
+            if (metric != Metric::Activation) {
+                const std::int64_t n = le.probs.size(1), H = le.probs.size(2);
+                forEachHeadBlock(le, metric, [&](std::int64_t first, const at::Tensor& v) {
+                    collect(v, [&](std::int64_t i) {
+                        return NodeRef{NodeKind::AttnHead, l, static_cast<int>(i % H), static_cast<int>(first + i / (n * H)),
+                                       static_cast<int>((i / H) % n)};
+                    });
                 });
             }
             for (const auto& lat : le.latents) {
-                const at::Tensor* t[] = {&lat.activation, &lat.writeMagnitude, &lat.direct, &lat.total};
-                const std::int64_t N = lat.activation.size(1);
-                const NodeKind kind = *nodeKindFromName(lat.kind);
-                collect(*t[metric], [&](std::int64_t i) {
-                    return NodeRef{kind, l, static_cast<int>(i % N), static_cast<int>(i / N), 0};
+                // Every metric of a latent is zero where it is inactive: rank the active entries only.
+                const at::Tensor& values = metric == Metric::Activation       ? lat.activation.index({lat.activeTokens, lat.activeLatents})
+                                           : metric == Metric::WriteMagnitude ? lat.activeWriteMagnitude
+                                           : metric == Metric::DirectEffect   ? lat.activeDirect
+                                                                              : lat.activeTotal;
+                collect(values, [&](std::int64_t i) {
+                    return NodeRef{lat.nodeKind, l, static_cast<int>(lat.activeLatents[i].item<std::int64_t>()),
+                                   static_cast<int>(lat.activeTokens[i].item<std::int64_t>()), 0};
                 });
             }
         }

@@ -19,15 +19,48 @@
 
 namespace cs {
 
-// All four metrics for every node, as dense tensors (no autograd attached).
+// One layer's metrics, kept as the factors they are made of; the dense tensors of a metric ([n, F] for
+// neurons, [q, k, H] for heads, [n, N] for latents) are built on demand, one layer (or a few query rows)
+// at a time, so a long prompt never holds n²·H values per layer and metric (issue 15). No autograd.
+//   heads:   P[q,k,h]·‖V[k,h]W_O[h]‖ (write magnitude), P·(V[k,h]·W_O[h]G[q]) (direct),
+//            P·(∂O/∂Z[q,h]·V[k,h]) (total: the objective reads P only through Z[q,h] = Σ_k P·V)
+//   latents: every metric is α × something, so they live on the active entries (α ≠ 0) only.
 struct LayerEffects {
-    at::Tensor neuronActivation, neuronWriteMagnitude, neuronDirect, neuronTotal;   // [n, F]
-    at::Tensor headActivation, headWriteMagnitude, headDirect, headTotal;           // [q, k, H]
+    bool hasObjective = false;
+    // Neurons.
+    at::Tensor neuronActivation;   // a [n, F] (the record's)
+    at::Tensor neuronOutNorm;      // ‖W_out[f]‖ [F]
+    at::Tensor neuronGradient;     // ∂O/∂a [n, F]
+    at::Tensor neuronDirectRows;   // a ⊙ (G·W_outᵀ) at the rows `directRows`, [r, F] (zeros when not upstream)
+    // Heads.
+    at::Tensor probs;              // P [q, k, H] (the record's)
+    at::Tensor value;              // V [n, H, dh]
+    at::Tensor headOut;            // Z [n, H, dh]
+    at::Tensor valueWriteNorm;     // ‖V[k,h]·W_O[h]‖ [k, H]
+    at::Tensor headOutGradient;    // ∂O/∂Z [n, H, dh]
+    at::Tensor headDirectFactor;   // W_O[h]·G[q] at the rows `directRows`, [r, H, dh] (zeros when not upstream)
+    at::Tensor directRows;         // the tokens where G ≠ 0, [r] (int64); direct effects elsewhere are 0
+
+    at::Tensor neurons(Metric metric) const;                               // [n, F]
+    at::Tensor heads(Metric metric, std::int64_t firstQuery = 0, std::int64_t queries = -1) const; // [m, k, H]
+    // Σ over key tokens for every (query, head) (activation: the maximum), [q, H], in closed form.
+    at::Tensor headsOverKeys(Metric metric) const;
+    double neuron(Metric metric, int token, int index) const;
+    double head(Metric metric, int query, int key, int head) const;
+
     struct Latents {
-        std::string kind;  // "mlp_sae", "attn_sae", "resid_sae"
-        at::Tensor activation, writeMagnitude, direct, total;                       // [n, N]
+        std::string kind;          // "mlp_sae", "attn_sae", "resid_sae"
+        NodeKind nodeKind = NodeKind::MlpSaeLatent;
+        at::Tensor activation;     // α [n, N] (the record's)
+        std::int64_t tokens = 0, count = 0;
+        at::Tensor activeTokens, activeLatents;             // the entries with α ≠ 0, [nnz]
+        at::Tensor activeWriteMagnitude, activeDirect, activeTotal; // their metrics, [nnz]
+        at::Tensor dense(Metric metric) const;              // [n, N]
+        double at(Metric metric, int token, int latent) const;
     };
     std::vector<Latents> latents;
+    // ∂O/∂(output) at each bound autoencoder's location, kept until its latents' effects are added.
+    std::vector<std::pair<SaeLocation, at::Tensor>> locationGradients;
 };
 
 struct Effects {
@@ -35,6 +68,7 @@ struct Effects {
     double objective = 0;
     ObjectiveKind objectiveKind = ObjectiveKind::LogitDiff;
     int objectiveToken = 0;                // the last token, or the traced node's token
+    int readPosition = 0;                  // where the objective reads the residual stream (intervention.h)
     at::Tensor residualGradient;           // G = ∂objective/∂R, [n, d] (logit objective: only the last row)
     at::Tensor embeddingWriteMagnitude, embeddingDirect, embeddingTotal;          // [n]
     std::vector<LayerEffects> layers;
@@ -44,7 +78,12 @@ struct Effects {
 // (the backward pass retains it) so it can be used again. Without an objective (objective.any() false)
 // no backward pass is run (the record may be made without grad) and the direct/total tensors stay
 // undefined.
+// The effects of the autoencoder latents in the record are included; with ForwardOptions::deferSaes,
+// autoencoders encoded later (encodeSaes) get theirs from addLatentEffects.
 Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objective);
+
+// Adds the effects of the latents of `layer`'s autoencoders that the record has and `effects` lacks.
+void addLatentEffects(const AnalysisInput& in, Effects& effects, int layer);
 
 // logit[target] − logit[distractor] (or logit[target] alone): the objective of the node table.
 ResolvedObjective logitDifference(int target, std::optional<int> distractor = std::nullopt);

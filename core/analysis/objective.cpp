@@ -113,10 +113,11 @@ at::Tensor tracedResidual(const AnalysisInput& in, const NodeRef& node)
     case NodeKind::MlpNeuron:
     case NodeKind::MlpSaeLatent: return L.residMid;
     case NodeKind::ResidSaeLatent: {
-        const SaeRecord* r = L.sae(boundSae(in, node).location);
-        if (!r)
-            throw std::logic_error("tracedResidual: the record has no latents of " + node.name());
-        return r->input;
+        // The autoencoder's input: its record's when it ran inside the pass (ablated latents), else the
+        // residual at its location (a deferred autoencoder does not change the pass).
+        const SaeLocation location = boundSae(in, node).location;
+        const SaeRecord* r = L.sae(location);
+        return r ? r->input : saeLocationTensor(L, location);
     }
     case NodeKind::Embedding: break;
     }

@@ -73,50 +73,46 @@ void checkRange(std::int64_t value, std::int64_t size, const char* what)
         throw std::invalid_argument(std::string("runForward: ablation ") + what + " " + std::to_string(value) + " out of range");
 }
 
-// `t` with some entries replaced by constants: where(mask, values, t), so nothing flows back through
-// the replaced entries. `flatIndex` maps an ablation to its offset in t (row-major).
-template <typename FlatIndex>
-at::Tensor withConstants(const at::Tensor& t, const std::vector<ActivationAblation>& ablations, FlatIndex flatIndex)
+// `t` with some entries replaced by constants (an out-of-place index_put: nothing flows back through
+// the replaced entries). `coordinates` gives, per ablation, its index along each dimension of t.
+template <typename Coordinates>
+at::Tensor withConstants(const at::Tensor& t, const std::vector<ActivationAblation>& ablations, int dims, Coordinates coordinates)
 {
     if (ablations.empty())
         return t;
-    at::Tensor mask, values;
-    {
-        at::NoGradGuard noGrad;
-        std::vector<std::int64_t> offsets;
-        std::vector<double> constants;
-        for (const auto& a : ablations) {
-            offsets.push_back(flatIndex(a));
-            constants.push_back(a.value);
-        }
-        const at::Tensor where = at::tensor(offsets, at::kLong);
-        mask = at::zeros({t.numel()}, at::kBool).index_fill_(0, where, true).view(t.sizes());
-        values = at::zeros({t.numel()}, t.options().requires_grad(false))
-                     .index_put_({where}, at::tensor(constants, at::kDouble).to(t.scalar_type()))
-                     .view(t.sizes());
+    std::vector<std::vector<std::int64_t>> index(static_cast<std::size_t>(dims));
+    std::vector<double> values;
+    for (const auto& a : ablations) {
+        const std::vector<std::int64_t> c = coordinates(a);
+        for (int i = 0; i < dims; ++i)
+            index[static_cast<std::size_t>(i)].push_back(c[static_cast<std::size_t>(i)]);
+        values.push_back(a.value);
     }
-    return at::where(mask, values, t);
+    c10::List<c10::optional<at::Tensor>> indices;
+    for (const auto& i : index)
+        indices.push_back(at::tensor(i, at::kLong));
+    return t.index_put(indices, at::tensor(values, at::kDouble).to(t.scalar_type()));
 }
 
 } // namespace
 
 at::Tensor withAblatedEntries(const at::Tensor& t, const std::vector<ActivationAblation>& ablations)
 {
-    return withConstants(t, ablations, [&](const ActivationAblation& a) {
+    return withConstants(t, ablations, 2, [&](const ActivationAblation& a) {
         checkRange(a.token, t.size(0), "token");
         checkRange(a.index, t.size(1), "index");
-        return a.token * t.size(1) + a.index;
+        return std::vector<std::int64_t>{a.token, a.index};
     });
 }
 
 at::Tensor withAblatedProbs(const at::Tensor& probs, const std::vector<ActivationAblation>& ablations)
 {
     const std::int64_t n = probs.size(0), H = probs.size(2);
-    return withConstants(probs, ablations, [&](const ActivationAblation& a) {
+    return withConstants(probs, ablations, 3, [&](const ActivationAblation& a) {
         checkRange(a.token, n, "query token");
         checkRange(a.key, a.token + 1, "key token");
         checkRange(a.index, H, "head");
-        return (a.token * n + a.key) * H + a.index;
+        return std::vector<std::int64_t>{a.token, a.key, a.index};
     });
 }
 
@@ -131,9 +127,35 @@ const std::vector<ActivationAblation>* latentAblationsFor(const LayerAblations* 
     return list.empty() ? nullptr : &list;
 }
 
-// Runs the autoencoder bound at (location, layer), if any, on x and returns what flows on.
-// Without ablated latents that is x itself: TDB's decode(α1) + (x − decode(α2)) with α1, α2 two copies of
-// α equals x, with ∂out/∂x = I and ∂out/∂α1 = D. With ablated latents α1 = α′ (the values put in), so
+void setActive(SaeRecord& r)
+{
+    const at::Tensor nz = r.latents.detach().nonzero(); // [nnz, 2], row-major
+    r.activeTokens = nz.select(1, 0).contiguous();
+    r.activeLatents = nz.select(1, 1).contiguous();
+}
+
+// Encodes x for the record without gradients: μ, scale and α (z is not kept).
+SaeRecord encodedRecord(const BoundSae& bound, const at::Tensor& x)
+{
+    at::NoGradGuard noGrad;
+    SaeRecord r;
+    r.bound = bound;
+    r.input = x;
+    r.output = x;
+    SaeEncoding e = encodeSae(*bound.sae, x.detach());
+    r.latents = e.latents;
+    e.preActivation = at::Tensor();
+    e.latents = at::Tensor();
+    r.encoding = e;
+    setActive(r);
+    return r;
+}
+
+// Runs the autoencoder bound at (location, layer) inside the pass when it changes the pass (ablated
+// latents) or when the exact graph is asked for, and returns what flows on; otherwise returns x and
+// leaves the autoencoder to encodeSaes, after the pass.
+// The exact graph is TDB's decode(α1) + (x − decode(α2)) with α1, α2 two copies of α: it equals x, with
+// ∂out/∂x = I and ∂out/∂α1 = D. With ablated latents α1 = α′ (the values put in), so
 // out = x + Σ_l (v_l − α_l(x))·s(x)·D_l over the ablated entries: the error term keeps its dependence
 // on x through α_l(x) and the normalization scale s(x) (interventions-math §10.2).
 at::Tensor applySae(const SaeSet* saes, SaeLocation location, int layer, const at::Tensor& x, LayerRecord& L, bool exactGraph,
@@ -144,57 +166,78 @@ at::Tensor applySae(const SaeSet* saes, SaeLocation location, int layer, const a
         return x;
     const SparseAutoencoder& sae = *bound->sae;
     const std::vector<ActivationAblation>* ablations = latentAblationsFor(layerAblations, location);
+    const bool exact = at::GradMode::is_enabled() && exactGraph;
+    if (!exact && !ablations)
+        return x; // deferred: encodeSaes
     SaeRecord r;
     r.bound = *bound;
     r.input = x;
     at::Tensor out = x;
-    if (at::GradMode::is_enabled() && exactGraph) {
+    if (exact) {
         r.encoding = encodeSae(sae, x);
         r.latents = ablations ? withAblatedEntries(r.encoding.latents, *ablations) : r.encoding.latents.clone();
-        r.reconstruction = decodeSae(sae, r.latents, r.encoding);
-        r.error = x - decodeSae(sae, r.encoding.latents, r.encoding);
-        out = r.reconstruction + r.error;
+        const at::Tensor reconstruction = decodeSae(sae, r.latents, r.encoding);
+        out = reconstruction + (x - decodeSae(sae, r.encoding.latents, r.encoding));
     } else {
         {
             at::NoGradGuard noGrad;
             r.encoding = encodeSae(sae, x.detach());
-            r.latents = ablations ? withAblatedEntries(r.encoding.latents, *ablations) : r.encoding.latents;
-            r.reconstruction = decodeSae(sae, r.latents, r.encoding);
-            r.error = x.detach() - decodeSae(sae, r.encoding.latents, r.encoding);
+            r.latents = withAblatedEntries(r.encoding.latents, *ablations);
+            r.encoding.preActivation = at::Tensor();
+            r.encoding.latents = at::Tensor();
         }
-        if (ablations) {
-            // Only the ablated tokens change; α(x) and s(x) are recomputed there with x attached.
-            std::vector<std::int64_t> tokens;
+        // Only the ablated tokens change; α(x) and s(x) are recomputed there with x attached, and only
+        // the ablated latents' decoder rows are read.
+        std::vector<std::int64_t> tokens, latents;
+        for (const auto& a : *ablations) {
+            checkRange(a.token, x.size(0), "token");
+            checkRange(a.index, sae.latentCount(), "latent");
+            if (std::find(tokens.begin(), tokens.end(), a.token) == tokens.end())
+                tokens.push_back(a.token);
+            if (std::find(latents.begin(), latents.end(), a.index) == latents.end())
+                latents.push_back(a.index);
+        }
+        std::sort(tokens.begin(), tokens.end());
+        std::sort(latents.begin(), latents.end());
+        const at::Tensor rows = at::tensor(tokens, at::kLong), cols = at::tensor(latents, at::kLong);
+        const SaeEncoding attached = encodeSae(sae, x.index_select(0, rows));
+        const at::Tensor alpha = attached.latents.index_select(1, cols); // [r, c]
+        at::Tensor change = at::zeros_like(alpha);
+        at::Tensor mask = at::zeros_like(alpha, at::kBool);
+        {
+            at::NoGradGuard noGrad;
             for (const auto& a : *ablations) {
-                checkRange(a.token, x.size(0), "token");
-                checkRange(a.index, sae.latentCount(), "latent");
-                if (std::find(tokens.begin(), tokens.end(), a.token) == tokens.end())
-                    tokens.push_back(a.token);
+                const auto row = std::lower_bound(tokens.begin(), tokens.end(), a.token) - tokens.begin();
+                const auto col = std::lower_bound(latents.begin(), latents.end(), a.index) - latents.begin();
+                change[row][col] = a.value;
+                mask[row][col] = true;
             }
-            std::sort(tokens.begin(), tokens.end());
-            const at::Tensor rows = at::tensor(tokens, at::kLong);
-            const SaeEncoding attached = encodeSae(sae, x.index_select(0, rows));
-            at::Tensor change = at::zeros({static_cast<std::int64_t>(tokens.size()), sae.latentCount()}, attached.latents.options());
-            at::Tensor mask = at::zeros_like(change, at::kBool);
-            {
-                at::NoGradGuard noGrad;
-                for (const auto& a : *ablations) {
-                    const auto row = std::lower_bound(tokens.begin(), tokens.end(), a.token) - tokens.begin();
-                    change[row][a.index] = a.value;
-                    mask[row][a.index] = true;
-                }
-            }
-            const at::Tensor delta = at::where(mask, change - attached.latents, at::zeros_like(change));
-            const at::Tensor write = at::mm(delta, sae.decoder.to(delta.scalar_type())) * attached.scale;
-            out = x.index_add(0, rows, write.to(x.scalar_type()));
         }
+        const at::Tensor delta = at::where(mask, change - alpha, at::zeros_like(alpha));
+        const at::Tensor write = at::mm(delta, sae.decoder.index_select(0, cols).to(delta.scalar_type())) * attached.scale;
+        out = x.index_add(0, rows, write.to(x.scalar_type()));
     }
     r.output = out;
+    setActive(r);
     L.saes.push_back(std::move(r));
     return out;
 }
 
 } // namespace
+
+const at::Tensor& saeLocationTensor(const LayerRecord& L, SaeLocation location)
+{
+    switch (location) {
+    case SaeLocation::MlpPostAct: return L.mlpPost;
+    case SaeLocation::ResidDeltaMlp: return L.mlpOut;
+    case SaeLocation::ResidDeltaAttn: return L.attnOut;
+    case SaeLocation::AttnZ: return L.attnZ;
+    case SaeLocation::ResidPre: return L.residIn;
+    case SaeLocation::ResidMid: return L.residMid;
+    case SaeLocation::ResidPost: return L.residOut;
+    }
+    return L.residIn;
+}
 
 ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids, const ForwardOptions& options)
 {
@@ -252,15 +295,14 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
         const at::Tensor vh = L.value.permute({1, 0, 2});   // [H, n, dh]
         const at::Tensor scoresHqk = at::bmm(qh, kh).mul(scale).masked_fill(futureMask, -INFINITY);
         const at::Tensor probsHqk = at::softmax(scoresHqk, -1);
-        L.scores = scoresHqk.permute({1, 2, 0});           // (q, k, head) as in TDB
         L.probs = probsHqk.permute({1, 2, 0});
         if (ablations)
             L.probs = withAblatedProbs(L.probs, ablations->probs);
         // The weighted sum reads L.probs (not probsHqk) so that autograd can differentiate w.r.t. the
         // recorded probabilities (act×grad of heads, math §6.2).
         L.headOut = at::bmm(L.probs.permute({2, 0, 1}), vh).permute({1, 0, 2}); // [n, H, dh]
-        const at::Tensor z = sae(SaeLocation::AttnZ, L.headOut.reshape({n, d}));
-        L.headOut = z.view({n, H, dh});
+        L.attnZ = L.headOut.reshape({n, d});
+        const at::Tensor z = sae(SaeLocation::AttnZ, L.attnZ);
         L.attnOut = sae(SaeLocation::ResidDeltaAttn, at::addmm(lw.attnOutBias, z, lw.attnOutWeight));
         L.residMid = sae(SaeLocation::ResidMid, resid + L.attnOut);
 
@@ -283,8 +325,72 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
     at::Tensor sigmaF;
     rec.lnFinalOut = layerNorm(resid, w.lnFinalGain, w.lnFinalBias, c.layerNormEps, &sigmaF);
     rec.lnFinalSigma = sigmaF.squeeze(-1);
-    rec.logits = at::mm(rec.lnFinalOut, w.unembedding.t());
+    if (options.logits == RecordLogits::All)
+        rec.logits = at::mm(rec.lnFinalOut, w.unembedding.t());
+    if (options.saes && !options.deferSaes)
+        encodeSaes(*options.saes, rec);
     return rec;
+}
+
+void encodeSaes(const SaeSet& saes, ActivationRecord& record, int layer)
+{
+    for (const BoundSae& bound : saes.all()) {
+        if (layer >= 0 && bound.layer != layer)
+            continue;
+        if (bound.layer >= static_cast<int>(record.layers.size()))
+            throw std::invalid_argument("encodeSaes: the record has no layer " + std::to_string(bound.layer));
+        LayerRecord& L = record.layers[static_cast<std::size_t>(bound.layer)];
+        if (L.sae(bound.location))
+            continue;
+        L.saes.push_back(encodedRecord(bound, saeLocationTensor(L, bound.location)));
+    }
+}
+
+at::Tensor logitsAt(const Gpt2Model& model, const ActivationRecord& record, int token)
+{
+    at::NoGradGuard noGrad;
+    if (record.logits.defined())
+        return record.logits[token].detach();
+    return at::mv(model.weights.unembedding, record.lnFinalOut[token].detach());
+}
+
+at::Tensor attentionScores(const Gpt2Model& model, const ActivationRecord& record, int layer)
+{
+    at::NoGradGuard noGrad;
+    const LayerRecord& L = record.layers.at(static_cast<std::size_t>(layer));
+    const std::int64_t n = L.query.size(0);
+    const at::Tensor scores = at::einsum("qhc,khc->qkh", {L.query.detach(), L.key.detach()}) * attentionScale(model.config, layer);
+    return scores.masked_fill(at::ones({n, n}, at::kBool).triu(1).unsqueeze(-1), -INFINITY);
+}
+
+at::Tensor saePreActivation(const SaeRecord& record)
+{
+    at::NoGradGuard noGrad;
+    return encodeSae(*record.bound.sae, record.input.detach()).preActivation;
+}
+
+at::Tensor saeReconstruction(const SaeRecord& record)
+{
+    at::NoGradGuard noGrad;
+    const SparseAutoencoder& sae = *record.bound.sae;
+    const at::Tensor alpha = record.latents.detach();
+    at::Tensor out = sae.preBias.unsqueeze(0).expand({alpha.size(0), sae.inputWidth()}).clone();
+    // Row by row over the active latents: nnz × n_in work instead of n × N × n_in.
+    for (std::int64_t t = 0; t < alpha.size(0); ++t) {
+        const at::Tensor cols = alpha[t].nonzero().squeeze(1);
+        if (cols.numel() > 0)
+            out[t] += at::mv(sae.decoder.index_select(0, cols).t(), alpha[t].index_select(0, cols));
+    }
+    if (sae.normalizeInput)
+        out = out * record.encoding.scale + record.encoding.mean;
+    return out;
+}
+
+at::Tensor saeError(const SaeRecord& record)
+{
+    at::NoGradGuard noGrad;
+    const SaeEncoding e = encodeSae(*record.bound.sae, record.input.detach());
+    return record.input.detach() - decodeSae(*record.bound.sae, e.latents, e);
 }
 
 } // namespace cs

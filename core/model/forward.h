@@ -6,9 +6,8 @@
 //   LayerRecord::ln1Sigma     attn_ln.scale (σ of ln_1)                                   [n]
 //   LayerRecord::query/key/value  attn.q / attn.k / attn.v, but WITHOUT TDB's d_head^(-1/4)
 //                             scaling (HF convention; the 1/sqrt(d_head) is in the scores) [n, H, d_head]
-//   LayerRecord::scores       attn.qk_logits, layout (q, k, head), −inf where k > q         [n, n, H]
 //   LayerRecord::probs        attn.qk_probs, layout (q, k, head)                           [n, n, H]
-//   LayerRecord::headOut      attn.v_out: Z[q,h] = Σ_k P[q,k,h]·V[k,h]                       [n, H, d_head]
+//   LayerRecord::headOut      attn.v_out: Z[q,h] = Σ_k P[q,k,h]·V[k,h] (before an attn_z SAE) [n, H, d_head]
 //   LayerRecord::attnOut      resid.delta_attn (includes b_O)                             [n, d]
 //   LayerRecord::residMid     resid.post_attn                                             [n, d]
 //   LayerRecord::ln2Sigma     mlp_ln.scale (σ of ln_2)                                    [n]
@@ -17,7 +16,8 @@
 //   LayerRecord::mlpOut       resid.delta_mlp (includes b_out)                            [n, d]
 //   LayerRecord::residOut     resid.post_mlp                                              [n, d]
 //   ActivationRecord::lnFinalSigma  resid.ln_f.scale                                      [n]
-//   ActivationRecord::logits  logits                                                      [n, V]
+//   ActivationRecord::logits  logits (only with RecordLogits::All; logitsAt computes a row)     [n, V]
+//   attentionScores()         attn.qk_logits, layout (q, k, head), −inf where k > q, recomputed [n, n, H]
 // With autoencoders, each recorded location holds the autoencoder's output (numerically equal to its
 // input unless one of its latents is ablated), and LayerRecord::saes holds the latents. `mlpPost` is
 // the autoencoder's input (the neurons' own activations, as TDB records them before its SAE hook).
@@ -67,15 +67,27 @@ struct ForwardAblations {
 
 // An autoencoder run inside the forward pass (math §3.4): its output decode(α) + (x − decode(α′)) equals
 // x, so the model's outputs are unchanged, and ∂L/∂α_l = s·D_l·∂L/∂x.
+// The latents α as a dense [n, N] tensor are kept (no gradient), their pre-activations, the
+// reconstruction and the error are recomputed on demand (saePreActivation, saeReconstruction,
+// saeError): for 24 autoencoders of 32k latents they would be hundreds of megabytes nobody reads.
 struct SaeRecord {
     BoundSae bound;
     at::Tensor input;          // x at the location, [n, n_in]
-    at::Tensor output;         // what flows on (equal to x); ∂objective/∂output gives the latents' gradients
-    SaeEncoding encoding;      // μ, scale, z and α of x
-    at::Tensor latents;        // α as it enters the decoder (take gradients w.r.t. this), [n, N]
-    at::Tensor reconstruction; // x̂, [n, n_in]
-    at::Tensor error;          // x − x̂, [n, n_in]
+    at::Tensor output;         // what flows on (x itself unless latents are ablated); ∂objective/∂output
+                               // gives the latents' gradients
+    SaeEncoding encoding;      // μ and scale of x (preActivation and latents only with the exact graph)
+    at::Tensor latents;        // α as it enters the decoder, [n, N] (attached only with the exact graph)
+    // The active entries of `latents` (α ≠ 0), row-major: token [nnz] and latent [nnz] indices.
+    at::Tensor activeTokens, activeLatents;
 };
+
+// z of the record's input (through the normalization of D2), [n, N].
+at::Tensor saePreActivation(const SaeRecord& record);
+// decode(α) with the record's latents (ablated ones included) and normalization, [n, n_in]: a sparse
+// decode over the active latents.
+at::Tensor saeReconstruction(const SaeRecord& record);
+// x − decode(α(x)) with the unablated latents of x: the error term the autoencoder's output keeps.
+at::Tensor saeError(const SaeRecord& record);
 
 struct LayerRecord {
     std::vector<SaeRecord> saes;
@@ -83,8 +95,8 @@ struct LayerRecord {
 
     at::Tensor residIn, ln1Sigma;
     at::Tensor query, key, value;
-    at::Tensor scores, probs;
-    at::Tensor headOut, attnOut, residMid;
+    at::Tensor probs;
+    at::Tensor headOut, attnZ, attnOut, residMid; // attnZ: headOut as [n, d], what W_O (and an attn_z SAE) reads
     at::Tensor ln2Sigma, mlpPre, mlpPost, mlpOut, residOut;
 };
 
@@ -107,6 +119,11 @@ public:
     Cancelled() : std::runtime_error("cancelled") {}
 };
 
+enum class RecordLogits {
+    All,  // logits at every position ([n, V]: 206 MB for 1,024 tokens of GPT-2)
+    None, // none: logitsAt computes the rows that are needed from lnFinalOut
+};
+
 struct ForwardOptions {
     // Record an autograd graph: `embeddings` becomes a leaf that requires grad, so gradients of any
     // scalar of the record w.r.t. any recorded activation can be taken (math §6.2 needs this).
@@ -122,11 +139,31 @@ struct ForwardOptions {
     bool exactSaeGraph = false;
     // Activations to overwrite (none when null or empty); the record then holds the ablated values.
     const ForwardAblations* ablations = nullptr;
+    RecordLogits logits = RecordLogits::All;
+    // Autoencoders without ablated latents leave the pass unchanged (their output is their input), so
+    // they can be encoded after it: with `deferSaes` the record has their SaeRecords only once
+    // encodeSaes is called (the model's own nodes can be shown first); otherwise runForward does it.
+    bool deferSaes = false;
 };
 
 // Runs the model on token ids (1 ≤ n ≤ n_ctx, each id < vocab_size; std::invalid_argument otherwise —
 // callers validate user prompts with tokenizePrompt first).
 ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids, const ForwardOptions& options = {});
+
+// The recorded tensor at an autoencoder location: the autoencoder's input there (for the deferred ones,
+// which do not change the pass, also what flows on).
+const at::Tensor& saeLocationTensor(const LayerRecord& layer, SaeLocation location);
+
+// Encodes the deferred autoencoders of one layer (all layers with layer = -1) from the recorded inputs
+// at their locations; those already in the record (encoded inside the pass) are left as they are.
+void encodeSaes(const SaeSet& saes, ActivationRecord& record, int layer = -1);
+
+// The logits at one position: the recorded row, or lnFinalOut[token]·Uᵀ when the record has none.
+at::Tensor logitsAt(const Gpt2Model& model, const ActivationRecord& record, int token);
+
+// The pre-softmax attention scores of a layer, (q, k, head), −inf above the diagonal: scale·Q·Kᵀ from
+// the recorded queries and keys (not kept in the record: n²·H floats per layer).
+at::Tensor attentionScores(const Gpt2Model& model, const ActivationRecord& record, int layer);
 
 // Layer norm pieces shared with the analysis code: returns σ = sqrt(mean((x−μ)²) + ε) over the last
 // dim ([..., 1] kept) and writes the normalized, gained and biased output to *out.

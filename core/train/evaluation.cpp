@@ -97,7 +97,7 @@ std::vector<IoiHeadStats> ioiHeadStats(const Gpt2Model& model, const std::vector
         for (auto& st : stats) {
             const LayerEffects& le = effects.layers[static_cast<std::size_t>(st.layer)];
             const at::Tensor probs = rec.layers[static_cast<std::size_t>(st.layer)].probs.detach(); // [q, k, H]
-            st.directEffect += le.headDirect[last].select(1, st.head).sum().item<double>();
+            st.directEffect += le.headsOverKeys(Metric::DirectEffect)[last][st.head].item<double>();
             st.attentionToAnswer += probs[last][io[0]][st.head].item<double>();
             st.attentionToRepeated += probs[last][s[0]][st.head].item<double>() + probs[last][s[1]][st.head].item<double>();
             st.duplicateAttention += probs[s[1]][s[0]][st.head].item<double>();

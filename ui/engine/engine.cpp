@@ -298,7 +298,7 @@ void Engine::run(const RunRequest& request)
             r.warnings << qs(w);
         {
             at::NoGradGuard noGrad;
-            const at::Tensor probs = at::softmax(left.run.record.logits[-1].detach().to(at::kDouble), 0);
+            const at::Tensor probs = at::softmax(logitsAt(model, left.run.record, left.run.record.tokenCount() - 1).to(at::kDouble), 0);
             const auto top = probs.topk(10);
             for (int i = 0; i < 10; ++i) {
                 const int id = static_cast<int>(std::get<1>(top)[i].item<std::int64_t>());
