@@ -11,6 +11,8 @@
 #include "core/util/errors.h"
 #include "test_support.h"
 
+#include <QProcess>
+#include <QProcessEnvironment>
 #include <QTemporaryDir>
 #include <QTest>
 
@@ -674,6 +676,48 @@ private Q_SLOTS:
         QVERIFY_THROWS_EXCEPTION(InputError, examplesCommandJson(*m_model, flags, m_corpus.string(), "mlp_sae:0:1", 5, log));
         QVERIFY_THROWS_EXCEPTION(InputError, examplesCommandJson(*m_model, flags, m_corpus.string(), "mlp:1:5", 21, log));
         qunsetenv("CIRCUITSCOPE_CACHE_DIR");
+    }
+
+    void cliIndexAndExamples()
+    {
+        const auto cli = [&](const QStringList& args) {
+            QProcess p;
+            QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+            env.insert(QStringLiteral("CIRCUITSCOPE_CACHE_DIR"), QString::fromStdString(tmp("cli-cache").string()));
+            p.setProcessEnvironment(env);
+            p.start(QStringLiteral(CLI_PATH), args);
+            if (!p.waitForFinished(120000))
+                qFatal("circuitscope-cli did not finish");
+            return std::tuple(p.exitCode(), p.readAllStandardOutput().toStdString(), QString::fromUtf8(p.readAllStandardError()));
+        };
+        const QString model = QString::fromStdString(tinyDir().string()), corpus = QString::fromStdString(m_corpus.string());
+        const auto [rc, out, err] = cli({QStringLiteral("index"), QStringLiteral("--model"), model, QStringLiteral("--corpus"), corpus,
+                                         QStringLiteral("--tokens"), QStringLiteral("3000")});
+        QVERIFY2(rc == 0, qPrintable(err));
+        const auto j = nlohmann::json::parse(out);
+        QCOMPARE(j["tokens"].get<int>(), 3000);
+        QCOMPARE(j["windows"].get<int>(), 47);
+        QVERIFY(err.contains(QStringLiteral("indexing: 3000/3000 tokens"))); // progress on stderr
+        const auto [rc2, out2, err2] = cli({QStringLiteral("examples"), QStringLiteral("--model"), model, QStringLiteral("--corpus"), corpus,
+                                            QStringLiteral("--node"), QStringLiteral("attn:0:1"), QStringLiteral("--top"), QStringLiteral("3")});
+        QVERIFY2(rc2 == 0, qPrintable(err2));
+        const auto x = nlohmann::json::parse(out2);
+        QCOMPARE(x["top"].size(), std::size_t(3));
+        QVERIFY(x["top"][0]["position"].get<int>() < 3000); // the saved (limited) index answered
+        // Bad input: one line, exit code 2.
+        std::filesystem::create_directories(tmp("cli-empty"));
+        writeFile(tmp("cli-empty/empty.txt"), "\n\n");
+        for (const QStringList& args : {QStringList{QStringLiteral("index"), QStringLiteral("--model"), model, QStringLiteral("--corpus"),
+                                                    QString::fromStdString(tmp("cli-empty/empty.txt").string())},
+                                        QStringList{QStringLiteral("examples"), QStringLiteral("--model"), model, QStringLiteral("--corpus"), corpus,
+                                                    QStringLiteral("--node"), QStringLiteral("mlp:1:500")},
+                                        QStringList{QStringLiteral("examples"), QStringLiteral("--model"), model, QStringLiteral("--corpus"), corpus,
+                                                    QStringLiteral("--node"), QStringLiteral("mlp:1:5@3")}}) {
+            const auto [code, o, e] = cli(args);
+            QCOMPARE(code, 2);
+            QVERIFY(o.empty());
+            QVERIFY2(e.trimmed().count(QLatin1Char('\n')) == 0 && e.startsWith(QStringLiteral("circuitscope-cli: ")), qPrintable(e));
+        }
     }
 };
 
