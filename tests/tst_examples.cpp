@@ -477,7 +477,10 @@ private Q_SLOTS:
     void resumeEqualsUninterrupted()
     {
         const SaeSet saes = tinySaes(*m_model, test::dataDir() / "sae/mlp_post_act.relu.pt", test::dataDir() / "sae/resid_delta_attn.relu.pt");
-        const IndexResult whole = ensureExampleIndex(*m_model, saes, m_corpus, options("whole"));
+        // In one go, on two threads (a window each): the same index as one thread, interrupted twice.
+        IndexOptions two = options("whole");
+        two.workers = 2;
+        const IndexResult whole = ensureExampleIndex(*m_model, saes, m_corpus, two);
 
         IndexOptions o = options("resumed");
         std::vector<std::string> messages;

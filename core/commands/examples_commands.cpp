@@ -2,6 +2,8 @@
 
 #include "core/util/errors.h"
 
+#include <ATen/Parallel.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -40,6 +42,7 @@ IndexOptions cliOptions(std::ostream& log)
     IndexOptions o;
     if (const char* dir = std::getenv("CIRCUITSCOPE_CACHE_DIR"); dir && *dir)
         o.cacheDir = dir;
+    o.workers = at::get_num_threads(); // every core (or $CIRCUITSCOPE_THREADS), a window each
     o.message = [&log](const std::string& m) { log << m << '\n'; };
     // One progress line a second at most: enough to watch, few enough for a log file.
     auto last = std::make_shared<std::chrono::steady_clock::time_point>();

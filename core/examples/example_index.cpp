@@ -3,7 +3,9 @@
 #include "core/examples/content_hash.h"
 #include "core/util/errors.h"
 
+#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
+#include <omp.h>
 
 #include <QCryptographicHash>
 #include <QSaveFile>
@@ -14,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <limits>
 #include <numeric>
 
@@ -88,6 +91,20 @@ std::uint64_t exampleSampleKey(std::int64_t window)
 namespace {
 
 const char* groupKindName(NodeKind kind) { return nodeKindName(kind); }
+
+// One intra-op thread for the calling thread only (OpenMP's thread count is per thread; OpenBLAS reads
+// it at every call), restored on exit. at::get_num_threads() first, so that libtorch's own lazy
+// per-thread initialisation has run and does not undo it later.
+class SingleThreaded {
+public:
+    SingleThreaded() : m_previous((at::get_num_threads(), omp_get_max_threads())) { omp_set_num_threads(1); }
+    ~SingleThreaded() { omp_set_num_threads(m_previous); }
+    SingleThreaded(const SingleThreaded&) = delete;
+    SingleThreaded& operator=(const SingleThreaded&) = delete;
+
+private:
+    int m_previous;
+};
 
 // Worse = would be dropped first: smaller value, then larger position (the tie rule, reversed).
 bool worseTop(const Slot& a, const Slot& b)
@@ -531,16 +548,24 @@ public:
     std::int64_t windowsDone() const { return m_windowsDone; }
     std::int64_t tokenCount() const { return static_cast<std::int64_t>(m_tokens.size()); }
 
-    void processWindow(const Gpt2Model& model, const SaeSet& saes, const std::function<bool()>& cancelled)
+    // The forward pass of window `w` and its nodes' activations; thread-safe (reads only).
+    std::vector<GroupActivations> computeWindow(std::int64_t w, const Gpt2Model& model, const SaeSet& saes,
+                                                const std::function<bool()>& cancelled) const
     {
-        const WindowSpan span = windowAt(m_windowsDone, tokenCount(), m_nCtx);
+        const WindowSpan span = windowAt(w, tokenCount(), m_nCtx);
         const std::vector<int> ids(m_tokens.begin() + span.start, m_tokens.begin() + span.start + span.length);
         ForwardOptions fo;
         fo.saes = saes.empty() ? nullptr : &saes;
         fo.cancelled = cancelled;
         c10::NoGradGuard noGrad;
         const ActivationRecord rec = runForward(model, ids, fo);
-        const std::vector<GroupActivations> acts = groupActivations(rec, m_groups);
+        return groupActivations(rec, m_groups);
+    }
+
+    // Folds the next window (m_windowsDone) into the samplers.
+    void applyWindow(const std::vector<GroupActivations>& acts)
+    {
+        const WindowSpan span = windowAt(m_windowsDone, tokenCount(), m_nCtx);
         const std::uint64_t key = exampleSampleKey(m_windowsDone);
         for (std::size_t g = 0; g < m_groups.size(); ++g)
             updateGroup(m_groups[g], acts[g], span, key);
@@ -885,6 +910,8 @@ IndexResult ensureExampleIndex(const Gpt2Model& model, const SaeSet& saes, const
         o.progress(p);
     };
     report();
+    const int workers = std::max(1, o.workers);
+    SingleThreaded oneThread;
     while (builder->windowsDone() < builder->windows()) {
         const bool stop = (o.cancelled && o.cancelled()) ||
                           (o.stopAfterWindows && builder->windowsDone() - firstWindow >= *o.stopAfterWindows);
@@ -892,10 +919,39 @@ IndexResult ensureExampleIndex(const Gpt2Model& model, const SaeSet& saes, const
             builder->save(file);
             throw Cancelled();
         }
+        std::int64_t batch = std::min<std::int64_t>(workers, builder->windows() - builder->windowsDone());
+        if (o.stopAfterWindows)
+            batch = std::min<std::int64_t>(batch, firstWindow + *o.stopAfterWindows - builder->windowsDone());
+        const std::int64_t w0 = builder->windowsDone();
         try {
-            builder->processWindow(model, saes, o.cancelled);
+            // Windows w0+1.. on helper threads, w0 on this one; folded in in window order.
+            std::vector<std::future<std::vector<GroupActivations>>> others;
+            for (std::int64_t i = 1; i < batch; ++i)
+                others.push_back(std::async(std::launch::async, [&, w = w0 + i] {
+                    SingleThreaded helperThread;
+                    return builder->computeWindow(w, model, saes, o.cancelled);
+                }));
+            std::vector<std::vector<GroupActivations>> results;
+            std::exception_ptr failure;
+            try {
+                results.push_back(builder->computeWindow(w0, model, saes, o.cancelled));
+            } catch (...) {
+                failure = std::current_exception();
+            }
+            for (auto& f : others) {
+                try {
+                    results.push_back(f.get());
+                } catch (...) {
+                    if (!failure)
+                        failure = std::current_exception();
+                }
+            }
+            if (failure)
+                std::rethrow_exception(failure);
+            for (const auto& r : results)
+                builder->applyWindow(r);
         } catch (const Cancelled&) {
-            builder->save(file); // the window in progress is redone on resume
+            builder->save(file); // the windows in progress are redone on resume
             throw;
         }
         report();

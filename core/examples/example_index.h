@@ -174,6 +174,11 @@ struct IndexOptions {
     std::function<void(const std::string&)> message;    // "rebuilding: ...", "resuming ..."
     double checkpointSeconds = 20;                      // how often the partial index is saved
     std::optional<std::int64_t> stopAfterWindows;       // test hook: cancel after this many windows in this run
+    // Threads that run forward passes, one window each, one intra-op thread each. A window of n_ctx
+    // tokens is too small to split across cores (the demo's: 2 ms), and split work stalls whenever
+    // another process takes a core (measured: 10× slower on a busy 2-core machine); whole windows per
+    // thread scale instead. The updates stay in window order, so the index does not depend on it.
+    int workers = 1;
 };
 
 struct IndexResult {
