@@ -99,8 +99,19 @@ private:
             {QStringLiteral("mlp-sae"), QStringLiteral("MLP autoencoder for layer L (repeatable): L=PATH or L:location=PATH."), QStringLiteral("L=PATH")},
             {QStringLiteral("attn-sae"), QStringLiteral("Attention autoencoder for layer L (repeatable)."), QStringLiteral("L=PATH")},
             {QStringLiteral("resid-sae"), QStringLiteral("Residual-stream autoencoder for layer L (repeatable): L:resid_pre=PATH etc."), QStringLiteral("L=PATH")},
-            {QStringLiteral("target"), QStringLiteral("Target token (a single token, e.g. ' Mary')."), QStringLiteral("TOK")},
-            {QStringLiteral("distractor"), QStringLiteral("Distractor token (a single token)."), QStringLiteral("TOK")},
+            {QStringLiteral("target"), QStringLiteral("Target token (a single token, e.g. ' Mary'); repeatable (the objective uses their mean)."), QStringLiteral("TOK")},
+            {QStringLiteral("distractor"), QStringLiteral("Distractor token (a single token); repeatable."), QStringLiteral("TOK")},
+            {QStringLiteral("objective"), QStringLiteral("logit_diff (default), logit_minus_mean or prob."), QStringLiteral("KIND")},
+            {QStringLiteral("ablate"), QStringLiteral("Ablate a node: NODE[=VALUE] (default 0), e.g. mlp:1:5@3, attn:0:2@-1, attn:0:2@7,3, "
+                                                      "attn_sae:1:9@*; repeatable."), QStringLiteral("NODE=V")},
+            {QStringLiteral("trace"), QStringLiteral("Trace upstream from a node: its pre-activation (neurons, latents) or its attention "
+                                                     "score (heads, attn:L:H@Q,K) becomes the objective."), QStringLiteral("NODE")},
+            {QStringLiteral("through"), QStringLiteral("--trace of a head: q, k, qk (default) or v."), QStringLiteral("q|k|qk|v")},
+            {QStringLiteral("downstream"), QStringLiteral("--through v: the downstream node whose gradient the value write is projected on."), QStringLiteral("NODE")},
+            {QStringLiteral("downstream-through"), QStringLiteral("A downstream head's trace: q, k or qk (default)."), QStringLiteral("q|k|qk")},
+            {QStringLiteral("prompt2"), QStringLiteral("nodes: a second prompt, run with the same ablations and trace."), QStringLiteral("TEXT")},
+            {QStringLiteral("target2"), QStringLiteral("The second prompt's target (repeatable; default: the first prompt's)."), QStringLiteral("TOK")},
+            {QStringLiteral("distractor2"), QStringLiteral("The second prompt's distractor (repeatable)."), QStringLiteral("TOK")},
             {QStringLiteral("vectors"), QStringLiteral("node: also print the residual write and read vectors.")},
             {QStringLiteral("per-unit"), QStringLiteral("node: write tokens per unit of positive activation instead of in this context.")},
             {QStringLiteral("view"), QStringLiteral("figure: write, write_per_unit, read, read_k, pairs, pairs2 or activation."), QStringLiteral("VIEW")},
@@ -130,10 +141,10 @@ private:
         const auto nonEmpty = [](const std::string& v) { return v.empty() ? std::nullopt : std::optional(QString::fromStdString(v)); };
         if (name == u"prompt")
             return nonEmpty(s.prompt);
-        if (name == u"target")
-            return nonEmpty(s.target);
-        if (name == u"distractor")
-            return nonEmpty(s.distractor);
+        if (name == u"objective")
+            return nonEmpty(s.objective.kind);
+        if (name == u"prompt2")
+            return s.secondPrompt ? std::optional(QString::fromStdString(s.secondPrompt->prompt)) : std::nullopt;
         if (name == u"node")
             return s.selectedNode ? nonEmpty(*s.selectedNode) : std::nullopt;
         if (name == u"top")
@@ -187,12 +198,107 @@ private:
     int forward()
     {
         std::vector<std::string> warnings;
-        const auto policy = m_parser.isSet(QStringLiteral("truncate")) ? cs::OverlongPrompt::KeepLast : cs::OverlongPrompt::Refuse;
-        const auto doc = cs::forwardJson(*model(), str(required(QStringLiteral("prompt"))), intOption(QStringLiteral("top")),
-                                         policy, &warnings);
+        const auto doc = cs::forwardJson(*model(), analysisQuery(), saeFlags(), intOption(QStringLiteral("top")), &warnings);
+        printWarnings(warnings);
+        return print(doc);
+    }
+
+    static void printWarnings(const std::vector<std::string>& warnings)
+    {
         for (const auto& w : warnings)
             std::cerr << "warning: " << w << '\n';
-        return print(doc);
+    }
+
+    std::vector<std::string> values(const QString& name) const
+    {
+        std::vector<std::string> out;
+        for (const QString& v : m_parser.values(name))
+            out.push_back(str(v));
+        return out;
+    }
+
+    // The objective, trace, ablations and second prompt of every analysis command (product.md §5.1).
+    // Options given on the command line win; a session supplies the rest. Targets and distractors go
+    // together, as do the trace's options, so a session's half never mixes with the command line's.
+    cs::AnalysisQuery analysisQuery() const
+    {
+        cs::AnalysisQuery q;
+        q.prompt = str(required(QStringLiteral("prompt")));
+        q.overlong = overlong();
+        const bool objectiveOnCommandLine = m_parser.isSet(QStringLiteral("target")) || m_parser.isSet(QStringLiteral("distractor"));
+        if (objectiveOnCommandLine || !m_session) {
+            q.objective.targets = values(QStringLiteral("target"));
+            q.objective.distractors = values(QStringLiteral("distractor"));
+        } else {
+            q.objective.targets = m_session->objective.targets;
+            q.objective.distractors = m_session->objective.distractors;
+        }
+        if (const auto kind = optional(QStringLiteral("objective"))) {
+            const auto k = cs::logitObjectiveFromName(*kind);
+            if (!k)
+                throw UsageError("--objective: '" + *kind + "' is not logit_diff, logit_minus_mean or prob");
+            q.objective.kind = *k;
+        }
+        q.ablations.clear();
+        const std::vector<std::string> ablations =
+            m_parser.isSet(QStringLiteral("ablate")) || !m_session ? values(QStringLiteral("ablate")) : m_session->ablations;
+        for (const auto& a : ablations)
+            q.ablations.push_back(cs::AblationSpec::parse(a));
+        q.trace = traceSpec();
+        if (const auto second = optional(QStringLiteral("prompt2"))) {
+            cs::AnalysisQuery::SecondPrompt p;
+            p.prompt = *second;
+            if (m_parser.isSet(QStringLiteral("target2")) || m_parser.isSet(QStringLiteral("distractor2")) || !m_session ||
+                !m_session->secondPrompt) {
+                p.targets = values(QStringLiteral("target2"));
+                p.distractors = values(QStringLiteral("distractor2"));
+            } else {
+                p.targets = m_session->secondPrompt->targets;
+                p.distractors = m_session->secondPrompt->distractors;
+            }
+            q.second = p;
+        } else if (m_parser.isSet(QStringLiteral("target2")) || m_parser.isSet(QStringLiteral("distractor2"))) {
+            throw UsageError(std::string(m_parser.isSet(QStringLiteral("target2")) ? "--target2" : "--distractor2") + ": needs --prompt2");
+        }
+        return q;
+    }
+
+    std::optional<cs::TraceSpec> traceSpec() const
+    {
+        const auto through = [](const std::string& flag, const std::string& text) {
+            const auto t = cs::traceThroughFromName(text);
+            if (!t)
+                throw UsageError(flag + ": '" + text + "' is not q, k, qk or v");
+            return *t;
+        };
+        const bool onCommandLine = m_parser.isSet(QStringLiteral("trace"));
+        cs::TraceSpec t;
+        if (onCommandLine || !m_session || !m_session->trace) {
+            for (const char* flag : {"through", "downstream", "downstream-through"}) {
+                if (!onCommandLine && m_parser.isSet(QString::fromLatin1(flag)))
+                    throw UsageError(std::string("--") + flag + ": needs --trace");
+            }
+            if (!onCommandLine)
+                return std::nullopt;
+            t.node = cs::NodeRef::parse(str(m_parser.value(QStringLiteral("trace"))));
+            if (m_parser.isSet(QStringLiteral("through")))
+                t.through = through("--through", str(m_parser.value(QStringLiteral("through"))));
+            if (m_parser.isSet(QStringLiteral("downstream")))
+                t.downstream = cs::NodeRef::parse(str(m_parser.value(QStringLiteral("downstream"))));
+            if (m_parser.isSet(QStringLiteral("downstream-through")))
+                t.downstreamThrough = through("--downstream-through", str(m_parser.value(QStringLiteral("downstream-through"))));
+        } else {
+            const cs::Session::Trace& s = m_session->trace.value();
+            t.node = cs::NodeRef::parse(s.node);
+            if (!s.through.empty())
+                t.through = through("the session's trace.through", s.through);
+            if (!s.downstream.empty())
+                t.downstream = cs::NodeRef::parse(s.downstream);
+            if (!s.downstreamThrough.empty())
+                t.downstreamThrough = through("the session's trace.downstream_through", s.downstreamThrough);
+        }
+        t.validate();
+        return t;
     }
 
     std::optional<std::string> optional(const QString& name) const
@@ -228,30 +334,27 @@ private:
     int node()
     {
         cs::NodeQuery q;
-        q.prompt = str(required(QStringLiteral("prompt")));
+        q.analysis = analysisQuery();
         q.node = str(required(QStringLiteral("node")));
         q.saes = saeFlags();
         q.topK = intOption(QStringLiteral("top"));
         q.vectors = m_parser.isSet(QStringLiteral("vectors"));
         q.perUnit = m_parser.isSet(QStringLiteral("per-unit"));
-        q.target = optional(QStringLiteral("target"));
-        q.distractor = optional(QStringLiteral("distractor"));
-        q.overlong = overlong();
         std::vector<std::string> warnings;
         const auto doc = cs::nodeJson(*model(), q, &warnings);
-        for (const auto& w : warnings)
-            std::cerr << "warning: " << w << '\n';
+        printWarnings(warnings);
         return print(doc);
     }
 
     int nodes()
     {
+        cs::NodesQuery q;
+        q.analysis = analysisQuery();
+        q.saes = saeFlags();
+        q.topK = intOption(QStringLiteral("top"));
         std::vector<std::string> warnings;
-        const auto doc = cs::nodesJson(*model(), str(required(QStringLiteral("prompt"))), str(required(QStringLiteral("target"))),
-                                       optional(QStringLiteral("distractor")), saeFlags(), intOption(QStringLiteral("top")),
-                                       overlong(), &warnings);
-        for (const auto& w : warnings)
-            std::cerr << "warning: " << w << '\n';
+        const auto doc = cs::nodesJson(*model(), q, &warnings);
+        printWarnings(warnings);
         return print(doc);
     }
 
@@ -268,13 +371,11 @@ private:
         const auto m = model();
         const cs::SaeSet saes = cs::loadSaeFlags(*m, saeFlags());
         std::vector<std::string> warnings;
-        const std::string prompt = str(required(QStringLiteral("prompt")));
-        const auto tokenCount = static_cast<int>(m->tokenizer->encode(cs::sanitizeUtf8(prompt)).size());
-        const cs::ui::NodeView v = cs::ui::computeNodeView(*m, saes, prompt, parsed.resolved(std::max(tokenCount, 1)),
-                                                           optional(QStringLiteral("target")), optional(QStringLiteral("distractor")),
-                                                           intOption(QStringLiteral("top")), overlong(), &warnings);
-        for (const auto& w : warnings)
-            std::cerr << "warning: " << w << '\n';
+        const cs::AnalysisQuery query = analysisQuery();
+        if (query.second)
+            throw UsageError("--prompt2: a figure shows one prompt (use the nodes command to compare two)");
+        const cs::ui::NodeView v = cs::ui::computeNodeView(*m, saes, query, parsed, intOption(QStringLiteral("top")), &warnings);
+        printWarnings(warnings);
         cs::ui::FigureData fig;
         fig.scale = scale;
         fig.provenance = v.provenance;

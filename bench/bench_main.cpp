@@ -148,7 +148,7 @@ nlohmann::ordered_json analysisFigures(const cs::Gpt2Model& model, const std::ve
     const cs::ActivationRecord plain = cs::runForward(model, ids);
     saes.add(cs::bindSae(randomSae(plain.layers[layer].mlpPost, latents, 1), c, cs::SaeRole::Mlp, layer));
     saes.add(cs::bindSae(randomSae(plain.layers[layer].attnOut, latents, 2), c, cs::SaeRole::Attn, layer));
-    const cs::Objective objective{ids[1], ids[2]};
+    const cs::ResolvedObjective objective = cs::logitDifference(ids[1], ids[2]);
     cs::ForwardOptions fo;
     fo.withGrad = true;
     fo.saes = &saes;

@@ -126,7 +126,7 @@ private Q_SLOTS:
         const AnalysisInput in{*m_model, saes, rec};
         const int mary = m_model->tokenizer->encode(" Mary").at(0), john = m_model->tokenizer->encode(" John").at(0);
         QCOMPARE(rec.logits[static_cast<std::int64_t>(ids.size()) - 1].argmax().item<std::int64_t>(), std::int64_t(mary));
-        const Effects effects = computeEffects(in, Objective{mary, john});
+        const Effects effects = computeEffects(in, logitDifference(mary, john));
         const auto metric = [&](const char* node) { return metricsOf(in, effects, NodeRef::parse(node)); };
         const NodeMetrics mover = metric("attn:2:0@13,1"), reader = metric("attn:1:0@13,9");
         QVERIFY(mover.activation > 0.95 && mover.directEffect > 8.0 && mover.totalEffect > 7.0);

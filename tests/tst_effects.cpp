@@ -29,7 +29,7 @@ class TestEffects : public QObject {
     std::vector<int> m_ids;
     std::optional<ActivationRecord> m_rec;
     std::optional<Effects> m_effects;
-    const Objective m_objective{kMary, kJohn};
+    const ResolvedObjective m_objective = logitDifference(kMary, kJohn);
 
     AnalysisInput input() const { return {*m_fx->model, m_fx->saes, *m_rec}; }
 
@@ -49,7 +49,7 @@ private Q_SLOTS:
         const double expected = last[kMary].item<double>() - last[kJohn].item<double>();
         QVERIFY(std::abs(m_effects->objective - expected) < 1e-4);
         // Target alone.
-        const Effects e = computeEffects(input(), Objective{kMary, std::nullopt});
+        const Effects e = computeEffects(input(), logitDifference(kMary));
         QVERIFY(std::abs(e.objective - last[kMary].item<double>()) < 1e-4);
     }
 
@@ -59,13 +59,13 @@ private Q_SLOTS:
         const Gpt2Weights& w = m_fx->model->weights;
         const at::Tensor u = w.lnFinalGain * (w.unembedding[kMary] - w.unembedding[kJohn]);
         const at::Tensor expected = (u - u.mean()) / m_rec->lnFinalSigma[-1].item<double>();
-        CS_COMPARE_TENSORS(m_effects->finalResidualGradient[-1], expected, 1e-5);
-        QCOMPARE(m_effects->finalResidualGradient.narrow(0, 0, m_rec->tokenCount() - 1).abs().max().item<float>(), 0.0f);
+        CS_COMPARE_TENSORS(m_effects->residualGradient[-1], expected, 1e-5);
+        QCOMPARE(m_effects->residualGradient.narrow(0, 0, m_rec->tokenCount() - 1).abs().max().item<float>(), 0.0f);
     }
 
     void directEffectIsWriteDotGradient()
     {
-        const at::Tensor G = m_effects->finalResidualGradient;
+        const at::Tensor G = m_effects->residualGradient;
         const int last = m_rec->tokenCount() - 1;
         for (const char* name : {"mlp:1:7@-1", "mlp:0:100@-1", "attn:1:2@-1,3", "attn:0:0@-1,-1", "emb@-1", "emb@2",
                                  "mlp_sae:1:5@-1", "attn_sae:1:10@-1", "resid_sae:0:3@-1", "attn_sae:0:1@-1"}) {
@@ -140,7 +140,7 @@ private Q_SLOTS:
     void directEffectsPlusBiasesSumToTheObjective()
     {
         const Gpt2Weights& w = m_fx->model->weights;
-        const at::Tensor G = m_effects->finalResidualGradient[-1];
+        const at::Tensor G = m_effects->residualGradient[-1];
         double sum = m_effects->embeddingDirect.sum().item<double>();
         for (std::size_t l = 0; l < m_effects->layers.size(); ++l) {
             const LayerEffects& le = m_effects->layers[l];
@@ -155,7 +155,7 @@ private Q_SLOTS:
     {
         // At layer 1 the ReLU attention SAE reads attnOut: Σ_l direct(latent) + (p + error)·G equals
         // Σ_{k,h} direct(head) + b_O·G at the last token.
-        const at::Tensor G = m_effects->finalResidualGradient[-1];
+        const at::Tensor G = m_effects->residualGradient[-1];
         const SaeRecord& s = *m_rec->layers[1].sae(SaeLocation::ResidDeltaAttn);
         const LayerEffects& le = m_effects->layers[1];
         const double latents = le.latents[1].direct[-1].sum().item<double>() +
@@ -200,7 +200,7 @@ private Q_SLOTS:
     {
         const ActivationRecord rec = m_fx->run(m_ids, /*withGrad=*/false);
         const AnalysisInput in{*m_fx->model, m_fx->saes, rec};
-        const Effects e = computeEffects(in, std::nullopt);
+        const Effects e = computeEffects(in, ResolvedObjective{});
         QVERIFY(!e.hasObjective);
         QVERIFY(!e.layers[0].neuronDirect.defined() && !e.layers[1].headTotal.defined() && !e.embeddingDirect.defined());
         CS_COMPARE_TENSORS(e.layers[1].neuronWriteMagnitude, m_effects->layers[1].neuronWriteMagnitude, 1e-6);

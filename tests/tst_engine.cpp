@@ -47,8 +47,8 @@ private Q_SLOTS:
     {
         RunRequest r;
         r.prompt = kPrompt;
-        r.target = QStringLiteral(" Mary");
-        r.distractor = QStringLiteral(" John");
+        r.objective.targets = {" Mary"};
+        r.objective.distractors = {" John"};
         const RunResult result = runAndWait(r);
         QCOMPARE(result.tokens.size(), 14);
         QCOMPARE(result.tokens[1], QStringLiteral("·Mary"));
@@ -84,7 +84,7 @@ private Q_SLOTS:
     {
         RunRequest r;
         r.prompt = kPrompt;
-        r.target = QStringLiteral(" Mary");
+        r.objective.targets = {" Mary"};
         const RunResult result = runAndWait(r);
         QSignalSpy ready(m_engine->engine(), &Engine::nodeReady);
         const NodeRef node = NodeRef::parse("mlp:1:7@-1").resolved(14);
@@ -186,7 +186,7 @@ private Q_SLOTS:
         } else {
             RunRequest bad = good;
             if (what == u"target")
-                bad.target = QStringLiteral(" Mary and");
+                bad.objective.targets = {" Mary and"};
             else
                 bad.prompt.clear();
             m_engine->run(bad);
@@ -204,7 +204,7 @@ private Q_SLOTS:
     {
         RunRequest r;
         r.prompt = kPrompt;
-        r.target = QStringLiteral(" Mary");
+        r.objective.targets = {" Mary"};
         m_engine->run(r);
         m_engine->run(r);
         m_engine.reset(); // cancels and joins

@@ -288,7 +288,7 @@ private Q_SLOTS:
         QCOMPARE(MainWindow::recentSessions().value(0), path);
         m_window->targetField()->setText(QStringLiteral(" John"));
         m_window->saveCurrentSession(); // no dialog: the session has a file
-        QCOMPARE(QString::fromStdString(loadSession(path.toStdString()).target), QStringLiteral(" John"));
+        QCOMPARE(loadSession(path.toStdString()).objective.targets, std::vector<std::string>{" John"});
 
         // A template (the demo walkthrough) opens untitled and stays out of the recent list.
         const QString other = QFileInfo(dir.filePath(QStringLiteral("template.circuitscope.json"))).absoluteFilePath();
@@ -359,7 +359,7 @@ private Q_SLOTS:
         QVERIFY(QFile::exists(MainWindow::autosavePath()));
         const Session saved = loadSession(MainWindow::autosavePath().toStdString());
         QCOMPARE(saved.prompt, kPrompt.toStdString());
-        QCOMPARE(saved.target, std::string(" Mary"));
+        QCOMPARE(saved.objective.targets, std::vector<std::string>{" Mary"});
         m_window->close();
         QVERIFY(!QFile::exists(MainWindow::autosavePath()));
     }

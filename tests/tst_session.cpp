@@ -21,8 +21,10 @@ Session sample()
     s.modelPath = "/models/gpt2";
     s.autoencoders = {{"mlp", "5=/ae/mlp/5.pt"}, {"attn", "5:resid_delta_attn=/ae/attn/5.pt"}};
     s.prompt = "When Mary and John went to the store, John gave a drink to";
-    s.target = " Mary";
-    s.distractor = " John";
+    s.objective = {"logit_diff", {" Mary", " drink"}, {" John"}};
+    s.ablations = {"attn:2:0@-1=0", "mlp_sae:1:42@*=0.5"};
+    s.trace = Session::Trace{"attn:1:0@-1,3", "v", "mlp:2:7@-1", ""};
+    s.secondPrompt = Session::SecondPrompt{"When Anna and Tom went out, Tom gave it to", {" Anna"}, {}};
     s.tokenOfInterest = 13;
     s.selectedNode = "attn:9:9@-1,1";
     s.pins = {{"attn:9:9@-1,1", "name mover: copies \"Mary\"\nsecond line"}, {"mlp:5:123@7", "日本語 note, with comma"}};
@@ -74,6 +76,25 @@ private Q_SLOTS:
         QCOMPARE(loaded.prompt, s.prompt);
     }
 
+    // Version 1 files (one target and one distractor as strings, no interventions) still open.
+    void version1FilesStillOpen()
+    {
+        const Session s = sessionFromJson(nlohmann::json::parse(R"({"schema":"circuitscope-session","version":1,"prompt":"hi",
+            "target":" Mary","distractor":" John","pins":[{"node":"mlp:0:1@0","note":"n"}]})"), "old.circuitscope.json");
+        QCOMPARE(s.objective.kind, std::string("logit_diff"));
+        QCOMPARE(s.objective.targets, std::vector<std::string>{" Mary"});
+        QCOMPARE(s.objective.distractors, std::vector<std::string>{" John"});
+        QVERIFY(s.ablations.empty() && !s.trace && !s.secondPrompt);
+        QCOMPARE(s.pins.size(), std::size_t(1));
+        // Saved again, it is a version-2 file that reads back the same.
+        const nlohmann::ordered_json j = sessionToJson(s);
+        QCOMPARE(j["version"].get<int>(), 2);
+        QVERIFY(sessionFromJson(nlohmann::json::parse(j.dump()), "new") == s);
+        // Without a target, a version-1 file has no objective.
+        const Session none = sessionFromJson(nlohmann::json::parse(R"({"schema":"circuitscope-session","version":1,"target":""})"), "x");
+        QVERIFY(none.objective.targets.empty());
+    }
+
     void missingFieldsTakeDefaults()
     {
         const Session s = sessionFromJson(nlohmann::json::parse(R"({"schema":"circuitscope-session","version":1,"prompt":"hi"})"), "x");
@@ -100,6 +121,16 @@ private Q_SLOTS:
                                   << QStringLiteral("autoencoders.role");
         QTest::newRow("bad view") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":1,\"view\":{\"top_n\":\"many\"}}")
                                   << QStringLiteral("field 'view.top_n' must be an integer");
+        QTest::newRow("bad objective kind") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":2,\"objective\":{\"kind\":\"loss\"}}")
+                                            << QStringLiteral("field 'objective.kind' must be logit_diff");
+        QTest::newRow("targets not strings") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":2,\"objective\":{\"targets\":[1]}}")
+                                             << QStringLiteral("field 'objective.targets' must be a list of strings");
+        QTest::newRow("ablations not a list") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":2,\"ablations\":\"mlp:0:1@0\"}")
+                                              << QStringLiteral("field 'ablations' must be a list");
+        QTest::newRow("trace without node") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":2,\"trace\":{\"through\":\"q\"}}")
+                                            << QStringLiteral("field 'trace.node' must name the traced node");
+        QTest::newRow("second prompt not an object") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":2,\"second_prompt\":\"x\"}")
+                                                     << QStringLiteral("field 'second_prompt' must be an object");
     }
     void badFilesAreClearErrors()
     {

@@ -30,14 +30,6 @@ const SaeRecord& saeRecordFor(const AnalysisInput& in, const NodeRef& node)
     return *rec;
 }
 
-double attentionScale(const Gpt2Config& c, int layer)
-{
-    double scale = c.scaleAttnWeights ? 1.0 / std::sqrt(static_cast<double>(c.dHead())) : 1.0;
-    if (c.scaleAttnByInverseLayerIdx)
-        scale /= static_cast<double>(layer + 1);
-    return scale;
-}
-
 // Value of head h at every key token pushed through W_O[h]: [n, d].
 at::Tensor headValueWrites(const AnalysisInput& in, int layer, int head)
 {
@@ -60,29 +52,39 @@ at::Tensor latentResidualDirection(const AnalysisInput& in, const SaeRecord& rec
 
 } // namespace
 
-NodeRef checkedNode(const AnalysisInput& in, const NodeRef& node)
+void checkNodeIndex(const Gpt2Model& model, const SaeSet& saes, NodeKind kind, int layer, int index, const std::string& name)
 {
-    const Gpt2Config& c = in.model.config;
-    const NodeRef r = node.resolved(in.record.tokenCount());
-    auto bad = [&](const std::string& why) { throw InputError("node '" + node.name() + "': " + why); };
-    if (r.kind == NodeKind::Embedding)
-        return r;
-    if (r.layer < 0 || r.layer >= c.nLayer)
-        bad("layer " + std::to_string(r.layer) + " does not exist (the model has " + std::to_string(c.nLayer) + " layers)");
+    const Gpt2Config& c = model.config;
+    auto bad = [&](const std::string& why) { throw InputError("node '" + name + "': " + why); };
+    if (kind == NodeKind::Embedding)
+        return;
+    if (layer < 0 || layer >= c.nLayer)
+        bad("layer " + std::to_string(layer) + " does not exist (the model has " + std::to_string(c.nLayer) + " layers)");
     std::int64_t count = 0;
-    switch (r.kind) {
+    switch (kind) {
     case NodeKind::MlpNeuron: count = c.dMlp; break;
     case NodeKind::AttnHead: count = c.nHead; break;
     default: {
-        const BoundSae* b = in.saes.find(nodeKindName(r.kind), r.layer);
+        const BoundSae* b = saes.find(nodeKindName(kind), layer);
         if (!b)
-            bad(std::string("no ") + nodeKindName(r.kind) + " autoencoder is loaded for layer " + std::to_string(r.layer));
+            bad(std::string("no ") + nodeKindName(kind) + " autoencoder is loaded for layer " + std::to_string(layer));
         count = b->sae->latentCount();
     }
     }
-    if (r.index < 0 || r.index >= count)
-        bad("index " + std::to_string(r.index) + " is out of range (0.." + std::to_string(count - 1) + ")");
+    if (index < 0 || index >= count)
+        bad("index " + std::to_string(index) + " is out of range (0.." + std::to_string(count - 1) + ")");
+}
+
+NodeRef checkedNode(const Gpt2Model& model, const SaeSet& saes, const NodeRef& node, int tokenCount)
+{
+    const NodeRef r = node.resolved(tokenCount);
+    checkNodeIndex(model, saes, r.kind, r.layer, r.index, node.name());
     return r;
+}
+
+NodeRef checkedNode(const AnalysisInput& in, const NodeRef& node)
+{
+    return checkedNode(in.model, in.saes, node, in.record.tokenCount());
 }
 
 double nodeActivation(const AnalysisInput& in, const NodeRef& node)

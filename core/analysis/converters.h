@@ -29,6 +29,10 @@ struct AnalysisInput {
 // Checks that a (resolved) node exists in this model, with these autoencoders, for this prompt.
 // InputError ("node 'mlp:9:1@0': layer 9 does not exist ...") otherwise. Returns the resolved node.
 NodeRef checkedNode(const AnalysisInput& in, const NodeRef& node);
+// The same against a model, its autoencoders and a prompt length, before any record exists.
+NodeRef checkedNode(const Gpt2Model& model, const SaeSet& saes, const NodeRef& node, int tokenCount);
+// Checks layer and index of a node kind (no token): InputError naming `name` otherwise.
+void checkNodeIndex(const Gpt2Model& model, const SaeSet& saes, NodeKind kind, int layer, int index, const std::string& name);
 
 // The node's activation in this context: neuron a[t,f], head P[q,k,h], latent α[t,l], embedding 1.
 double nodeActivation(const AnalysisInput& in, const NodeRef& node);

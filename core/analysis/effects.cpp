@@ -1,5 +1,7 @@
 #include "core/analysis/effects.h"
 
+#include "core/analysis/objective.h"
+
 #include "core/util/errors.h"
 
 #include <torch/csrc/autograd/autograd.h>
@@ -57,30 +59,21 @@ at::Tensor latentDirectionNorms(const Gpt2LayerWeights& lw, const BoundSae& boun
 
 } // namespace
 
-at::Tensor objectiveOf(const Gpt2Model& model, const ActivationRecord& record, const Objective& objective)
+ResolvedObjective logitDifference(int target, std::optional<int> distractor)
 {
-    const Gpt2Config& c = model.config;
-    if (objective.target < 0 || objective.target >= c.vocabSize ||
-        (objective.distractor && (*objective.distractor < 0 || *objective.distractor >= c.vocabSize)))
-        throw InputError("target: token id outside the model's vocabulary");
-    const at::Tensor r = record.layers.back().residOut[record.tokenCount() - 1];
-    const at::Tensor centeredR = r - r.mean();
-    // D9: σ_f is held fixed, so the objective is affine in the final residual.
-    const at::Tensor sigma = (centeredR.pow(2).mean() + c.layerNormEps).sqrt().detach();
-    const at::Tensor ln = centeredR / sigma * model.weights.lnFinalGain + model.weights.lnFinalBias;
-    at::Tensor direction = model.weights.unembedding[objective.target];
-    if (objective.distractor)
-        direction = direction - model.weights.unembedding[*objective.distractor];
-    return at::dot(ln, direction);
+    ResolvedObjective o;
+    o.targets = {target};
+    if (distractor)
+        o.distractors = {*distractor};
+    return o;
 }
 
-Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& objective)
+Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objective)
 {
     const ActivationRecord& rec = in.record;
-    if (objective && !rec.withGrad)
+    if (objective.any() && !rec.withGrad)
         throw std::logic_error("computeEffects with an objective needs a record made with ForwardOptions::withGrad");
     const Gpt2Model& model = in.model;
-    const Gpt2Config& c = model.config;
     // One backward pass for every recorded activation at once. An autoencoder's output may be a tensor
     // that is already an input (mlp_post_act's output is mlpPost): each distinct tensor is listed once.
     std::vector<at::Tensor> inputs;
@@ -92,7 +85,10 @@ Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& 
         inputs.push_back(t);
         return inputs.size() - 1;
     };
-    const std::size_t finalIndex = indexOf(rec.layers.back().residOut);
+    std::optional<ObjectiveScalar> scalar;
+    if (objective.any())
+        scalar = buildObjective(in, objective);
+    const std::size_t residualIndex = indexOf(scalar ? scalar->residual : rec.layers.back().residOut);
     const std::size_t embeddingIndex = indexOf(rec.embeddings);
     std::vector<std::size_t> mlpIndex, probsIndex;
     std::vector<std::vector<std::size_t>> saeIndex;
@@ -105,37 +101,49 @@ Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& 
     }
     std::vector<at::Tensor> grads(inputs.size());
     Effects e;
-    if (objective) {
-        const at::Tensor obj = objectiveOf(model, rec, *objective);
-        grads = torch::autograd::grad({obj}, inputs, {}, /*retain_graph=*/true, /*create_graph=*/false, /*allow_unused=*/true);
+    if (scalar) {
+        grads = torch::autograd::grad({scalar->value}, inputs, {}, /*retain_graph=*/true, /*create_graph=*/false, /*allow_unused=*/true);
         e.hasObjective = true;
-        e.objective = obj.item<double>();
+        e.objective = scalar->value.item<double>();
+        e.objectiveKind = scalar->kind;
+        e.objectiveToken = scalar->token;
+    } else {
+        e.objectiveKind = objective.kind();
+        e.objectiveToken = rec.tokenCount() - 1;
     }
     // Direct and total effects are computed only when there is an objective; `undefinedUnless` keeps
     // them undefined otherwise so nothing shows zeros where there is no value (product.md §3).
     const bool effects = e.hasObjective;
     auto undefinedUnless = [effects](const std::function<at::Tensor()>& f) { return effects ? f() : at::Tensor(); };
+    // A node has a direct effect only if it writes into the residual stream before the objective reads it.
+    auto upstream = [&](NodeKind kind, int layer) {
+        return scalar && residualWritePosition(in.saes, kind, layer) <= scalar->readPosition;
+    };
 
     at::NoGradGuard noGrad;
-    const at::Tensor G = effects ? orZeros(grads[finalIndex], inputs[finalIndex]) : at::Tensor();
-    e.finalResidualGradient = G;
+    const at::Tensor G = effects ? orZeros(grads[residualIndex], inputs[residualIndex]).detach() : at::Tensor();
+    e.residualGradient = G;
     const at::Tensor r0 = rec.embeddings.detach();
     e.embeddingWriteMagnitude = r0.norm(2, -1);
     e.embeddingDirect = undefinedUnless([&] { return (r0 * G).sum(-1); });
     e.embeddingTotal = undefinedUnless([&] { return (r0 * orZeros(grads[embeddingIndex], r0)).sum(-1); });
-    // Rows of G that are not zero (the objective reads the last token only): direct effects elsewhere are 0.
+    // Rows of G that are not zero (a logit objective reads the last token only): direct effects elsewhere are 0.
     const at::Tensor gRows = effects ? G.abs().sum(1).nonzero().squeeze(1) : at::Tensor();
 
+    const Gpt2Config& c = model.config;
     const int H = c.nHead, dh = c.dHead();
     for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
         const LayerRecord& L = rec.layers[layer];
         const Gpt2LayerWeights& lw = model.weights.layers[layer];
+        const int l = static_cast<int>(layer);
         LayerEffects le;
 
         const at::Tensor a = L.mlpPost.detach();
         le.neuronActivation = a;
         le.neuronWriteMagnitude = a * lw.mlpOutWeight.norm(2, -1).unsqueeze(0);
-        le.neuronDirect = undefinedUnless([&] { return a * at::mm(G, lw.mlpOutWeight.t()); });
+        le.neuronDirect = undefinedUnless([&] {
+            return upstream(NodeKind::MlpNeuron, l) ? a * at::mm(G, lw.mlpOutWeight.t()) : at::zeros_like(a);
+        });
         le.neuronTotal = undefinedUnless([&] { return a * orZeros(grads[mlpIndex[layer]], a); });
 
         const at::Tensor P = L.probs.detach(); // [q, k, H]
@@ -143,7 +151,10 @@ Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& 
         const at::Tensor vwo = at::bmm(L.value.detach().permute({1, 0, 2}), lw.attnOutWeight.view({H, dh, c.dModel}));
         le.headActivation = P;
         le.headWriteMagnitude = P * vwo.norm(2, -1).t().unsqueeze(0);
-        le.headDirect = undefinedUnless([&] { return P * at::matmul(G.unsqueeze(0), vwo.transpose(1, 2)).permute({1, 2, 0}); });
+        le.headDirect = undefinedUnless([&] {
+            return upstream(NodeKind::AttnHead, l) ? P * at::matmul(G.unsqueeze(0), vwo.transpose(1, 2)).permute({1, 2, 0})
+                                                   : at::zeros_like(P);
+        });
         le.headTotal = undefinedUnless([&] { return P * orZeros(grads[probsIndex[layer]], P); });
 
         for (std::size_t j = 0; j < L.saes.size(); ++j) {
@@ -151,20 +162,28 @@ Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& 
             const SparseAutoencoder& sae = *s.bound.sae;
             LayerEffects::Latents lat;
             lat.kind = saeKindName(s.bound.location);
+            const NodeKind kind = *nodeKindFromName(lat.kind);
             const at::Tensor alpha = s.latents.detach();
             const at::Tensor scaled = alpha * s.encoding.scale.detach(); // α·s: the latent's weight on D_l
             lat.activation = alpha;
             lat.writeMagnitude = scaled * latentDirectionNorms(lw, s.bound).unsqueeze(0);
-            // ∂objective/∂α_l = s·D_l·∂objective/∂(autoencoder output) (math §3.4, with D2's scale).
+            // ∂objective/∂α_l = s·D_l·∂objective/∂(autoencoder output) (math §3.4, with D2's scale). A
+            // latent written after the residual the objective reads has none; the test matters because an
+            // autoencoder's output is its input tensor itself when nothing of it is ablated, so a trace of a
+            // residual latent would otherwise credit its own autoencoder's latents.
             lat.total = undefinedUnless([&] {
+                if (!upstream(kind, l))
+                    return at::zeros_like(alpha);
                 const at::Tensor gOut = orZeros(grads[saeIndex[layer][j]], s.output);
                 return scaled * at::mm(gOut, sae.decoder.t());
             });
             // Direct effect: α·s·(D_l pushed to the residual)·G, only where G is not zero.
             lat.direct = undefinedUnless([&] {
                 at::Tensor direct = at::zeros_like(alpha);
-                const at::Tensor back = fromResidual(lw, s.bound.location, G.index_select(0, gRows)); // [r, n_in]
-                direct.index_copy_(0, gRows, scaled.index_select(0, gRows) * at::mm(back, sae.decoder.t()));
+                if (upstream(kind, l) && gRows.numel() > 0) {
+                    const at::Tensor back = fromResidual(lw, s.bound.location, G.index_select(0, gRows)); // [r, n_in]
+                    direct.index_copy_(0, gRows, scaled.index_select(0, gRows) * at::mm(back, sae.decoder.t()));
+                }
                 return direct;
             });
             le.latents.push_back(std::move(lat));
@@ -172,6 +191,53 @@ Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& 
         e.layers.push_back(std::move(le));
     }
     return e;
+}
+
+const TokenEffects::Row* TokenEffects::find(std::string_view kind) const
+{
+    for (const auto& r : rows) {
+        if (r.kind == kind)
+            return &r;
+    }
+    return nullptr;
+}
+
+TokenEffects tokenEffects(const Effects& e)
+{
+    TokenEffects out;
+    if (!e.hasObjective)
+        return out;
+    at::NoGradGuard noGrad;
+    auto toVector = [](const at::Tensor& t) {
+        const at::Tensor c = t.to(at::kDouble).contiguous();
+        return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+    };
+    at::Tensor mlp = at::zeros_like(e.embeddingTotal, at::kDouble);
+    at::Tensor from = mlp.clone(), to = mlp.clone();
+    std::vector<std::pair<std::string, at::Tensor>> latents;
+    for (const LayerEffects& le : e.layers) {
+        mlp += le.neuronTotal.to(at::kDouble).sum(1);
+        const at::Tensor heads = le.headTotal.to(at::kDouble).sum(2); // [q, k]
+        from += heads.sum(1);
+        to += heads.sum(0);
+        for (const auto& lat : le.latents) {
+            auto it = std::find_if(latents.begin(), latents.end(), [&](const auto& p) { return p.first == lat.kind; });
+            if (it == latents.end())
+                it = latents.insert(latents.end(), {lat.kind, at::zeros_like(mlp)});
+            it->second += lat.total.to(at::kDouble).sum(1);
+        }
+    }
+    out.rows.push_back({"embedding", toVector(e.embeddingTotal)});
+    out.rows.push_back({"mlp", toVector(mlp)});
+    out.rows.push_back({"attn_from", toVector(from)});
+    out.rows.push_back({"attn_to", toVector(to)});
+    for (const char* kind : {"mlp_sae", "attn_sae", "resid_sae"}) {
+        for (const auto& [k, values] : latents) {
+            if (k == kind)
+                out.rows.push_back({k, toVector(values)});
+        }
+    }
+    return out;
 }
 
 namespace {

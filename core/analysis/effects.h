@@ -1,23 +1,22 @@
 #pragma once
-// Effects on the prediction (math §6.2 with D9). The objective is logit[target] − logit[distractor]
-// at the last token (or logit[target] alone), computed with the final layer norm's σ held fixed.
-// One forward and one backward pass give, for every node of every kind:
+// Effects on an objective (math §6.2 with D9; interventions-math §10). The objective is a logit
+// objective at the last token (σ_f of the final layer norm held fixed) or a traced node's own quantity
+// (objective.h). One forward and one backward pass give, for every node of every kind:
 //   activation       neuron a, head P[q,k,h], latent α, embedding 1
 //   write magnitude  activation × ‖write per unit‖ (signed like the activation)
-//   direct effect    write · G[t], G = ∂objective/∂(final residual) (σ_f detached)
+//   direct effect    write · G[t], G = ∂objective/∂R, R the residual the objective reads (the final
+//                    residual, or the one feeding the traced node); 0 for nodes not upstream of R
 //   total effect     activation × ∂objective/∂activation (estimated total effect, act×grad)
+// Under ablations the record holds the ablated activations and the gradients are those of the ablated
+// network (an ablated entry is a constant: its own gradient is ∂O/∂(the constant), nothing upstream).
 
 #include "core/analysis/converters.h"
+#include "core/analysis/intervention.h"
 
 #include <optional>
 #include <vector>
 
 namespace cs {
-
-struct Objective {
-    int target = 0;
-    std::optional<int> distractor;
-};
 
 // All four metrics for every node, as dense tensors (no autograd attached).
 struct LayerEffects {
@@ -33,18 +32,35 @@ struct LayerEffects {
 struct Effects {
     bool hasObjective = false;             // without one only activation and write magnitude exist
     double objective = 0;
-    at::Tensor finalResidualGradient;      // G, [n, d] (only the last row is nonzero)
+    ObjectiveKind objectiveKind = ObjectiveKind::LogitDiff;
+    int objectiveToken = 0;                // the last token, or the traced node's token
+    at::Tensor residualGradient;           // G = ∂objective/∂R, [n, d] (logit objective: only the last row)
     at::Tensor embeddingWriteMagnitude, embeddingDirect, embeddingTotal;          // [n]
     std::vector<LayerEffects> layers;
 };
 
-// The objective's value on an activation record computed with autograd (σ_f detached).
-at::Tensor objectiveOf(const Gpt2Model& model, const ActivationRecord& record, const Objective& objective);
-
 // Runs the backward pass on a record made with ForwardOptions::withGrad. The record keeps its graph
-// (the backward pass retains it) so it can be used again. Without an objective no backward pass is
-// run (the record may be made without grad) and the direct/total tensors stay undefined.
-Effects computeEffects(const AnalysisInput& in, const std::optional<Objective>& objective);
+// (the backward pass retains it) so it can be used again. Without an objective (objective.any() false)
+// no backward pass is run (the record may be made without grad) and the direct/total tensors stay
+// undefined.
+Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objective);
+
+// logit[target] − logit[distractor] (or logit[target] alone): the objective of the node table.
+ResolvedObjective logitDifference(int target, std::optional<int> distractor = std::nullopt);
+
+// The per-token sums of estimated total effect (product.md §5.1 "token_effects"): the embedding of
+// token t; all neurons at t; all heads' pairs with query t ("attn_from") and with key t ("attn_to");
+// all latents of a kind at t. Kinds without nodes in the run are absent. Empty without an objective.
+struct TokenEffects {
+    struct Row {
+        std::string kind; // "embedding", "mlp", "attn_from", "attn_to", "mlp_sae", "attn_sae", "resid_sae"
+        std::vector<double> values; // [n]
+        bool operator==(const Row&) const = default;
+    };
+    std::vector<Row> rows;
+    const Row* find(std::string_view kind) const;
+};
+TokenEffects tokenEffects(const Effects& effects);
 
 struct NodeMetrics {
     NodeRef node;

@@ -75,29 +75,42 @@ bool isSaeLatent(NodeKind kind)
     return kind == NodeKind::MlpSaeLatent || kind == NodeKind::AttnSaeLatent || kind == NodeKind::ResidSaeLatent;
 }
 
+NodeHead parseNodeHead(std::string_view head, std::string_view full)
+{
+    const auto parts = split(head, ':');
+    const auto kind = nodeKindFromName(parts[0]);
+    if (!kind)
+        bad(full, "unknown kind '" + std::string(parts[0]) + "' (mlp, attn, mlp_sae, attn_sae, resid_sae, emb)");
+    NodeHead h;
+    h.kind = *kind;
+    if (h.kind == NodeKind::Embedding) {
+        if (parts.size() != 1)
+            bad(full, "an embedding node has no layer or index: emb@<token>");
+        return h;
+    }
+    if (parts.size() != 3)
+        bad(full, "expected <kind>:<layer>:<index>@<token>");
+    h.layer = parseInt(full, parts[1], "layer", false);
+    h.index = parseInt(full, parts[2], "index", false);
+    return h;
+}
+
+int parseTokenIndex(std::string_view text, std::string_view full, const char* what)
+{
+    return parseInt(full, text, what, true);
+}
+
 NodeRef NodeRef::parse(std::string_view name)
 {
     const auto at = name.find('@');
     if (at == std::string_view::npos)
         bad(name, "missing '@token' (e.g. mlp:5:123@7, attn:5:3@7,2, emb@3)");
-    const std::string_view head = name.substr(0, at);
+    const NodeHead head = parseNodeHead(name.substr(0, at), name);
     const std::string_view tokens = name.substr(at + 1);
-    const auto parts = split(head, ':');
-    const auto kind = nodeKindFromName(parts[0]);
-    if (!kind)
-        bad(name, "unknown kind '" + std::string(parts[0]) + "' (mlp, attn, mlp_sae, attn_sae, resid_sae, emb)");
-
     NodeRef node;
-    node.kind = *kind;
-    if (node.kind == NodeKind::Embedding) {
-        if (parts.size() != 1)
-            bad(name, "an embedding node has no layer or index: emb@<token>");
-    } else {
-        if (parts.size() != 3)
-            bad(name, "expected <kind>:<layer>:<index>@<token>");
-        node.layer = parseInt(name, parts[1], "layer", false);
-        node.index = parseInt(name, parts[2], "index", false);
-    }
+    node.kind = head.kind;
+    node.layer = head.layer;
+    node.index = head.index;
     const auto tokenParts = split(tokens, ',');
     if (node.kind == NodeKind::AttnHead) {
         if (tokenParts.size() != 2)

@@ -24,6 +24,17 @@ const char* nodeKindName(NodeKind kind);
 std::optional<NodeKind> nodeKindFromName(std::string_view name);
 bool isSaeLatent(NodeKind kind);
 
+// The "<kind>:<layer>:<index>" part of a node name (just "emb" for embeddings). `full` is the whole
+// name as the user wrote it, quoted in the InputError ("node 'mlp:x:1@2': layer 'x' is not an integer").
+struct NodeHead {
+    NodeKind kind = NodeKind::MlpNeuron;
+    int layer = 0;
+    int index = 0;
+};
+NodeHead parseNodeHead(std::string_view head, std::string_view full);
+// A token index (negative counts from the end), `what` naming it in the error.
+int parseTokenIndex(std::string_view text, std::string_view full, const char* what);
+
 struct NodeRef {
     NodeKind kind = NodeKind::MlpNeuron;
     int layer = 0;     // unused for embeddings

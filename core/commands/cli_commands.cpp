@@ -1,7 +1,6 @@
 #include "core/commands/cli_commands.h"
 
 #include "core/analysis/converters.h"
-#include "core/analysis/effects.h"
 #include "core/model/forward.h"
 #include "core/util/errors.h"
 #include "core/util/runtime.h"
@@ -41,30 +40,6 @@ nlohmann::json tokenizeJson(const Gpt2Model& model, std::string_view text)
     return {{"ids", ids}, {"tokens", tokens}};
 }
 
-nlohmann::json forwardJson(const Gpt2Model& model, std::string_view prompt, int topK, OverlongPrompt policy,
-                           std::vector<std::string>* warnings)
-{
-    if (topK < 1)
-        throw InputError("--top: must be at least 1");
-    const PromptTokens p = tokenizePrompt(model, prompt, policy);
-    if (warnings)
-        warnings->insert(warnings->end(), p.warnings.begin(), p.warnings.end());
-    const ActivationRecord rec = runForward(model, p.ids);
-    const at::Tensor last = rec.logits[rec.tokenCount() - 1];
-    const at::Tensor probs = at::softmax(last.to(at::kDouble), 0);
-    const auto k = std::min<std::int64_t>(topK, last.size(0));
-    const auto [values, indices] = last.topk(k);
-    nlohmann::json next = nlohmann::json::array();
-    for (std::int64_t i = 0; i < k; ++i) {
-        const int id = static_cast<int>(indices[i].item<std::int64_t>());
-        next.push_back({{"id", id},
-                        {"token", model.tokenizer->tokenString(id)},
-                        {"logit", values[i].item<float>()},
-                        {"prob", probs[id].item<double>()}});
-    }
-    return {{"ids", p.ids}, {"tokens", p.tokens}, {"next_tokens", next}};
-}
-
 SaeSet loadSaeFlags(const Gpt2Model& model, const SaeFlags& flags)
 {
     SaeSet set;
@@ -96,38 +71,124 @@ std::vector<float> vectorOf(const at::Tensor& t)
     return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 
-std::optional<Objective> objectiveFor(const Gpt2Model& model, const std::optional<std::string>& target,
-                                      const std::optional<std::string>& distractor)
+nlohmann::json nextTokenJson(const NextToken& t)
 {
-    if (!target) {
-        if (distractor)
-            throw InputError("--distractor: needs a --target");
-        return std::nullopt;
+    return {{"id", t.id}, {"token", t.token}, {"logit", t.logit}, {"prob", t.prob}};
+}
+
+nlohmann::json nextTokenList(const std::vector<NextToken>& list)
+{
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& t : list)
+        out.push_back(nextTokenJson(t));
+    return out;
+}
+
+nlohmann::json metricsJson(const NodeMetrics& m, bool effects)
+{
+    nlohmann::json j = {{"activation", m.activation}, {"write_magnitude", m.writeMagnitude}};
+    j["direct_effect"] = effects ? nlohmann::json(m.directEffect) : nlohmann::json(nullptr);
+    j["total_effect"] = effects ? nlohmann::json(m.totalEffect) : nlohmann::json(nullptr);
+    return j;
+}
+
+nlohmann::json optionalMetrics(const std::optional<NodeMetrics>& m, bool effects)
+{
+    return m ? metricsJson(*m, effects) : nlohmann::json(nullptr);
+}
+
+void collectWarnings(const Analysis& a, std::vector<std::string>* warnings)
+{
+    if (!warnings)
+        return;
+    warnings->insert(warnings->end(), a.left.tokens.warnings.begin(), a.left.tokens.warnings.end());
+    if (a.right) {
+        for (const auto& w : a.right->tokens.warnings)
+            warnings->push_back("second " + w);
     }
-    Objective o;
-    o.target = singleTokenId(model, *target, "target");
-    if (distractor)
-        o.distractor = singleTokenId(model, *distractor, "distractor");
-    return o;
+}
+
+// A V trace onto a downstream neuron or latent at another token than the head's query is exactly zero
+// (only the query's row of the downstream gradient enters): say so rather than print zeros silently.
+void warnAboutEmptyTrace(const PromptAnalysis& p, std::vector<std::string>* warnings)
+{
+    const auto& t = p.objective.trace;
+    if (!warnings || !t || !t->downstream || t->downstream->kind == NodeKind::AttnHead)
+        return;
+    if (t->downstream->token != t->node.token)
+        warnings->push_back("--downstream '" + t->downstream->name() + "' reads token " + std::to_string(t->downstream->token) +
+                            " while the head writes at token " + std::to_string(t->node.token) + ": the value trace is 0");
+}
+
+// The single-prompt `nodes` document of one side.
+nlohmann::json promptNodesJson(const Gpt2Model& model, const SaeSet& saes, const PromptAnalysis& p, int topK)
+{
+    const PromptRun& run = p.run;
+    const bool effects = run.effects.hasObjective;
+    nlohmann::json j;
+    j["objective"] = effects ? nlohmann::json(run.effects.objective) : nlohmann::json(nullptr);
+    j["objective_kind"] = objectiveKindName(run.effects.objectiveKind);
+    j["ids"] = p.tokens.ids;
+    j["tokens"] = p.tokens.tokens;
+    const AnalysisInput in{model, saes, run.record};
+    nlohmann::json nodes = nlohmann::json::array();
+    for (const NodeMetrics& m : topNodes(in, run.effects, topK)) {
+        nlohmann::json row = {{"node", m.node.name()}};
+        row.update(metricsJson(m, effects));
+        if (p.baseline)
+            row["baseline"] = metricsJson(metricsOf({model, saes, p.baseline->record}, p.baseline->effects, m.node), effects);
+        nodes.push_back(row);
+    }
+    j["nodes"] = nodes;
+    j["logits"] = {{"token", run.next.token},
+                   {"top", nextTokenList(run.next.top)},
+                   {"bottom", nextTokenList(run.next.bottom)},
+                   {"target", nextTokenList(run.next.targets)},
+                   {"distractor", nextTokenList(run.next.distractors)}};
+    nlohmann::json tokenEffectsJson = nlohmann::json::object();
+    for (const auto& row : run.tokenEffects.rows)
+        tokenEffectsJson[row.kind] = row.values;
+    j["token_effects"] = tokenEffectsJson;
+    if (p.baseline)
+        j["baseline"] = {{"objective", p.baseline->effects.hasObjective ? nlohmann::json(p.baseline->effects.objective) : nlohmann::json(nullptr)}};
+    return j;
 }
 
 } // namespace
+
+nlohmann::json forwardJson(const Gpt2Model& model, const AnalysisQuery& query, const SaeFlags& saeFlags, int topK,
+                           std::vector<std::string>* warnings)
+{
+    if (topK < 1)
+        throw InputError("--top: must be at least 1");
+    AnalysisQuery q;
+    q.prompt = query.prompt;
+    q.ablations = query.ablations;
+    q.overlong = query.overlong;
+    q.logitsTopK = topK;
+    const SaeSet saes = loadSaeFlags(model, saeFlags);
+    const Analysis a = analyzePrompt(model, saes, q);
+    collectWarnings(a, warnings);
+    nlohmann::json out = {{"ids", a.left.tokens.ids}, {"tokens", a.left.tokens.tokens}, {"next_tokens", nextTokenList(a.left.run.next.top)}};
+    out["ablations"] = a.ablations;
+    if (a.left.baseline)
+        out["baseline_next_tokens"] = nextTokenList(a.left.baseline->next.top);
+    return out;
+}
 
 nlohmann::json nodeJson(const Gpt2Model& model, const NodeQuery& q, std::vector<std::string>* warnings)
 {
     if (q.topK < 1)
         throw InputError("--top: must be at least 1");
     const NodeRef parsed = NodeRef::parse(q.node);
+    if (q.analysis.second)
+        throw InputError("--prompt2: only the nodes command compares two prompts");
     const SaeSet saes = loadSaeFlags(model, q.saes);
-    const std::optional<Objective> objective = objectiveFor(model, q.target, q.distractor);
-    const PromptTokens p = tokenizePrompt(model, q.prompt, q.overlong);
-    if (warnings)
-        warnings->insert(warnings->end(), p.warnings.begin(), p.warnings.end());
-    ForwardOptions fo;
-    fo.saes = &saes;
-    fo.withGrad = objective.has_value();
-    const ActivationRecord rec = runForward(model, p.ids, fo);
-    const AnalysisInput in{model, saes, rec};
+    const Analysis a = analyzePrompt(model, saes, q.analysis);
+    collectWarnings(a, warnings);
+    warnAboutEmptyTrace(a.left, warnings);
+    const PromptAnalysis& p = a.left;
+    const AnalysisInput in{model, saes, p.run.record};
     const NodeRef node = checkedNode(in, parsed);
 
     nlohmann::json out;
@@ -150,7 +211,7 @@ nlohmann::json nodeJson(const Gpt2Model& model, const NodeQuery& q, std::vector<
             nlohmann::json list = nlohmann::json::array();
             const std::vector<float> values = vectorOf(*attribution);
             for (std::size_t k = 0; k < values.size(); ++k)
-                list.push_back({{"k", k}, {"token", p.tokens[k]}, {"value", values[k]}});
+                list.push_back({{"k", k}, {"token", p.tokens.tokens[k]}, {"value", values[k]}});
             out["pair_attribution"] = list;
         }
     }
@@ -163,43 +224,63 @@ nlohmann::json nodeJson(const Gpt2Model& model, const NodeQuery& q, std::vector<
             out["residual_read"] = reads.read ? nlohmann::json(vectorOf(*reads.read)) : nlohmann::json(nullptr);
         }
     }
-    if (objective) {
-        const Effects effects = computeEffects(in, *objective);
-        const NodeMetrics m = metricsOf(in, effects, node);
+    out["ablations"] = a.ablations;
+    if (p.run.effects.hasObjective) {
+        const NodeMetrics m = metricsOf(in, p.run.effects, node);
         out["direct_effect"] = m.directEffect;
         out["total_effect"] = m.totalEffect;
         out["write_magnitude"] = m.writeMagnitude;
-        out["objective"] = effects.objective;
+        out["objective"] = p.run.effects.objective;
+        out["objective_kind"] = objectiveKindName(p.run.effects.objectiveKind);
+    }
+    if (p.baseline) {
+        const NodeMetrics m = metricsOf({model, saes, p.baseline->record}, p.baseline->effects, node);
+        nlohmann::json b = metricsJson(m, p.baseline->effects.hasObjective);
+        b["objective"] = p.baseline->effects.hasObjective ? nlohmann::json(p.baseline->effects.objective) : nlohmann::json(nullptr);
+        out["baseline"] = b;
     }
     return out;
 }
 
-nlohmann::json nodesJson(const Gpt2Model& model, const std::string& prompt, const std::string& target,
-                         const std::optional<std::string>& distractor, const SaeFlags& saeFlags, int topK,
-                         OverlongPrompt overlong, std::vector<std::string>* warnings)
+nlohmann::json nodesJson(const Gpt2Model& model, const NodesQuery& q, std::vector<std::string>* warnings)
 {
-    if (topK < 1)
+    if (q.topK < 1)
         throw InputError("--top: must be at least 1");
-    const SaeSet saes = loadSaeFlags(model, saeFlags);
-    const Objective objective = *objectiveFor(model, target, distractor);
-    const PromptTokens p = tokenizePrompt(model, prompt, overlong);
-    if (warnings)
-        warnings->insert(warnings->end(), p.warnings.begin(), p.warnings.end());
-    ForwardOptions fo;
-    fo.saes = &saes;
-    fo.withGrad = true;
-    const ActivationRecord rec = runForward(model, p.ids, fo);
-    const AnalysisInput in{model, saes, rec};
-    const Effects effects = computeEffects(in, objective);
-    nlohmann::json nodes = nlohmann::json::array();
-    for (const NodeMetrics& m : topNodes(in, effects, topK)) {
-        nodes.push_back({{"node", m.node.name()},
-                         {"activation", m.activation},
-                         {"write_magnitude", m.writeMagnitude},
-                         {"direct_effect", m.directEffect},
-                         {"total_effect", m.totalEffect}});
+    if (q.analysis.objective.targets.empty() && !q.analysis.trace)
+        throw InputError("missing --target (or --trace NODE): the node table ranks nodes by their effect on an objective");
+    const SaeSet saes = loadSaeFlags(model, q.saes);
+    AnalysisQuery query = q.analysis;
+    query.logitsTopK = q.topK;
+    const Analysis a = analyzePrompt(model, saes, query);
+    collectWarnings(a, warnings);
+    warnAboutEmptyTrace(a.left, warnings);
+    if (!a.right) {
+        nlohmann::json out = promptNodesJson(model, saes, a.left, q.topK);
+        out["ablations"] = a.ablations;
+        return out;
     }
-    return {{"objective", effects.objective}, {"ids", p.ids}, {"tokens", p.tokens}, {"nodes", nodes}};
+    nlohmann::json out;
+    out["left"] = promptNodesJson(model, saes, a.left, q.topK);
+    out["right"] = promptNodesJson(model, saes, *a.right, q.topK);
+    const bool leftEffects = a.left.run.effects.hasObjective, rightEffects = a.right->run.effects.hasObjective;
+    nlohmann::json nodes = nlohmann::json::array();
+    for (const NodeTableRow& row : nodeTable(model, saes, a, q.topK)) {
+        nlohmann::json diff = nullptr;
+        if (row.left && row.right) {
+            const auto d = [](double r, double l) { return r - l; };
+            diff = {{"activation", d(row.right->activation, row.left->activation)},
+                    {"write_magnitude", d(row.right->writeMagnitude, row.left->writeMagnitude)},
+                    {"direct_effect", d(row.right->directEffect, row.left->directEffect)},
+                    {"total_effect", d(row.right->totalEffect, row.left->totalEffect)}};
+        }
+        nodes.push_back({{"node", row.node.name()},
+                         {"left", optionalMetrics(row.left, leftEffects)},
+                         {"right", optionalMetrics(row.right, rightEffects)},
+                         {"diff", diff}});
+    }
+    out["nodes"] = nodes;
+    out["ablations"] = a.ablations;
+    return out;
 }
 
 } // namespace cs

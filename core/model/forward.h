@@ -19,7 +19,9 @@
 //   ActivationRecord::lnFinalSigma  resid.ln_f.scale                                      [n]
 //   ActivationRecord::logits  logits                                                      [n, V]
 // With autoencoders, each recorded location holds the autoencoder's output (numerically equal to its
-// input), and LayerRecord::saes holds the latents.
+// input unless one of its latents is ablated), and LayerRecord::saes holds the latents. `mlpPost` is
+// the autoencoder's input (the neurons' own activations, as TDB records them before its SAE hook).
+// With ablations (ForwardOptions::ablations) the record holds the ablated values.
 // Pair-level tensors (n×n×H×d_head per layer) are deliberately not kept; the analysis computes them
 // for one requested node from `probs`, `value` and the weights.
 
@@ -33,6 +35,35 @@
 #include <vector>
 
 namespace cs {
+
+// Activations overwritten by constants during the pass (interventions-math §10.2): each entry's value
+// replaces the activation, and nothing flows back through it. Indices are resolved and checked by the
+// caller (core/analysis/intervention.h builds these from node names); runForward re-checks the ranges.
+struct ActivationAblation {
+    std::int64_t token = 0;  // the token (query token for attention probabilities)
+    std::int64_t index = 0;  // neuron, head or latent
+    std::int64_t key = 0;    // attention probabilities only: the key token (≤ token)
+    float value = 0;
+    bool operator==(const ActivationAblation&) const = default;
+};
+
+struct LayerAblations {
+    std::vector<ActivationAblation> neurons;     // MLP post-activation a[token, index]
+    std::vector<ActivationAblation> probs;       // P[token, key, index]
+    // Latents α[token, index] of the layer's autoencoder of each node kind. The autoencoder's error
+    // term is kept: what flows on is x + Σ (v − α(x))·s·D, differentiable through α(x) and s(x).
+    std::vector<ActivationAblation> mlpLatents, attnLatents, residLatents;
+    bool empty() const
+    {
+        return neurons.empty() && probs.empty() && mlpLatents.empty() && attnLatents.empty() && residLatents.empty();
+    }
+};
+
+struct ForwardAblations {
+    std::vector<LayerAblations> layers; // indexed by layer; shorter than n_layer means none further on
+    bool empty() const;
+    const LayerAblations* at(int layer) const;
+};
 
 // An autoencoder run inside the forward pass (math §3.4): its output decode(α) + (x − decode(α′)) equals
 // x, so the model's outputs are unchanged, and ∂L/∂α_l = s·D_l·∂L/∂x.
@@ -59,6 +90,7 @@ struct LayerRecord {
 
 struct ActivationRecord {
     std::vector<int> ids;
+    ForwardAblations ablations;     // what was overwritten during the pass (empty: nothing)
     at::Tensor embeddings;          // r0 = E[tok] + Π[pos], [n, d]
     std::vector<LayerRecord> layers;
     at::Tensor lnFinalSigma;        // [n]
@@ -88,6 +120,8 @@ struct ForwardOptions {
     // output is x itself and latent gradients are D·∂L/∂x, computed only when asked (math §3.4 shows
     // the two are equal; tests check it), which saves two decodes and the encoder's backward pass.
     bool exactSaeGraph = false;
+    // Activations to overwrite (none when null or empty); the record then holds the ablated values.
+    const ForwardAblations* ablations = nullptr;
 };
 
 // Runs the model on token ids (1 ≤ n ≤ n_ctx, each id < vocab_size; std::invalid_argument otherwise —
@@ -99,6 +133,15 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
 at::Tensor layerNorm(const at::Tensor& x, const at::Tensor& gain, const at::Tensor& bias, double eps, at::Tensor* sigma);
 
 at::Tensor mlpActivation(const at::Tensor& preActivation, MlpActivation kind);
+
+// The factor on Q·K in the attention scores of `layer` (1/sqrt(d_head), and 1/(layer+1) when configured).
+double attentionScale(const Gpt2Config& config, int layer);
+
+// `t` ([n, width]) with the ablated entries (token, index) replaced by their values, as the forward pass
+// does: where(mask, values, t), so nothing flows back through them. Probabilities: [q, k, head] with
+// entries (token = q, key, index = head).
+at::Tensor withAblatedEntries(const at::Tensor& t, const std::vector<ActivationAblation>& ablations);
+at::Tensor withAblatedProbs(const at::Tensor& probs, const std::vector<ActivationAblation>& ablations);
 // Its derivative, elementwise (math §1.3 gives the tanh form).
 at::Tensor mlpActivationDerivative(const at::Tensor& preActivation, MlpActivation kind);
 

@@ -16,8 +16,20 @@ nlohmann::ordered_json sessionToJson(const Session& s)
     for (const auto& a : s.autoencoders)
         j["autoencoders"].push_back({{"role", a.role}, {"spec", a.spec}});
     j["prompt"] = s.prompt;
-    j["target"] = s.target;
-    j["distractor"] = s.distractor;
+    j["objective"] = {{"kind", s.objective.kind}, {"targets", s.objective.targets}, {"distractors", s.objective.distractors}};
+    j["ablations"] = s.ablations;
+    const auto orNull = [](const std::string& v) { return v.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(v); };
+    j["trace"] = nullptr;
+    if (s.trace)
+        j["trace"] = {{"node", s.trace->node},
+                      {"through", orNull(s.trace->through)},
+                      {"downstream", orNull(s.trace->downstream)},
+                      {"downstream_through", orNull(s.trace->downstreamThrough)}};
+    j["second_prompt"] = nullptr;
+    if (s.secondPrompt)
+        j["second_prompt"] = {{"prompt", s.secondPrompt->prompt},
+                              {"targets", s.secondPrompt->targets},
+                              {"distractors", s.secondPrompt->distractors}};
     j["token_of_interest"] = s.tokenOfInterest;
     j["selected_node"] = s.selectedNode ? nlohmann::ordered_json(*s.selectedNode) : nlohmann::ordered_json(nullptr);
     j["pins"] = nlohmann::ordered_json::array();
@@ -69,14 +81,34 @@ public:
         return obj[key].get<bool>();
     }
 
-    const nlohmann::json& array(const nlohmann::json& obj, const char* key) const
+    const nlohmann::json& array(const nlohmann::json& obj, const char* key, const std::string& path = {}) const
     {
         static const nlohmann::json empty = nlohmann::json::array();
         if (!obj.contains(key) || obj[key].is_null())
             return empty;
         if (!obj[key].is_array())
-            fail(key, "must be a list");
+            fail(path + key, "must be a list");
         return obj[key];
+    }
+
+    std::vector<std::string> strings(const nlohmann::json& obj, const char* key, const std::string& path) const
+    {
+        std::vector<std::string> out;
+        for (const auto& v : array(obj, key, path)) {
+            if (!v.is_string())
+                fail(path + key, "must be a list of strings");
+            out.push_back(v.get<std::string>());
+        }
+        return out;
+    }
+
+    const nlohmann::json* object(const nlohmann::json& obj, const char* key) const
+    {
+        if (!obj.contains(key) || obj[key].is_null())
+            return nullptr;
+        if (!obj[key].is_object())
+            fail(key, "must be an object");
+        return &obj[key];
     }
 
 private:
@@ -113,8 +145,39 @@ Session sessionFromJson(const nlohmann::json& j, const std::filesystem::path& so
         s.autoencoders.push_back(ae);
     }
     s.prompt = r.string(j, "prompt", "");
-    s.target = r.string(j, "target", "");
-    s.distractor = r.string(j, "distractor", "");
+    if (version == 1) {
+        // Version 1: one target and one distractor, no interventions.
+        if (const std::string t = r.string(j, "target", ""); !t.empty())
+            s.objective.targets.push_back(t);
+        if (const std::string d = r.string(j, "distractor", ""); !d.empty())
+            s.objective.distractors.push_back(d);
+    } else {
+        if (const nlohmann::json* o = r.object(j, "objective")) {
+            s.objective.kind = r.string(*o, "kind", "objective.", s.objective.kind);
+            if (s.objective.kind != "logit_diff" && s.objective.kind != "logit_minus_mean" && s.objective.kind != "prob")
+                r.fail("objective.kind", "must be logit_diff, logit_minus_mean or prob");
+            s.objective.targets = r.strings(*o, "targets", "objective.");
+            s.objective.distractors = r.strings(*o, "distractors", "objective.");
+        }
+        s.ablations = r.strings(j, "ablations", "");
+        if (const nlohmann::json* t = r.object(j, "trace")) {
+            Session::Trace trace;
+            trace.node = r.string(*t, "node", "trace.");
+            if (trace.node.empty())
+                r.fail("trace.node", "must name the traced node");
+            trace.through = r.string(*t, "through", "trace.");
+            trace.downstream = r.string(*t, "downstream", "trace.");
+            trace.downstreamThrough = r.string(*t, "downstream_through", "trace.");
+            s.trace = trace;
+        }
+        if (const nlohmann::json* p = r.object(j, "second_prompt")) {
+            Session::SecondPrompt second;
+            second.prompt = r.string(*p, "prompt", "second_prompt.");
+            second.targets = r.strings(*p, "targets", "second_prompt.");
+            second.distractors = r.strings(*p, "distractors", "second_prompt.");
+            s.secondPrompt = second;
+        }
+    }
     s.tokenOfInterest = r.integer(j, "token_of_interest", "", -1);
     if (j.contains("selected_node") && !j["selected_node"].is_null())
         s.selectedNode = r.string(j, "selected_node", "");

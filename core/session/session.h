@@ -1,7 +1,10 @@
 #pragma once
 // A saved investigation (`.circuitscope.json`, product.md §4, issue "Sessions"): model and autoencoder
-// paths, prompt, target, distractor, token of interest, selected node, pinned nodes with notes in order,
-// and view settings, under a schema version. Written atomically and deterministically (same session →
+// paths, prompt, objective (targets, distractors, kind), ablations, trace, second prompt, token of
+// interest, selected node, pinned nodes with notes in order, and view settings, under a schema version.
+// Version 1 files (one target and one distractor, no interventions) still open.
+// Interventions are kept as the text the CLI takes (node names, "q|k|qk|v"); they are checked when the
+// session is applied to a model, like the node names of pins. Written atomically and deterministically (same session →
 // same bytes), so a resave of an unchanged session is byte-identical.
 
 #include <nlohmann/json.hpp>
@@ -14,7 +17,7 @@
 namespace cs {
 
 struct Session {
-    static constexpr int kSchemaVersion = 1;
+    static constexpr int kSchemaVersion = 2;
 
     struct Autoencoder {
         std::string role;   // "mlp", "attn" or "resid"
@@ -35,11 +38,33 @@ struct Session {
         bool operator==(const View&) const = default;
     };
 
+    struct Objective {
+        std::string kind = "logit_diff";    // logit_diff | logit_minus_mean | prob
+        std::vector<std::string> targets;   // token texts, leading spaces kept
+        std::vector<std::string> distractors;
+        bool operator==(const Objective&) const = default;
+    };
+    struct Trace {
+        std::string node;                   // e.g. "mlp:1:5@-1", "attn:2:0@-1,1"
+        std::string through;                // "" (default) | q | k | qk | v
+        std::string downstream;             // "" when none
+        std::string downstreamThrough;      // "" (default) | q | k | qk
+        bool operator==(const Trace&) const = default;
+    };
+    struct SecondPrompt {
+        std::string prompt;
+        std::vector<std::string> targets;   // empty: the first prompt's
+        std::vector<std::string> distractors;
+        bool operator==(const SecondPrompt&) const = default;
+    };
+
     std::string modelPath;
     std::vector<Autoencoder> autoencoders;
     std::string prompt;
-    std::string target;
-    std::string distractor;
+    Objective objective;
+    std::vector<std::string> ablations;     // "NODE=VALUE" as --ablate takes them
+    std::optional<Trace> trace;
+    std::optional<SecondPrompt> secondPrompt;
     int tokenOfInterest = -1;               // -1: the last token
     std::optional<std::string> selectedNode;
     std::vector<Pin> pins;

@@ -91,7 +91,7 @@ std::vector<IoiHeadStats> ioiHeadStats(const Gpt2Model& model, const std::vector
         fo.withGrad = true;
         const ActivationRecord rec = runForward(model, ids, fo);
         const AnalysisInput in{model, noSaes, rec};
-        const Effects effects = computeEffects(in, Objective{tok.encode(p.answer).at(0), tok.encode(p.distractor).at(0)});
+        const Effects effects = computeEffects(in, logitDifference(tok.encode(p.answer).at(0), tok.encode(p.distractor).at(0)));
         at::NoGradGuard noGrad;
         const std::int64_t last = static_cast<std::int64_t>(ids.size()) - 1;
         for (auto& st : stats) {

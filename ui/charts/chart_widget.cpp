@@ -37,8 +37,11 @@ bool fail(QString* error, const QString& message)
 
 QString provenanceSummary(const Provenance& p, const QString& metric)
 {
-    return QStringLiteral("model: ") % p.model % QStringLiteral("; prompt: ") % p.prompt
+    QString summary = QStringLiteral("model: ") % p.model % QStringLiteral("; prompt: ") % p.prompt
         % QStringLiteral("; node: ") % p.node % QStringLiteral("; metric: ") % metric;
+    if (!p.interventions.isEmpty())
+        summary += QStringLiteral("; ") % p.interventions;
+    return summary;
 }
 
 // Title, description and tool in the PDF's XMP packet, so the figure names what it came from.
@@ -292,6 +295,9 @@ QString ChartWidget::subtitleText() const
         const QString name = QFileInfo(QDir::cleanPath(m_provenance.model)).fileName();
         parts << (name.isEmpty() ? m_provenance.model : name);
     }
+    // A figure made under ablations or a trace says so where the reader looks first.
+    if (!m_provenance.interventions.isEmpty())
+        parts << m_provenance.interventions;
     return parts.join(QStringLiteral("   \u00B7   "));
 }
 
@@ -432,6 +438,8 @@ std::string ChartWidget::csv() const
     w.comment("prompt", m_provenance.prompt.toStdString());
     w.comment("node", m_provenance.node.toStdString());
     w.comment("metric", csvMetric().toStdString());
+    if (!m_provenance.interventions.isEmpty())
+        w.comment("interventions", m_provenance.interventions.toStdString());
     w.comment("title", m_title.toStdString());
     writeCsvRows(w);
     return w.text();

@@ -1,8 +1,9 @@
 #include "ui/engine/engine.h"
 #include "ui/engine/node_view.h"
 
+#include "core/analysis/analysis.h"
 #include "core/analysis/converters.h"
-#include "core/analysis/effects.h"
+#include "core/commands/session_query.h"
 #include "core/model/forward.h"
 #include "core/model/prompt.h"
 #include "core/util/errors.h"
@@ -101,10 +102,14 @@ void guarded(Engine* engine, const QString& what, F&& body)
 struct Engine::State {
     std::shared_ptr<const Gpt2Model> model;
     std::shared_ptr<SaeSet> saes = std::make_shared<SaeSet>();
-    std::optional<ActivationRecord> record;
-    std::optional<Effects> effects;
+    // The last run's analysis; node views read its first prompt's (ablated) run.
+    std::optional<Analysis> analysis;
     QStringList tokens;
     QString prompt;
+    QString interventions;
+
+    void forgetRun() { analysis.reset(); }
+    const PromptRun* run() const { return analysis ? &analysis->left.run : nullptr; }
 };
 
 Engine::Engine() : m_state(std::make_unique<State>()) {}
@@ -139,8 +144,7 @@ void Engine::openModel(const QString& dir)
         // A new model invalidates everything computed with the old one, autoencoders included.
         m_state->model = model;
         m_state->saes = std::make_shared<SaeSet>();
-        m_state->record.reset();
-        m_state->effects.reset();
+        m_state->forgetRun();
         const Gpt2Config& c = model->config;
         ModelSummary s;
         s.path = dir;
@@ -169,8 +173,7 @@ void Engine::addSae(int role, const QString& spec)
         auto next = std::make_shared<SaeSet>(*m_state->saes);
         next->add(std::move(bound));
         m_state->saes = next;
-        m_state->record.reset(); // the record no longer has every autoencoder's latents
-        m_state->effects.reset();
+        m_state->forgetRun(); // the record no longer has every autoencoder's latents
         QStringList descriptions;
         for (const auto& b : next->all())
             descriptions << QStringLiteral("L%1 %2 (%3): %4")
@@ -184,8 +187,7 @@ void Engine::addSae(int role, const QString& spec)
 void Engine::clearSaes()
 {
     m_state->saes = std::make_shared<SaeSet>();
-    m_state->record.reset();
-    m_state->effects.reset();
+    m_state->forgetRun();
     Q_EMIT saesChanged({});
 }
 
@@ -255,6 +257,42 @@ GridSnapshot buildGrid(const AnalysisInput& in, const Effects& e, int topN)
 
 } // namespace
 
+namespace {
+
+QString objectiveText(const Gpt2Model& model, const ResolvedObjective& o)
+{
+    auto names = [&](const std::vector<int>& ids) {
+        QStringList out;
+        for (int id : ids)
+            out << displayToken(model.tokenizer->tokenString(id));
+        return out;
+    };
+    if (o.trace) {
+        const QString node = QString::fromStdString(o.trace->node.name());
+        switch (o.kind()) {
+        case ObjectiveKind::AttentionScore:
+            return QStringLiteral("score of %1 through %2").arg(node, QString::fromLatin1(traceThroughName(o.trace->through)));
+        case ObjectiveKind::ValueWrite: return QStringLiteral("value write of %1").arg(node);
+        default: return QStringLiteral("pre-activation of %1").arg(node);
+        }
+    }
+    const QStringList targets = names(o.targets), distractors = names(o.distractors);
+    const auto mean = [](const QStringList& tokens, const QString& what) -> QString {
+        if (tokens.size() == 1)
+            return what % u'(' % tokens.first() % u')';
+        return QStringLiteral("mean ") % what % u'(' % tokens.join(QStringLiteral(", ")) % u')';
+    };
+    switch (o.logitKind) {
+    case ObjectiveKind::LogitMinusMean: return mean(targets, QStringLiteral("logit")) % QStringLiteral(" − mean logit");
+    case ObjectiveKind::Prob: return QStringLiteral("P(") % targets.join(QStringLiteral(" or ")) % u')';
+    default:
+        return distractors.isEmpty() ? mean(targets, QStringLiteral("logit"))
+                                     : mean(targets, QStringLiteral("logit")) % QStringLiteral(" − ") % mean(distractors, QStringLiteral("logit"));
+    }
+}
+
+} // namespace
+
 void Engine::run(const RunRequest& request)
 {
     const auto cancelled = [this, id = request.id] { return id <= m_cancelUpTo.load(); };
@@ -264,30 +302,21 @@ void Engine::run(const RunRequest& request)
         QElapsedTimer timer;
         timer.start();
         const Gpt2Model& model = *m_state->model;
-        std::optional<Objective> objective;
-        if (!request.target.isEmpty()) {
-            objective = Objective{singleTokenId(model, request.target.toStdString(), "target"), std::nullopt};
-            if (!request.distractor.isEmpty())
-                objective->distractor = singleTokenId(model, request.distractor.toStdString(), "distractor");
-        } else if (!request.distractor.isEmpty()) {
-            throw InputError("distractor: needs a target");
-        }
-        const PromptTokens p = tokenizePrompt(model, request.prompt.toStdString(),
-                                              request.truncate ? OverlongPrompt::KeepLast : OverlongPrompt::Refuse);
-        ForwardOptions fo;
-        fo.withGrad = objective.has_value();
-        fo.saes = m_state->saes.get();
-        fo.cancelled = cancelled;
+        AnalysisQuery query = analysisQueryOf(request.prompt.toStdString(), request.objective, request.ablations, request.trace,
+                                              request.secondPrompt);
+        query.overlong = request.truncate ? OverlongPrompt::KeepLast : OverlongPrompt::Refuse;
         if (cancelled())
             throw Cancelled();
-        const int total = model.config.nLayer + 1;
-        fo.progress = [this, total](int done) { Q_EMIT progress(done, total); };
-        ActivationRecord record = runForward(model, p.ids, fo);
+        AnalysisControl control;
+        control.cancelled = cancelled;
+        control.progress = [this](int done, int total) { Q_EMIT progress(done, total); };
+        Analysis analysis = analyzePrompt(model, *m_state->saes, query, control);
         if (cancelled())
             throw Cancelled();
-        const AnalysisInput in{model, *m_state->saes, record};
-        Effects effects = computeEffects(in, objective);
-        Q_EMIT progress(total, total);
+        const PromptAnalysis& left = analysis.left;
+        const PromptTokens& p = left.tokens;
+        const AnalysisInput in{model, *m_state->saes, left.run.record};
+        const Effects& effects = left.run.effects;
 
         RunResult r;
         r.id = request.id;
@@ -297,16 +326,13 @@ void Engine::run(const RunRequest& request)
         r.ids = QVector<int>(p.ids.begin(), p.ids.end());
         r.hasObjective = effects.hasObjective;
         r.objective = effects.objective;
-        if (objective) {
-            r.objectiveText = QStringLiteral("logit(%1)").arg(displayToken(model.tokenizer->tokenString(objective->target)));
-            if (objective->distractor)
-                r.objectiveText += QStringLiteral(" − logit(%1)").arg(displayToken(model.tokenizer->tokenString(*objective->distractor)));
-        }
+        if (left.objective.any())
+            r.objectiveText = objectiveText(model, left.objective);
         for (const auto& w : p.warnings)
             r.warnings << qs(w);
         {
             at::NoGradGuard noGrad;
-            const at::Tensor probs = at::softmax(record.logits[-1].detach().to(at::kDouble), 0);
+            const at::Tensor probs = at::softmax(left.run.record.logits[-1].detach().to(at::kDouble), 0);
             const auto top = probs.topk(10);
             for (int i = 0; i < 10; ++i) {
                 const int id = static_cast<int>(std::get<1>(top)[i].item<std::int64_t>());
@@ -314,13 +340,15 @@ void Engine::run(const RunRequest& request)
             }
         }
         // The node table, with every row's top-3 write tokens from one batched product.
-        const std::vector<NodeMetrics> rows = topNodes(in, effects, request.tableTopK);
+        const std::vector<NodeTableRow> rows = nodeTable(model, *m_state->saes, analysis, request.tableTopK);
         std::vector<at::Tensor> writes;
-        for (const auto& m : rows)
-            writes.push_back(residualWrite(in, m.node));
+        for (const auto& row : rows)
+            writes.push_back(row.left ? residualWrite(in, row.node) : at::zeros({model.config.dModel}));
         const at::Tensor tokenWrites = writes.empty() ? at::Tensor() : tokenWrite(model, at::stack(writes));
         for (std::size_t i = 0; i < rows.size(); ++i) {
-            const NodeMetrics& m = rows[i];
+            if (!rows[i].left)
+                continue; // a node of the second prompt only: the table of this window shows the first prompt
+            const NodeMetrics& m = *rows[i].left;
             NodeRow row;
             row.node = m.node;
             row.name = qs(m.node.name());
@@ -349,12 +377,32 @@ void Engine::run(const RunRequest& request)
         r.seconds = timer.elapsed() / 1000.0;
 
         // Only now, with everything computed, replace the cached state: a failure above keeps the old one.
-        m_state->record = std::move(record);
-        m_state->effects = std::move(effects);
         m_state->tokens = r.tokens;
         m_state->prompt = request.prompt;
+        m_state->interventions = interventionSummary(query);
+        m_state->analysis = std::move(analysis);
         Q_EMIT runFinished(r);
     });
+}
+
+QString interventionSummary(const AnalysisQuery& q)
+{
+    QStringList parts;
+    if (!q.ablations.empty()) {
+        QStringList specs;
+        for (const auto& a : q.ablations)
+            specs << QString::fromStdString(a.spec());
+        parts << QStringLiteral("ablated: ") % specs.join(QStringLiteral(", "));
+    }
+    if (q.trace) {
+        QString t = QStringLiteral("traced: ") % QString::fromStdString(q.trace->node.name());
+        if (q.trace->node.kind == NodeKind::AttnHead)
+            t += QStringLiteral(" through ") % QString::fromLatin1(traceThroughName(q.trace->effectiveThrough()));
+        if (q.trace->downstream)
+            t += QStringLiteral(" onto ") % QString::fromStdString(q.trace->downstream->name());
+        parts << t;
+    }
+    return parts.join(QStringLiteral("; "));
 }
 
 
@@ -370,7 +418,7 @@ NodeView buildNodeView(const AnalysisInput& in, const Effects& effects, const No
     v.name = qs(node.name());
     v.tokens = tokens;
     v.tokenLabel = tokenLabel(tokens, node);
-    v.provenance = {QString::fromStdString(model.directory.filename().string()), prompt, v.name, QString()};
+    v.provenance = {QString::fromStdString(model.directory.filename().string()), prompt, v.name, QString(), QString()};
     const NodeMetrics m = metricsOf(in, effects, node);
     v.metrics.activation = m.activation;
     v.metrics.writeMagnitude = m.writeMagnitude;
@@ -455,26 +503,17 @@ NodeView buildNodeView(const AnalysisInput& in, const Effects& effects, const No
     return v;
 }
 
-NodeView computeNodeView(const Gpt2Model& model, const SaeSet& saes, const std::string& prompt, const NodeRef& node,
-                         const std::optional<std::string>& target, const std::optional<std::string>& distractor, int topK,
-                         OverlongPrompt overlong, std::vector<std::string>* warnings)
+NodeView computeNodeView(const Gpt2Model& model, const SaeSet& saes, const AnalysisQuery& query, const NodeRef& node, int topK,
+                         std::vector<std::string>* warnings)
 {
-    std::optional<Objective> objective;
-    if (target) {
-        objective = Objective{singleTokenId(model, *target, "target"), std::nullopt};
-        if (distractor)
-            objective->distractor = singleTokenId(model, *distractor, "distractor");
-    }
-    const PromptTokens p = tokenizePrompt(model, prompt, overlong);
+    const Analysis a = analyzePrompt(model, saes, query);
+    const PromptAnalysis& p = a.left;
     if (warnings)
-        warnings->insert(warnings->end(), p.warnings.begin(), p.warnings.end());
-    ForwardOptions fo;
-    fo.withGrad = objective.has_value();
-    fo.saes = &saes;
-    const ActivationRecord rec = runForward(model, p.ids, fo);
-    const AnalysisInput in{model, saes, rec};
-    const Effects effects = computeEffects(in, objective);
-    return buildNodeView(in, effects, node, displayTokens(p.tokens), QString::fromStdString(prompt), topK);
+        warnings->insert(warnings->end(), p.tokens.warnings.begin(), p.tokens.warnings.end());
+    const AnalysisInput in{model, saes, p.run.record};
+    NodeView v = buildNodeView(in, p.run.effects, node, displayTokens(p.tokens.tokens), QString::fromStdString(query.prompt), topK);
+    v.provenance.interventions = interventionSummary(query);
+    return v;
 }
 
 void Engine::processInspect()
@@ -487,10 +526,12 @@ void Engine::processInspect()
     if (!request)
         return;
     guarded(this, QStringLiteral("inspect"), [&] {
-        if (!m_state->model || !m_state->record)
+        const PromptRun* run = m_state->run();
+        if (!m_state->model || !run)
             throw InputError("run a prompt first");
-        const AnalysisInput in{*m_state->model, *m_state->saes, *m_state->record};
-        NodeView v = buildNodeView(in, *m_state->effects, request->node, m_state->tokens, m_state->prompt, request->topK);
+        const AnalysisInput in{*m_state->model, *m_state->saes, run->record};
+        NodeView v = buildNodeView(in, run->effects, request->node, m_state->tokens, m_state->prompt, request->topK);
+        v.provenance.interventions = m_state->interventions;
         v.requestId = request->id;
         Q_EMIT nodeReady(v);
     });
@@ -501,11 +542,13 @@ void Engine::computeView(quint64 id, const QString& name, int topK)
     NodeView v;
     QString error;
     try {
-        if (!m_state->model || !m_state->record)
+        const PromptRun* run = m_state->run();
+        if (!m_state->model || !run)
             throw InputError("run a prompt first");
         const NodeRef node = NodeRef::parse(name.toStdString()).resolved(static_cast<int>(m_state->tokens.size()));
-        const AnalysisInput in{*m_state->model, *m_state->saes, *m_state->record};
-        v = buildNodeView(in, *m_state->effects, node, m_state->tokens, m_state->prompt, topK);
+        const AnalysisInput in{*m_state->model, *m_state->saes, run->record};
+        v = buildNodeView(in, run->effects, node, m_state->tokens, m_state->prompt, topK);
+        v.provenance.interventions = m_state->interventions;
         v.requestId = id;
     } catch (const InputError& e) {
         error = QString::fromUtf8(oneLine(e.what()));

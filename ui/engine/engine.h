@@ -10,6 +10,8 @@
 
 #include "ui/engine/engine_types.h"
 
+#include "core/session/session.h"
+
 #include <QObject>
 #include <QThread>
 
@@ -20,11 +22,15 @@
 
 namespace cs::ui {
 
+// What to run, as the text a session holds (core/commands/session_query.h turns it into the core's
+// query on the worker thread, so malformed text fails there with one message like every other input).
 struct RunRequest {
     quint64 id = 0;
     QString prompt;
-    QString target;      // empty: no objective
-    QString distractor;  // empty: target logit alone
+    Session::Objective objective;              // no targets: no objective
+    std::vector<std::string> ablations;        // "NODE=VALUE"
+    std::optional<Session::Trace> trace;
+    std::optional<Session::SecondPrompt> secondPrompt;
     bool truncate = false;
     int tableTopK = 15;
     int gridTopN = 16;

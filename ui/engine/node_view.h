@@ -3,7 +3,7 @@
 // thread) and by `circuitscope-cli figure`, so that headless figures show exactly what the window shows.
 // This header includes the core (libtorch); include it from .cpp files of the engine layer only.
 
-#include "core/analysis/effects.h"
+#include "core/analysis/analysis.h"
 #include "core/model/prompt.h"
 #include "ui/engine/view_types.h"
 
@@ -18,10 +18,13 @@ QStringList displayTokens(const std::vector<std::string>& tokens);
 NodeView buildNodeView(const AnalysisInput& in, const Effects& effects, const NodeRef& node, const QStringList& tokens,
                        const QString& prompt, int topK);
 
-// One-shot, synchronous: tokenize, run (with gradients when there is a target), compute effects and
-// the node's view. InputError for bad input, as everywhere.
-NodeView computeNodeView(const Gpt2Model& model, const SaeSet& saes, const std::string& prompt, const NodeRef& node,
-                         const std::optional<std::string>& target, const std::optional<std::string>& distractor, int topK,
-                         OverlongPrompt overlong, std::vector<std::string>* warnings);
+// One-shot, synchronous: the query's analysis (analyzePrompt) and the node's view in its first prompt.
+// InputError for bad input, as everywhere.
+NodeView computeNodeView(const Gpt2Model& model, const SaeSet& saes, const AnalysisQuery& query, const NodeRef& node, int topK,
+                         std::vector<std::string>* warnings);
+
+// "ablated: mlp:1:5@3=0; traced: attn:2:0@-1,1 through q" — what a figure's title and CSV header say
+// about the interventions it was made under (empty without any).
+QString interventionSummary(const AnalysisQuery& query);
 
 } // namespace cs::ui

@@ -46,6 +46,7 @@ struct Provenance {
     QString prompt;
     QString node;
     QString metric;
+    QString interventions; // "ablated: …; traced: …", empty when the run had none
 };
 
 // The four metrics of math §6.2 for one node; effects are absent without a target.

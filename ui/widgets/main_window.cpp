@@ -590,6 +590,25 @@ const char* const kTabNames[] = {"write", "read", "pairs", "activation"};
 
 } // namespace
 
+Session::Objective MainWindow::objectiveFromFields() const
+{
+    // The fields hold the first target and distractor; the rest come from the restored session.
+    Session::Objective o = m_interventions.objective;
+    const auto replaceFirst = [](std::vector<std::string>& list, const QString& text) {
+        if (text.isEmpty()) {
+            list.clear();
+            return;
+        }
+        if (list.empty())
+            list.push_back(text.toStdString());
+        else
+            list.front() = text.toStdString();
+    };
+    replaceFirst(o.targets, m_target->text());
+    replaceFirst(o.distractors, m_distractor->text());
+    return o;
+}
+
 Session MainWindow::currentSession() const
 {
     Session s;
@@ -597,8 +616,10 @@ Session MainWindow::currentSession() const
     for (const auto& [role, spec] : m_saeSpecs)
         s.autoencoders.push_back({kRoleNames[role], spec.toStdString()});
     s.prompt = m_prompt->text().toStdString();
-    s.target = m_target->text().toStdString();
-    s.distractor = m_distractor->text().toStdString();
+    s.objective = objectiveFromFields();
+    s.ablations = m_interventions.ablations;
+    s.trace = m_interventions.trace;
+    s.secondPrompt = m_interventions.secondPrompt;
     if (m_lastRun && m_grid->tokenOfInterest() != m_lastRun->tokens.size() - 1)
         s.tokenOfInterest = m_grid->tokenOfInterest();
     if (m_selected)
@@ -673,7 +694,10 @@ void MainWindow::continueRestore()
         const int role = a.role == "mlp" ? 0 : a.role == "attn" ? 1 : 2;
         addAutoencoder(role, QString::fromStdString(a.spec));
     }
-    setPrompt(QString::fromStdString(s.prompt), QString::fromStdString(s.target), QString::fromStdString(s.distractor));
+    m_interventions = s;
+    setPrompt(QString::fromStdString(s.prompt),
+              s.objective.targets.empty() ? QString() : QString::fromStdString(s.objective.targets.front()),
+              s.objective.distractors.empty() ? QString() : QString::fromStdString(s.objective.distractors.front()));
     for (int m = 0; m < 4; ++m) {
         if (s.view.metric == kMetricNames[m])
             m_metric->setCurrentIndex(m);
@@ -777,8 +801,10 @@ void MainWindow::run()
     }
     RunRequest r;
     r.prompt = m_prompt->text();
-    r.target = m_target->text();
-    r.distractor = m_distractor->text();
+    r.objective = objectiveFromFields();
+    r.ablations = m_interventions.ablations;
+    r.trace = m_interventions.trace;
+    r.secondPrompt = m_interventions.secondPrompt;
     r.gridTopN = kGridTopNComputed;
     setBusy(true);
     m_engine->run(r);

@@ -57,6 +57,7 @@ public:
     // Sessions (.circuitscope.json): the current state, and restoring one. A session whose model folder
     // is missing asks for its new location (through `modelLocator`, a folder dialog by default).
     Session currentSession() const;
+    Session::Objective objectiveFromFields() const;
     bool saveSession(const QString& path);
     // Opens a session; afterwards "Save" writes back to it. A template (the demo's walkthrough) opens
     // untitled, so that Save asks where instead of overwriting the shipped file.
@@ -163,6 +164,10 @@ private:
     QString m_pendingModelPath;
     QVector<QPair<int, QString>> m_saeSpecs;   // autoencoders as added (role, spec), for sessions
     std::optional<Session> m_restoring;         // a session being restored, step by step
+    // What the window does not edit yet but must not lose: the restored session's objective kind,
+    // targets and distractors beyond the first, ablations, trace and second prompt. They go into every
+    // run and every saved session.
+    Session m_interventions;
     QString m_sessionPath;                      // the file Save writes to (empty: untitled)
     QMenu* m_recentSessionsMenu = nullptr;
     CircuitPanel* m_circuit = nullptr;          // the pins (live state; sessions save them)
