@@ -1,14 +1,18 @@
 // circuitscope-bench-examples: the dataset-examples figures of issue 14, as JSON on stdout.
 //
-//   circuitscope-bench-examples [--tokens N] [--shape-windows W] [--nodes K]
+//   circuitscope-bench-examples [--tokens N] [--ratio-tokens M] [--shape-windows W] [--nodes K]
 //
 // On the bundled demo model (resources/demo) and held-out demo text (the trainer's generator continued
 // past the training documents, written once to $TMPDIR/circuitscope-bench/demo-heldout-*.txt):
 //   - the plain forward pass's token throughput at the index's shape (one n_ctx window per pass),
-//     without and with the demo's 8 autoencoders, over W windows (median of 3 passes over them);
-//   - indexing throughput over N tokens for neurons and heads, and with the 8 autoencoders, as
-//     fractions of the plain forward pass (floors 0.70 and 0.50), and the whole job's wall time
-//     (tokenizing, hashing, the pass, saving; floor: 1 M tokens with the autoencoders ≤ 180 s);
+//     without and with the demo's 8 autoencoders, over W windows (median of 3 passes over them), with
+//     the same resources as the indexer: one thread (one intra-op thread), and two threads running a
+//     window each; and, for reference, one stream with libtorch's default intra-op threads;
+//   - indexing throughput over M tokens for neurons and heads, and with the 8 autoencoders, with one
+//     and with two workers, as fractions of the plain forward pass with the same threads (floors 0.70
+//     and 0.50);
+//   - the CLI's job (one worker, the 8 autoencoders) over N tokens: wall time including tokenizing,
+//     hashing and saving (floor: 1 M tokens ≤ 180 s);
 //   - reopening the saved index (every checksum verified) and opening the Examples tab for K random
 //     nodes (read one block, check it, turn ids into strings, decode the prompts; floor 20 ms).
 
@@ -20,7 +24,9 @@
 #include "core/train/corpus.h"
 #include "core/util/runtime.h"
 
+#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
+#include <omp.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -30,6 +36,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <future>
 #include <random>
 
 namespace fs = std::filesystem;
@@ -76,22 +83,38 @@ cs::SaeSet demoSaes(const cs::Gpt2Model& model, const fs::path& demo)
     return s;
 }
 
-// Tokens per second of runForward over the first `windows` windows (median of 3 passes).
-double forwardTokensPerSecond(const cs::Gpt2Model& model, const cs::SaeSet* saes, const std::vector<int>& tokens, std::int64_t windows)
+// Tokens per second of runForward over the first `windows` windows (median of 3 passes after a
+// warm-up), on `streams` threads taking every streams-th window; intraOp 0 keeps libtorch's default
+// intra-op threads, else each thread uses that many.
+double forwardTokensPerSecond(const cs::Gpt2Model& model, const cs::SaeSet* saes, const std::vector<int>& tokens, std::int64_t windows,
+                              int streams, int intraOp)
 {
-    cs::ForwardOptions fo;
-    fo.saes = saes;
-    c10::NoGradGuard noGrad;
-    std::vector<double> rates;
-    for (int pass = 0; pass < 4; ++pass) {
+    const auto run = [&](int first) {
+        int previous = (at::get_num_threads(), omp_get_max_threads());
+        if (intraOp > 0)
+            omp_set_num_threads(intraOp);
+        cs::ForwardOptions fo;
+        fo.saes = saes;
+        c10::NoGradGuard noGrad;
         std::int64_t count = 0;
-        const double start = now();
-        for (std::int64_t w = 0; w < windows; ++w) {
+        for (std::int64_t w = first; w < windows; w += streams) {
             const cs::WindowSpan s = cs::windowAt(w, static_cast<std::int64_t>(tokens.size()), model.config.nCtx);
             const std::vector<int> ids(tokens.begin() + s.start, tokens.begin() + s.start + s.length);
             const cs::ActivationRecord rec = cs::runForward(model, ids, fo);
             count += s.length;
         }
+        omp_set_num_threads(previous);
+        return count;
+    };
+    std::vector<double> rates;
+    for (int pass = 0; pass < 4; ++pass) {
+        const double start = now();
+        std::vector<std::future<std::int64_t>> others;
+        for (int i = 1; i < streams; ++i)
+            others.push_back(std::async(std::launch::async, run, i));
+        std::int64_t count = run(0);
+        for (auto& f : others)
+            count += f.get();
         if (pass > 0) // the first pass warms up
             rates.push_back(count / (now() - start));
     }
@@ -105,10 +128,12 @@ struct IndexRun {
     fs::path file;
 };
 
-IndexRun index(const cs::Gpt2Model& model, const cs::SaeSet& saes, const fs::path& corpus, std::int64_t tokens, const fs::path& cache)
+IndexRun index(const cs::Gpt2Model& model, const cs::SaeSet& saes, const fs::path& corpus, std::int64_t tokens, const fs::path& cache,
+               int workers)
 {
     fs::remove_all(cache);
     cs::IndexOptions o;
+    o.workers = workers;
     o.cacheDir = cache;
     o.tokenLimit = tokens;
     o.checkpointSeconds = 1e9; // the figure is the pass; checkpoints are measured by the job's total
@@ -132,39 +157,61 @@ nlohmann::ordered_json figure(double value, double floor, bool atLeast)
 
 int main(int argc, char** argv)
 {
-    std::int64_t tokens = 1000000, shapeWindows = 400;
+    std::int64_t tokens = 1000000, ratioTokens = 200000, shapeWindows = 400;
     int nodes = 200;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--tokens"))
             tokens = std::atoll(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--ratio-tokens"))
+            ratioTokens = std::atoll(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--shape-windows"))
             shapeWindows = std::atoll(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--nodes"))
             nodes = std::atoi(argv[i + 1]);
     }
     cs::initializeRuntime();
+    const int cores = at::get_num_threads();
     const fs::path demo = fs::path(CIRCUITSCOPE_SOURCE_DIR) / "resources" / "demo";
     const auto model = cs::loadHfGpt2(demo);
     const cs::SaeSet none, saes = demoSaes(*model, demo);
     // ≈ 57 tokens per document.
-    const fs::path corpus = heldOutCorpus(tokens / 50 + 100);
+    const fs::path corpus = heldOutCorpus(std::max(tokens, ratioTokens) / 50 + 100);
     const double tokenizeStart = now();
     const cs::Corpus c = cs::readCorpus(corpus, *model->tokenizer, tokens);
     const double tokenizeSeconds = now() - tokenizeStart;
     if (c.tokenCount() < tokens)
         std::cerr << "warning: the corpus has only " << c.tokenCount() << " tokens\n";
 
-    const double forwardPlain = forwardTokensPerSecond(*model, nullptr, c.tokens, shapeWindows);
-    const double forwardSaes = forwardTokensPerSecond(*model, &saes, c.tokens, shapeWindows);
-
+    nlohmann::ordered_json forward, indexRate, ratios;
     const char* tmp = std::getenv("TMPDIR");
     const fs::path cacheBase = fs::path(tmp && *tmp ? tmp : "/tmp") / "circuitscope-bench" / "examples-cache";
-    const IndexRun plain = index(*model, none, corpus, tokens, cacheBase / "plain");
-    const IndexRun withSaes = index(*model, saes, corpus, tokens, cacheBase / "saes");
+    for (const bool withSaes : {false, true}) {
+        const char* what = withSaes ? "with_8_autoencoders" : "neurons_and_heads";
+        const cs::SaeSet* set = withSaes ? &saes : nullptr;
+        const double f1 = forwardTokensPerSecond(*model, set, c.tokens, shapeWindows, 1, 1);
+        const double fN = forwardTokensPerSecond(*model, set, c.tokens, shapeWindows, cores, 1);
+        const double fDefault = forwardTokensPerSecond(*model, set, c.tokens, shapeWindows, 1, 0);
+        forward[what] = {{"one_thread", f1}, {std::to_string(cores) + "_threads_a_window_each", fN},
+                         {"one_stream_default_intra_op_threads", fDefault}};
+        const IndexRun i1 = index(*model, withSaes ? saes : none, corpus, ratioTokens, cacheBase / "ratio1", 1);
+        const IndexRun iN = index(*model, withSaes ? saes : none, corpus, ratioTokens, cacheBase / "ratioN", cores);
+        indexRate[what] = {{"one_worker", i1.passTokensPerSecond}, {std::to_string(cores) + "_workers", iN.passTokensPerSecond}};
+        const double floor = withSaes ? 0.50 : 0.70;
+        // The issue's ratio is against the plain forward pass (no autoencoders) for both.
+        const double plain1 = withSaes ? forward["neurons_and_heads"]["one_thread"].get<double>() : f1;
+        const double plainN = withSaes ? forward["neurons_and_heads"][std::to_string(cores) + "_threads_a_window_each"].get<double>() : fN;
+        ratios[what] = {{"one_worker_vs_plain_forward_one_thread", figure(i1.passTokensPerSecond / plain1, floor, true)},
+                        {std::to_string(cores) + "_workers_vs_plain_forward_" + std::to_string(cores) + "_threads", figure(iN.passTokensPerSecond / plainN, floor, true)}};
+        if (withSaes)
+            ratios[what]["one_worker_vs_forward_with_the_autoencoders"] = i1.passTokensPerSecond / f1;
+    }
+
+    // The CLI's job: one worker (its default), the 8 autoencoders, N tokens.
+    const IndexRun job = index(*model, saes, corpus, tokens, cacheBase / "job", 1);
 
     // Reopening the saved index, as the window does when it starts again.
     cs::IndexOptions reopen;
-    reopen.cacheDir = cacheBase / "saes";
+    reopen.cacheDir = cacheBase / "job";
     reopen.tokenLimit = tokens;
     const double reopenStart = now();
     const cs::IndexResult reused = cs::ensureExampleIndex(*model, saes, corpus, reopen);
@@ -175,7 +222,7 @@ int main(int argc, char** argv)
     std::vector<double> openMs;
     const auto& groups = reused.index->groups();
     const double lazyStart = now();
-    const auto lazy = cs::ExampleIndex::open(withSaes.file, cs::ExampleIndex::Verify::Lazy);
+    const auto lazy = cs::ExampleIndex::open(job.file, cs::ExampleIndex::Verify::Lazy);
     const double lazyOpenMs = (now() - lazyStart) * 1000;
     for (int i = 0; i < nodes; ++i) {
         const auto& g = groups[rng() % groups.size()];
@@ -202,28 +249,26 @@ int main(int argc, char** argv)
     const double openMax = *std::max_element(openMs.begin(), openMs.end());
 
     const cs::RuntimeInfo rt = cs::runtimeInfo();
-    const double ratioPlain = plain.passTokensPerSecond / forwardPlain;
-    const double ratioSaes = withSaes.passTokensPerSecond / forwardPlain;
     nlohmann::ordered_json out;
     out["model"] = "resources/demo (4 layers, d 128, n_ctx 64), 8 autoencoders (4 × 1024 MLP, 4 × 256 attention latents)";
     out["threads"] = rt.threads;
     out["blas"] = rt.blas;
     const char* coretype = std::getenv("OPENBLAS_CORETYPE");
     out["openblas_coretype"] = coretype ? coretype : "";
-    out["tokens"] = plain.tokens;
-    out["windows"] = plain.windows;
-    out["nodes"] = {{"neurons_and_heads", groups.empty() ? 0 : model->config.nLayer * (model->config.nHead + model->config.dMlp)},
-                    {"with_autoencoders", groups.back().first + groups.back().count}};
-    out["tokenize_seconds"] = tokenizeSeconds;
-    out["forward_tokens_per_second"] = {{"plain", forwardPlain}, {"with_8_autoencoders", forwardSaes}, {"windows_timed", shapeWindows}};
-    out["index_tokens_per_second"] = {{"neurons_and_heads", plain.passTokensPerSecond}, {"with_8_autoencoders", withSaes.passTokensPerSecond}};
-    out["index_vs_plain_forward"] = {{"neurons_and_heads", figure(ratioPlain, 0.70, true)},
-                                     {"with_8_autoencoders", figure(ratioSaes, 0.50, true)},
-                                     {"with_8_autoencoders_vs_forward_with_them", withSaes.passTokensPerSecond / forwardSaes}};
-    out["index_job_seconds"] = {{"neurons_and_heads", plain.seconds},
-                                {"with_8_autoencoders", figure(withSaes.seconds * 1e6 / std::max<std::int64_t>(1, withSaes.tokens), 180, false)}};
-    out["index_job_seconds"]["with_8_autoencoders"]["note"] = "seconds per 1 M tokens (this run's tokens scaled)";
-    out["index_file_bytes"] = fs::file_size(withSaes.file);
+    out["nodes"] = {{"neurons_and_heads", model->config.nLayer * (model->config.nHead + model->config.dMlp)},
+                    {"with_8_autoencoders", groups.back().first + groups.back().count}};
+    out["ratio_tokens"] = ratioTokens;
+    out["forward_tokens_per_second"] = forward;
+    out["forward_windows_timed"] = shapeWindows;
+    out["index_pass_tokens_per_second"] = indexRate;
+    out["index_vs_plain_forward"] = ratios;
+    out["job"] = {{"tokens", job.tokens},
+                  {"windows", job.windows},
+                  {"workers", 1},
+                  {"tokenize_seconds_alone", tokenizeSeconds},
+                  {"seconds", job.seconds},
+                  {"seconds_per_million_tokens", figure(job.seconds * 1e6 / std::max<std::int64_t>(1, job.tokens), 180, false)},
+                  {"index_file_bytes", fs::file_size(job.file)}};
     out["reopen_seconds"] = {{"value", reopenSeconds}, {"reused", reused.reused}, {"note", "hashes model, autoencoders and corpus; verifies every checksum"}};
     out["examples_tab_ms"] = {{"lazy_open", lazyOpenMs}, {"median", figure(openMedian, 20, false)}, {"max", figure(openMax, 20, false)}, {"nodes", nodes}};
     std::cout << out.dump(2) << '\n';

@@ -2,8 +2,6 @@
 
 #include "core/util/errors.h"
 
-#include <ATen/Parallel.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -42,7 +40,9 @@ IndexOptions cliOptions(std::ostream& log)
     IndexOptions o;
     if (const char* dir = std::getenv("CIRCUITSCOPE_CACHE_DIR"); dir && *dir)
         o.cacheDir = dir;
-    o.workers = at::get_num_threads(); // every core (or $CIRCUITSCOPE_THREADS), a window each
+    // One worker: on the busy 2-core machine two workers (a window each) measured 3× slower than one
+    // (bench/bench_examples.cpp), the join waiting for whichever thread another process held up.
+    o.workers = 1;
     o.message = [&log](const std::string& m) { log << m << '\n'; };
     // One progress line a second at most: enough to watch, few enough for a log file.
     auto last = std::make_shared<std::chrono::steady_clock::time_point>();

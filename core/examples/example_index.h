@@ -177,7 +177,8 @@ struct IndexOptions {
     // Threads that run forward passes, one window each, one intra-op thread each. A window of n_ctx
     // tokens is too small to split across cores (the demo's: 2 ms), and split work stalls whenever
     // another process takes a core (measured: 10× slower on a busy 2-core machine); whole windows per
-    // thread scale instead. The updates stay in window order, so the index does not depend on it.
+    // thread avoid that. The updates stay in window order, so the index does not depend on it. More
+    // than one worker measured slower on a busy 2-core machine (bench/bench_examples.cpp).
     int workers = 1;
 };
 
