@@ -272,11 +272,13 @@ ExamplesView::ExamplesView(QWidget* parent) : QWidget(parent)
     m_normalize = new QCheckBox(tr("Normalize by corpus max"));
     m_normalize->setToolTip(tr("Show the token strip's and the grid's activations divided by each node's largest activation "
                                "over the indexed corpus"));
-    bar->addWidget(m_status, 1);
+    // The status on a line of its own: progress text is long and must not squeeze the buttons.
+    layout->addWidget(m_status);
     bar->addWidget(m_progress);
     bar->addWidget(m_cancel);
     bar->addWidget(m_index);
     bar->addWidget(open);
+    bar->addStretch(1);
     bar->addWidget(m_normalize);
     layout->addLayout(bar);
     m_header = new QLabel;
