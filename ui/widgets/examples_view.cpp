@@ -100,7 +100,10 @@ void ExamplesCanvas::relayout()
         l.example = item++;
         int x = kPad + kValueWidth, lineTop = y;
         for (const QString& t : e.tokens) {
-            const int w = fm.horizontalAdvance(shown(t)) + 8;
+            auto it = m_widths.find(t);
+            if (it == m_widths.end())
+                it = m_widths.insert(t, fm.horizontalAdvance(shown(t)) + 8);
+            const int w = *it;
             if (x + w > width - kPad && x > kPad + kValueWidth) {
                 x = kPad + kValueWidth;
                 y += kChipHeight + kGap;
@@ -155,6 +158,13 @@ QRect ExamplesCanvas::chipRect(int example, int token) const
 void ExamplesCanvas::resizeEvent(QResizeEvent*)
 {
     relayout();
+}
+
+void ExamplesCanvas::changeEvent(QEvent* event)
+{
+    if (event->type() == QEvent::FontChange)
+        m_widths.clear();
+    QWidget::changeEvent(event);
 }
 
 void ExamplesCanvas::paintEvent(QPaintEvent* event)

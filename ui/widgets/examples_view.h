@@ -10,6 +10,7 @@
 #include "ui/engine/engine_types.h"
 #include "ui/engine/examples_controller.h"
 
+#include <QHash>
 #include <QWidget>
 
 #include <functional>
@@ -42,6 +43,7 @@ protected:
     void paintEvent(QPaintEvent* event) override;
     void mousePressEvent(QMouseEvent* event) override;
     void resizeEvent(QResizeEvent* event) override;
+    void changeEvent(QEvent* event) override;
     bool event(QEvent* event) override;
 
 private:
@@ -57,6 +59,7 @@ private:
     ExamplesSnapshot m_snapshot;
     std::vector<const ExampleItem*> m_items;
     QVector<Line> m_lines;
+    QHash<QString, int> m_widths; // chip width per token string (≈ 2,000 chips per node; few distinct)
     int m_height = 0;
 };
 
