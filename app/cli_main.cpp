@@ -263,6 +263,16 @@ private:
         return q;
     }
 
+    // A node name given to `flag`; its error says which flag it came from.
+    static cs::NodeRef nodeOption(const std::string& flag, const std::string& text)
+    {
+        try {
+            return cs::NodeRef::parse(text);
+        } catch (const cs::InputError& e) {
+            throw cs::InputError(flag + ": " + e.what());
+        }
+    }
+
     std::optional<cs::TraceSpec> traceSpec() const
     {
         const auto through = [](const std::string& flag, const std::string& text) {
@@ -280,20 +290,20 @@ private:
             }
             if (!onCommandLine)
                 return std::nullopt;
-            t.node = cs::NodeRef::parse(str(m_parser.value(QStringLiteral("trace"))));
+            t.node = nodeOption("--trace", str(m_parser.value(QStringLiteral("trace"))));
             if (m_parser.isSet(QStringLiteral("through")))
                 t.through = through("--through", str(m_parser.value(QStringLiteral("through"))));
             if (m_parser.isSet(QStringLiteral("downstream")))
-                t.downstream = cs::NodeRef::parse(str(m_parser.value(QStringLiteral("downstream"))));
+                t.downstream = nodeOption("--downstream", str(m_parser.value(QStringLiteral("downstream"))));
             if (m_parser.isSet(QStringLiteral("downstream-through")))
                 t.downstreamThrough = through("--downstream-through", str(m_parser.value(QStringLiteral("downstream-through"))));
         } else {
             const cs::Session::Trace& s = m_session->trace.value();
-            t.node = cs::NodeRef::parse(s.node);
+            t.node = nodeOption("the session's trace", s.node);
             if (!s.through.empty())
                 t.through = through("the session's trace.through", s.through);
             if (!s.downstream.empty())
-                t.downstream = cs::NodeRef::parse(s.downstream);
+                t.downstream = nodeOption("the session's trace.downstream", s.downstream);
             if (!s.downstreamThrough.empty())
                 t.downstreamThrough = through("the session's trace.downstream_through", s.downstreamThrough);
         }

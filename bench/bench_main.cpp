@@ -8,6 +8,7 @@
 // measured for opening it. Every time is the median of R runs after one warm-up run, and the machine's
 // own GEMM rate is measured alongside, so each figure can be read as a ratio.
 
+#include "core/analysis/analysis.h"
 #include "core/analysis/converters.h"
 #include "core/analysis/effects.h"
 #include "core/model/forward.h"
@@ -214,6 +215,54 @@ nlohmann::ordered_json analysisFigures(const cs::Gpt2Model& model, const std::ve
     return out;
 }
 
+// Issue 11's figures: interventions next to the plain Run (logit objective, forward + backward + effects)
+// they are built from. A trace needs one forward and one backward pass, like the plain Run; ablations
+// with their baseline and a two-prompt Run need two of each; each ratio divides by that many plain Runs.
+nlohmann::ordered_json interventionFigures(const cs::Gpt2Model& model, int tokens, int repeats)
+{
+    // A prompt of about `tokens` tokens of ordinary text (the bench model has GPT-2's tokenizer).
+    const char* words[] = {" When", " Mary", " and", " John", " went", " to", " the", " store,", " John", " gave", " a", " drink", " to"};
+    std::string prompt = "Then";
+    for (std::size_t i = 0;; ++i) {
+        const std::string next = prompt + words[i % std::size(words)];
+        if (static_cast<int>(model.tokenizer->encode(next).size()) > tokens)
+            break;
+        prompt = next;
+    }
+    const int n = static_cast<int>(model.tokenizer->encode(prompt).size());
+    const cs::SaeSet noSaes;
+    cs::AnalysisQuery plain;
+    plain.prompt = prompt;
+    plain.objective.targets = {" Mary"};
+    plain.objective.distractors = {" John"};
+    auto run = [&](const cs::AnalysisQuery& q) { (void)cs::analyzePrompt(model, noSaes, q); };
+    const double plainMs = medianMs(repeats, [&] { run(plain); });
+
+    cs::AnalysisQuery ablated = plain;
+    for (const char* a : {"attn:5:1@-1", "mlp:3:100@*", "attn:8:4@-1,2=0.5"})
+        ablated.ablations.push_back(cs::AblationSpec::parse(a));
+    cs::AnalysisQuery neuronTrace = plain;
+    neuronTrace.trace = cs::TraceSpec{cs::NodeRef::parse("mlp:8:100@-1"), std::nullopt, std::nullopt, std::nullopt};
+    cs::AnalysisQuery headTrace = plain;
+    headTrace.trace = cs::TraceSpec{cs::NodeRef::parse("attn:8:4@-1,2"), cs::TraceThrough::QK, std::nullopt, std::nullopt};
+    cs::AnalysisQuery twoPrompts = plain;
+    twoPrompts.second = cs::AnalysisQuery::SecondPrompt{prompt + " Then", {}, {}};
+
+    nlohmann::ordered_json out;
+    out["tokens"] = n;
+    out["plain_run_ms"] = plainMs;
+    out["note"] = "each figure next to the plain Runs it needs (forward + backward + effects each); target ratio <= 1.2";
+    auto scenario = [&](const char* name, const cs::AnalysisQuery& q, int passes) {
+        const double ms = medianMs(repeats, [&] { run(q); });
+        out[name] = {{"ms", ms}, {"passes", passes}, {"floor_ms", passes * plainMs}, {"ratio", ms / (passes * plainMs)}};
+    };
+    scenario("three_ablations_with_baseline", ablated, 2);
+    scenario("trace_neuron", neuronTrace, 1);
+    scenario("trace_head_qk", headTrace, 1);
+    scenario("two_prompts", twoPrompts, 2);
+    return out;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -320,6 +369,7 @@ int main(int argc, char** argv)
                           {"with_grad_plus_backward_ms", fwdBwdMs},
                           {"repeats", repeats}};
         out["analysis"] = analysisFigures(*model, ids, repeats, out["gemm"]["unembed_gflops"].get<double>());
+        out["interventions"] = interventionFigures(*model, tokens, repeats);
         out["peak_rss_mb"] = peakRssMb();
     } catch (const std::exception& e) {
         std::cerr << "circuitscope-bench: " << e.what() << '\n';

@@ -259,6 +259,89 @@ private Q_SLOTS:
         QCOMPARE(nlohmann::json::parse(info.out)["d_mlp"].get<int>(), 32);
     }
 
+    // product.md §5.1: the keys of forward/node/nodes under ablations, traces and two prompts.
+    void interventionsHaveTheContractKeys()
+    {
+        const QString prompt = cs::test::kPrompt;
+        const QStringList base{QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"), prompt, QStringLiteral("--top"), QStringLiteral("4")};
+        // forward: ablated next tokens and the baseline's.
+        auto r = runCli(QStringList{QStringLiteral("forward")} + base + QStringList{QStringLiteral("--ablate"), QStringLiteral("attn:1:0@-1"),
+                                                                                  QStringLiteral("--ablate"), QStringLiteral("mlp:0:91@*=0.5")});
+        QCOMPARE(r.exitCode, 0);
+        auto j = nlohmann::json::parse(r.out);
+        QCOMPARE(j["ablations"].get<std::vector<std::string>>(), (std::vector<std::string>{"attn:1:0@-1=0", "mlp:0:91@*=0.5"}));
+        QCOMPARE(j["next_tokens"].size(), std::size_t(4));
+        QCOMPARE(j["baseline_next_tokens"].size(), std::size_t(4));
+        QVERIFY(j["next_tokens"][0]["logit"] != j["baseline_next_tokens"][0]["logit"]);
+
+        // nodes with ablations and two targets: logits, token effects, baseline objective and rows.
+        const QStringList objective{QStringLiteral("--target"), QStringLiteral(" Mary"), QStringLiteral("--target"), QStringLiteral(" drink"),
+                                    QStringLiteral("--distractor"), QStringLiteral(" John")};
+        r = runCli(QStringList{QStringLiteral("nodes")} + base + objective + QStringList{QStringLiteral("--ablate"), QStringLiteral("attn:1:0@-1")});
+        QCOMPARE(r.exitCode, 0);
+        j = nlohmann::json::parse(r.out);
+        QCOMPARE(j["objective_kind"].get<std::string>(), std::string("logit_diff"));
+        QVERIFY(j["objective"].is_number() && j["baseline"]["objective"].is_number());
+        QVERIFY(j["objective"] != j["baseline"]["objective"]);
+        QCOMPARE(j["logits"]["token"].get<int>(), 13);
+        for (const char* key : {"top", "bottom"})
+            QCOMPARE(j["logits"][key].size(), std::size_t(4));
+        QCOMPARE(j["logits"]["target"].size(), std::size_t(2));
+        QCOMPARE(j["logits"]["distractor"][0]["token"].get<std::string>(), std::string(" John"));
+        for (const char* key : {"embedding", "mlp", "attn_from", "attn_to"})
+            QCOMPARE(j["token_effects"][key].size(), std::size_t(14));
+        QVERIFY(!j["token_effects"].contains("mlp_sae")); // no autoencoders: the key is absent
+        QVERIFY(!j["nodes"].empty());
+        for (const auto& row : j["nodes"])
+            for (const char* key : {"node", "activation", "write_magnitude", "direct_effect", "total_effect", "baseline"})
+                QVERIFY2(row.contains(key), key);
+
+        // A trace: its kind, no target needed, logits at the traced token.
+        r = runCli(QStringList{QStringLiteral("nodes")} + base + QStringList{QStringLiteral("--trace"), QStringLiteral("attn:1:2@9,3"),
+                                                                            QStringLiteral("--through"), QStringLiteral("k")});
+        QCOMPARE(r.exitCode, 0);
+        j = nlohmann::json::parse(r.out);
+        QCOMPARE(j["objective_kind"].get<std::string>(), std::string("attention_score"));
+        QCOMPARE(j["logits"]["token"].get<int>(), 9);
+        r = runCli(QStringList{QStringLiteral("node"), QStringLiteral("--node"), QStringLiteral("mlp:0:91@-1")} + base +
+                   QStringList{QStringLiteral("--trace"), QStringLiteral("mlp:1:7@-1")});
+        QCOMPARE(r.exitCode, 0);
+        j = nlohmann::json::parse(r.out);
+        QCOMPARE(j["objective_kind"].get<std::string>(), std::string("activation"));
+        for (const char* key : {"direct_effect", "total_effect", "write_magnitude", "objective", "ablations"})
+            QVERIFY2(j.contains(key), key);
+
+        // Two prompts of different lengths: left, right and the matched rows.
+        r = runCli(QStringList{QStringLiteral("nodes")} + base + objective +
+                   QStringList{QStringLiteral("--prompt2"), QStringLiteral("When Mary and John went out, John gave it to")});
+        QCOMPARE(r.exitCode, 0);
+        j = nlohmann::json::parse(r.out);
+        QVERIFY(j["left"]["nodes"].is_array() && j["right"]["nodes"].is_array());
+        QVERIFY(j["left"]["tokens"].size() != j["right"]["tokens"].size());
+        bool missing = false;
+        for (const auto& row : j["nodes"]) {
+            for (const char* key : {"node", "left", "right", "diff"})
+                QVERIFY2(row.contains(key), key);
+            if (row["left"].is_null() || row["right"].is_null())
+                missing |= row["diff"].is_null();
+            else
+                QCOMPARE(row["diff"]["total_effect"].get<double>(),
+                         row["right"]["total_effect"].get<double>() - row["left"]["total_effect"].get<double>());
+        }
+        QVERIFY(missing); // the last token of the longer prompt has no match
+
+        // A figure made under ablations says so in its CSV header.
+        QTemporaryDir tmp;
+        const QString csv = tmp.filePath(QStringLiteral("ablated.csv"));
+        r = runCli(QStringList{QStringLiteral("figure"), QStringLiteral("--node"), QStringLiteral("mlp:0:91@-1"), QStringLiteral("--view"),
+                               QStringLiteral("activation"), QStringLiteral("--out"), csv} + base + objective +
+                   QStringList{QStringLiteral("--ablate"), QStringLiteral("attn:1:0@-1")});
+        QCOMPARE(r.exitCode, 0);
+        QFile f(csv);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        QVERIFY(QString::fromUtf8(f.readAll()).contains(QStringLiteral("ablated: attn:1:0@-1=0")));
+    }
+
     void badInputIsOneLineAndExitTwo_data()
     {
         QTest::addColumn<QStringList>("args");
@@ -289,6 +372,42 @@ private Q_SLOTS:
                                                 << QStringLiteral("fits no --attn-sae location");
         QTest::newRow("missing --prompt") << QStringList{QStringLiteral("forward"), QStringLiteral("--model"), model}
                                           << QStringLiteral("missing --prompt");
+        // Every kind of mistake in the intervention options (the core's rules have their own suite).
+        const QStringList nodes{QStringLiteral("nodes"), QStringLiteral("--model"), model, QStringLiteral("--prompt"), cs::test::kPrompt};
+        const auto with = [&](std::initializer_list<const char*> extra) {
+            QStringList a = nodes;
+            for (const char* e : extra)
+                a << QString::fromUtf8(e);
+            return a;
+        };
+        QTest::newRow("nodes without an objective") << with({}) << QStringLiteral("missing --target (or --trace NODE)");
+        QTest::newRow("bad --ablate") << with({"--target", " Mary", "--ablate", "mlp:0:1@x"}) << QStringLiteral("--ablate: node 'mlp:0:1@x': token 'x' is not an integer");
+        QTest::newRow("--ablate out of range") << with({"--target", " Mary", "--ablate", "mlp:0:1@99"}) << QStringLiteral("outside the prompt's 14 tokens");
+        QTest::newRow("--ablate twice, two values") << with({"--target", " Mary", "--ablate", "mlp:0:1@3=1", "--ablate", "mlp:0:1@*=2"})
+                                                    << QStringLiteral("already ablated to another value");
+        QTest::newRow("--objective unknown") << with({"--target", " Mary", "--objective", "loss"}) << QStringLiteral("--objective: 'loss'");
+        QTest::newRow("prob with a distractor") << with({"--target", " Mary", "--distractor", " John", "--objective", "prob"})
+                                                << QStringLiteral("takes no --distractor");
+        QTest::newRow("--through without --trace") << with({"--target", " Mary", "--through", "q"}) << QStringLiteral("--through: needs --trace");
+        QTest::newRow("--through on a neuron") << with({"--trace", "mlp:0:1@-1", "--through", "q"}) << QStringLiteral("only for a traced attention head");
+        QTest::newRow("--through bogus") << with({"--trace", "attn:0:1@-1,2", "--through", "x"}) << QStringLiteral("is not q, k, qk or v");
+        QTest::newRow("--downstream without --through v") << with({"--trace", "attn:0:1@-1,2", "--downstream", "mlp:1:1@-1"})
+                                                          << QStringLiteral("only with --through v");
+        QTest::newRow("--downstream before the head") << with({"--trace", "attn:1:1@-1,2", "--through", "v", "--downstream", "mlp:0:1@-1"})
+                                                      << QStringLiteral("reads the residual stream before");
+        QTest::newRow("--downstream-through without --downstream") << with({"--trace", "attn:0:1@-1,2", "--through", "v", "--target", " Mary",
+                                                                            "--downstream-through", "q"})
+                                                                   << QStringLiteral("needs --downstream");
+        QTest::newRow("--through v without a target") << with({"--trace", "attn:0:1@-1,2", "--through", "v"}) << QStringLiteral("needs a --target");
+        QTest::newRow("--trace of a head without a key") << with({"--trace", "attn:0:1@-1"}) << QStringLiteral("--trace: node 'attn:0:1@-1': an attention head needs a query and a key token");
+        QTest::newRow("--target2 without --prompt2") << with({"--target", " Mary", "--target2", " John"}) << QStringLiteral("--target2: needs --prompt2");
+        QTest::newRow("empty --prompt2") << with({"--target", " Mary", "--prompt2", ""}) << QStringLiteral("second prompt");
+        QTest::newRow("--ablate beyond --prompt2") << with({"--target", " Mary", "--ablate", "mlp:0:1@12", "--prompt2", "Mary went"})
+                                                   << QStringLiteral("outside the second prompt's 2 tokens");
+        QTest::newRow("--prompt2 on node") << QStringList{QStringLiteral("node"), QStringLiteral("--model"), model, QStringLiteral("--prompt"),
+                                                          QStringLiteral("hi there"), QStringLiteral("--node"), QStringLiteral("mlp:0:1@0"),
+                                                          QStringLiteral("--prompt2"), QStringLiteral("hello")}
+                                           << QStringLiteral("only the nodes command compares two prompts");
     }
     void badInputIsOneLineAndExitTwo()
     {

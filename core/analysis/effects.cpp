@@ -193,6 +193,89 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
     return e;
 }
 
+const char* metricKey(Metric metric)
+{
+    switch (metric) {
+    case Metric::Activation: return "activation";
+    case Metric::WriteMagnitude: return "write_magnitude";
+    case Metric::DirectEffect: return "direct_effect";
+    case Metric::TotalEffect: return "total_effect";
+    }
+    return "?";
+}
+
+bool metricNeedsObjective(Metric metric)
+{
+    return metric == Metric::DirectEffect || metric == Metric::TotalEffect;
+}
+
+double NodeMetrics::value(Metric metric) const
+{
+    switch (metric) {
+    case Metric::Activation: return activation;
+    case Metric::WriteMagnitude: return writeMagnitude;
+    case Metric::DirectEffect: return directEffect;
+    case Metric::TotalEffect: return totalEffect;
+    }
+    return 0;
+}
+
+GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
+{
+    at::NoGradGuard noGrad;
+    GridValues g;
+    const int n = in.record.tokenCount();
+    const int nLayers = in.model.config.nLayer, nHeads = in.model.config.nHead;
+    g.rows.resize(kMetricCount);
+    for (int m = 0; m < kMetricCount; ++m) {
+        const auto metric = static_cast<Metric>(m);
+        if (!e.hasObjective && metricNeedsObjective(metric))
+            continue;
+        auto& perToken = g.rows[static_cast<std::size_t>(m)];
+        perToken.assign(static_cast<std::size_t>(n), std::vector<GridLayerValues>(static_cast<std::size_t>(nLayers)));
+        for (int layer = 0; layer < nLayers; ++layer) {
+            const LayerEffects& le = e.layers[static_cast<std::size_t>(layer)];
+            const at::Tensor* heads[] = {&le.headActivation, &le.headWriteMagnitude, &le.headDirect, &le.headTotal};
+            const at::Tensor* neurons[] = {&le.neuronActivation, &le.neuronWriteMagnitude, &le.neuronDirect, &le.neuronTotal};
+            const at::Tensor h = *heads[m];                                    // [q, k, H]
+            const at::Tensor best = h.abs().argmax(1).contiguous();            // [q, H]
+            const at::Tensor value = (metric == Metric::Activation ? h.amax(1) : h.sum(1)).to(at::kDouble).contiguous();
+            const std::int64_t* bp = best.data_ptr<std::int64_t>();
+            const double* vp = value.data_ptr<double>();
+            for (int t = 0; t < n; ++t) {
+                auto& row = perToken[static_cast<std::size_t>(t)][static_cast<std::size_t>(layer)];
+                for (int head = 0; head < nHeads; ++head)
+                    row.heads.push_back({NodeRef{NodeKind::AttnHead, layer, head, t, static_cast<int>(bp[t * nHeads + head])},
+                                         vp[t * nHeads + head]});
+            }
+            auto topCells = [&](const at::Tensor& values, NodeKind kind, std::vector<GridCellValue> GridLayerValues::*member) {
+                const std::int64_t k = std::min<std::int64_t>(topN, values.size(1));
+                if (k <= 0)
+                    return;
+                const at::Tensor idx = std::get<1>(values.abs().topk(k, 1)).contiguous();
+                const at::Tensor picked = values.gather(1, idx).to(at::kDouble).contiguous();
+                const std::int64_t* ip = idx.data_ptr<std::int64_t>();
+                const double* pp = picked.data_ptr<double>();
+                for (int t = 0; t < n; ++t) {
+                    auto& cells = perToken[static_cast<std::size_t>(t)][static_cast<std::size_t>(layer)].*member;
+                    for (std::int64_t j = 0; j < k; ++j)
+                        cells.push_back({NodeRef{kind, layer, static_cast<int>(ip[t * k + j]), t, 0}, pp[t * k + j]});
+                }
+            };
+            topCells(*neurons[m], NodeKind::MlpNeuron, &GridLayerValues::neurons);
+            for (const auto& lat : le.latents) {
+                const at::Tensor* t[] = {&lat.activation, &lat.writeMagnitude, &lat.direct, &lat.total};
+                const NodeKind kind = *nodeKindFromName(lat.kind);
+                topCells(*t[m], kind,
+                         kind == NodeKind::MlpSaeLatent    ? &GridLayerValues::mlpLatents
+                         : kind == NodeKind::AttnSaeLatent ? &GridLayerValues::attnLatents
+                                                           : &GridLayerValues::residLatents);
+            }
+        }
+    }
+    return g;
+}
+
 const TokenEffects::Row* TokenEffects::find(std::string_view kind) const
 {
     for (const auto& r : rows) {

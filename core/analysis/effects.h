@@ -12,6 +12,7 @@
 
 #include "core/analysis/converters.h"
 #include "core/analysis/intervention.h"
+#include "core/analysis/metric.h"
 
 #include <optional>
 #include <vector>
@@ -62,9 +63,27 @@ struct TokenEffects {
 };
 TokenEffects tokenEffects(const Effects& effects);
 
+// What the layer grid shows at one token of interest (product.md §3): every head (activation = max over
+// key tokens, other metrics = the sum over them; the cell selects the key with the largest |value|) and
+// the top N neurons and latents of each kind by |value|. Metrics without a value (no objective) are empty.
+struct GridCellValue {
+    NodeRef node;
+    double value = 0;
+};
+struct GridLayerValues {
+    std::vector<GridCellValue> heads, neurons, mlpLatents, attnLatents, residLatents;
+};
+struct GridValues {
+    // [metric][token][layer]; empty for a metric without values.
+    std::vector<std::vector<std::vector<GridLayerValues>>> rows;
+    bool has(Metric m) const { return rows.size() > std::size_t(m) && !rows[std::size_t(m)].empty(); }
+};
+GridValues gridValues(const AnalysisInput& in, const Effects& effects, int topN);
+
 struct NodeMetrics {
     NodeRef node;
     double activation = 0, writeMagnitude = 0, directEffect = 0, totalEffect = 0;
+    double value(Metric metric) const;
 };
 
 // The metrics of one node, read from `effects`.

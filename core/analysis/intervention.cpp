@@ -108,6 +108,18 @@ bool isLogitObjective(ObjectiveKind kind)
 
 AblationSpec AblationSpec::parse(std::string_view text)
 {
+    try {
+        return parseUnchecked(text);
+    } catch (const InputError& e) {
+        const std::string what = e.what();
+        if (what.rfind("--ablate", 0) == 0)
+            throw;
+        throw InputError("--ablate: " + what); // a node-name error ("node '...': ...")
+    }
+}
+
+AblationSpec AblationSpec::parseUnchecked(std::string_view text)
+{
     AblationSpec a;
     std::string_view node = text;
     if (const auto eq = text.find('='); eq != std::string_view::npos) {

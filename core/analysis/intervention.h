@@ -48,6 +48,9 @@ struct AblationSpec {
     std::string name() const;       // the node part: "mlp:1:2@-1", "attn:0:3@*", "attn:0:3@5,2"
     std::string spec() const;       // name=value: "mlp:1:2@-1=0", "attn:0:3@5=0.25"
     bool operator==(const AblationSpec&) const = default;
+
+private:
+    static AblationSpec parseUnchecked(std::string_view text);
 };
 
 // How a traced head's score is differentiated (§10.3): through the query only, the key only, both,

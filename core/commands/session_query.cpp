@@ -14,6 +14,15 @@ TraceThrough throughOf(const std::string& text, const char* field)
     return *t;
 }
 
+NodeRef nodeOf(const std::string& text, const char* field)
+{
+    try {
+        return NodeRef::parse(text);
+    } catch (const InputError& e) {
+        throw InputError(std::string(field) + ": " + e.what());
+    }
+}
+
 } // namespace
 
 AnalysisQuery analysisQueryOf(const std::string& prompt, const Session::Objective& objective, const std::vector<std::string>& ablations,
@@ -31,11 +40,11 @@ AnalysisQuery analysisQueryOf(const std::string& prompt, const Session::Objectiv
         q.ablations.push_back(AblationSpec::parse(a));
     if (trace) {
         TraceSpec t;
-        t.node = NodeRef::parse(trace->node);
+        t.node = nodeOf(trace->node, "trace");
         if (!trace->through.empty())
             t.through = throughOf(trace->through, "trace: through");
         if (!trace->downstream.empty())
-            t.downstream = NodeRef::parse(trace->downstream);
+            t.downstream = nodeOf(trace->downstream, "trace: downstream");
         if (!trace->downstreamThrough.empty())
             t.downstreamThrough = throughOf(trace->downstreamThrough, "trace: downstream through");
         t.validate();

@@ -195,61 +195,27 @@ namespace {
 
 GridSnapshot buildGrid(const AnalysisInput& in, const Effects& e, int topN)
 {
+    const GridValues values = gridValues(in, e, topN);
     GridSnapshot g;
-    const int n = in.record.tokenCount();
     g.nLayers = in.model.config.nLayer;
     g.nHeads = in.model.config.nHead;
     g.topN = topN;
-    g.tokenCount = n;
+    g.tokenCount = in.record.tokenCount();
     g.hasEffects = e.hasObjective;
+    const auto cells = [](const std::vector<GridCellValue>& list) {
+        QVector<GridCell> out;
+        out.reserve(static_cast<qsizetype>(list.size()));
+        for (const auto& c : list)
+            out.push_back({c.node, c.value});
+        return out;
+    };
     g.rows.resize(kGridMetricCount);
-    for (int m = 0; m < kGridMetricCount; ++m) {
-        const auto metric = static_cast<GridMetric>(m);
-        if (!e.hasObjective && (metric == GridMetric::DirectEffect || metric == GridMetric::TotalEffect))
-            continue;
-        auto& perToken = g.rows[m];
-        perToken.resize(n);
-        for (auto& layers : perToken)
-            layers.resize(g.nLayers);
-        for (int layer = 0; layer < g.nLayers; ++layer) {
-            const LayerEffects& le = e.layers[layer];
-            const at::Tensor* heads[] = {&le.headActivation, &le.headWriteMagnitude, &le.headDirect, &le.headTotal};
-            const at::Tensor* neurons[] = {&le.neuronActivation, &le.neuronWriteMagnitude, &le.neuronDirect, &le.neuronTotal};
-            // Heads: one value per (token, head); the cell selects the key token with the largest |value|.
-            const at::Tensor h = *heads[m];                       // [q, k, H]
-            const at::Tensor best = h.abs().argmax(1);            // [q, H]
-            const at::Tensor value = metric == GridMetric::Activation ? h.amax(1) : h.sum(1);
-            const at::Tensor bestD = best.contiguous();
-            const at::Tensor valueD = value.to(at::kDouble).contiguous();
-            for (int t = 0; t < n; ++t) {
-                auto& row = perToken[t][layer];
-                for (int head = 0; head < g.nHeads; ++head) {
-                    const int k = static_cast<int>(bestD[t][head].item<std::int64_t>());
-                    row.heads.push_back({NodeRef{NodeKind::AttnHead, layer, head, t, k}, valueD[t][head].item<double>()});
-                }
-            }
-            // Neurons and latents: the top-N by |value| at each token.
-            auto topCells = [&](const at::Tensor& values, NodeKind kind, QVector<GridCell> GridLayerRow::*member) {
-                const std::int64_t k = std::min<std::int64_t>(topN, values.size(1));
-                const at::Tensor idx = std::get<1>(values.abs().topk(k, 1)).contiguous();
-                const at::Tensor picked = values.gather(1, idx).to(at::kDouble).contiguous();
-                const std::int64_t* ip = idx.data_ptr<std::int64_t>();
-                const double* vp = picked.data_ptr<double>();
-                for (int t = 0; t < n; ++t) {
-                    auto& cells = perToken[t][layer].*member;
-                    for (std::int64_t j = 0; j < k; ++j)
-                        cells.push_back({NodeRef{kind, layer, static_cast<int>(ip[t * k + j]), t, 0}, vp[t * k + j]});
-                }
-            };
-            topCells(*neurons[m], NodeKind::MlpNeuron, &GridLayerRow::neurons);
-            for (const auto& lat : le.latents) {
-                const at::Tensor* t[] = {&lat.activation, &lat.writeMagnitude, &lat.direct, &lat.total};
-                const NodeKind kind = *nodeKindFromName(lat.kind);
-                topCells(*t[m], kind,
-                         kind == NodeKind::MlpSaeLatent    ? &GridLayerRow::mlpLatents
-                         : kind == NodeKind::AttnSaeLatent ? &GridLayerRow::attnLatents
-                                                           : &GridLayerRow::residLatents);
-            }
+    for (std::size_t m = 0; m < values.rows.size(); ++m) {
+        for (const auto& layers : values.rows[m]) {
+            QVector<GridLayerRow> row;
+            for (const GridLayerValues& l : layers)
+                row.push_back({cells(l.heads), cells(l.neurons), cells(l.mlpLatents), cells(l.attnLatents), cells(l.residLatents)});
+            g.rows[static_cast<qsizetype>(m)].push_back(row);
         }
     }
     return g;

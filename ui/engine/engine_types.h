@@ -3,6 +3,8 @@
 
 #include "ui/engine/view_types.h"
 
+#include "core/analysis/metric.h"
+
 #include <QMetaType>
 #include <QString>
 #include <QStringList>
@@ -18,9 +20,9 @@ struct ModelSummary {
     QStringList warnings;
 };
 
-// The metrics a layer-grid cell can show (math §6.2).
-enum class GridMetric { Activation = 0, WriteMagnitude = 1, DirectEffect = 2, TotalEffect = 3 };
-inline constexpr int kGridMetricCount = 4;
+// The metrics a layer-grid cell can show (math §6.2): the core's one metric type.
+using GridMetric = cs::Metric;
+inline constexpr int kGridMetricCount = cs::kMetricCount;
 QString gridMetricName(GridMetric metric);
 
 struct GridCell {
