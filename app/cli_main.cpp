@@ -3,6 +3,7 @@
 // Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal failure.
 
 #include "core/commands/cli_commands.h"
+#include "core/commands/examples_commands.h"
 #include "core/model/demo_model.h"
 #include "core/model/random_model.h"
 #include "core/session/session.h"
@@ -69,7 +70,13 @@ public:
             return figure();
         if (command == u"make-random-model")
             return makeRandomModel();
-        throw UsageError("unknown command '" + str(command) + "' (info, tokenize, forward, node, nodes, figure, make-random-model)");
+        if (command == u"index") // dataset examples (issue 14): core/commands/examples_commands.h
+            return print(cs::indexCommandJson(*model(), saeFlags(), str(required(QStringLiteral("corpus"))),
+                                              m_parser.isSet(QStringLiteral("tokens")) ? std::optional<std::int64_t>(intOption(QStringLiteral("tokens"))) : std::nullopt, std::cerr));
+        if (command == u"examples")
+            return print(cs::examplesCommandJson(*model(), saeFlags(), str(required(QStringLiteral("corpus"))),
+                                                 str(required(QStringLiteral("node"))), intOption(QStringLiteral("top")), std::cerr));
+        throw UsageError("unknown command '" + str(command) + "' (info, tokenize, forward, node, nodes, figure, make-random-model, index, examples)");
     }
 
 private:
@@ -77,7 +84,7 @@ private:
     {
         m_parser.setApplicationDescription(QStringLiteral(
             "Circuitscope command line.\n"
-            "Commands: info, tokenize, forward, node, nodes, figure, make-random-model."));
+            "Commands: info, tokenize, forward, node, nodes, figure, make-random-model, index, examples."));
         m_parser.addPositionalArgument(QStringLiteral("command"), QStringLiteral("What to do."));
         m_parser.addHelpOption();
         const QList<QCommandLineOption> options = {
@@ -119,6 +126,8 @@ private:
             {QStringLiteral("seed"), QStringLiteral("Random seed (default 0)."), QStringLiteral("N"), QStringLiteral("0")},
             {QStringLiteral("dtype"), QStringLiteral("Storage dtype: f32, f16 or bf16 (default f32)."), QStringLiteral("T"), QStringLiteral("f32")},
             {QStringLiteral("tokenizer"), QStringLiteral("Folder with vocab.json + merges.txt to copy into the model."), QStringLiteral("DIR")},
+            {QStringLiteral("corpus"), QStringLiteral("index/examples: a .txt file (a document per line), a folder of .txt files or a .jsonl file."), QStringLiteral("PATH")},
+            {QStringLiteral("tokens"), QStringLiteral("index: index only the first N tokens of the corpus."), QStringLiteral("N")},
         };
         m_parser.addOptions(options);
     }

@@ -55,9 +55,9 @@ int main(int argc, char** argv)
     QCommandLineParser parser;
     parser.setApplicationDescription(QStringLiteral(
         "Trains a small GPT-2 model with its tokenizer and sparse autoencoders (the bundled demo).\n"
-        "Stages: corpus, bpe, model, sae, eval, or all (in that order)."));
+        "Stages: corpus, bpe, model, sae, eval, heldout, or all (in that order)."));
     parser.addHelpOption();
-    parser.addPositionalArgument(QStringLiteral("stage"), QStringLiteral("corpus | bpe | model | sae | eval | all"));
+    parser.addPositionalArgument(QStringLiteral("stage"), QStringLiteral("corpus | bpe | model | sae | eval | heldout | all"));
     const QCommandLineOption out(QStringLiteral("out"), QStringLiteral("Output bundle directory."), QStringLiteral("DIR"));
     const QCommandLineOption work(QStringLiteral("work"), QStringLiteral("Work directory for the corpus and checkpoints (default: <out>-work)."), QStringLiteral("DIR"));
     const QCommandLineOption seed(QStringLiteral("seed"), QStringLiteral("Random seed (default 1)."), QStringLiteral("N"), QStringLiteral("1"));
@@ -86,7 +86,7 @@ int main(int argc, char** argv)
             parser.showHelp(0);
         const QStringList positional = parser.positionalArguments();
         if (positional.size() != 1)
-            throw UsageError("expected exactly one stage (corpus, bpe, model, sae, eval or all)");
+            throw UsageError("expected exactly one stage (corpus, bpe, model, sae, eval, heldout or all)");
         const cs::train::Stage stage = cs::train::stageFromName(str(positional.constFirst()));
         if (!parser.isSet(out))
             throw UsageError("--out DIR is required");

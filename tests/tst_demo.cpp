@@ -3,12 +3,14 @@
 // and the model card's headline figures hold on fresh data (a smaller run of the same evaluator).
 
 #include "core/analysis/effects.h"
+#include "core/examples/corpus.h"
 #include "core/model/forward.h"
 #include "core/model/gpt2_model.h"
 #include "core/model/sae_set.h"
 #include "core/session/session.h"
 #include "core/train/corpus.h"
 #include "core/train/evaluation.h"
+#include "core/train/pipeline.h"
 #include "core/util/runtime.h"
 
 #include <QTest>
@@ -73,6 +75,24 @@ private Q_SLOTS:
         const std::string card = readAll(kDemo / "MODEL_CARD.md");
         QVERIFY(card.find("circuitscope-train all --out resources/demo") != std::string::npos);
         QVERIFY(card.find("L2H0") != std::string::npos);
+    }
+
+    void heldOutCorpusShipsWithTheBundle()
+    {
+        // The Examples tab's corpus (issue 14): the trainer's generator continued past the training
+        // documents (never trained on), small enough for the bundle.
+        const fs::path file = kDemo / "heldout-corpus.txt";
+        QVERIFY(fs::exists(file));
+        QVERIFY2(fs::file_size(file) <= 2u * 1024 * 1024, std::to_string(fs::file_size(file)).c_str());
+        const train::PipelineOptions full = train::fullPreset();
+        train::CorpusOptions c = full.corpus;
+        c.seed = 1;
+        c.documents = full.corpus.documents + full.heldOutDocuments;
+        const auto docs = train::generateCorpus(c);
+        QVERIFY(readAll(file) == train::corpusText({docs.begin() + full.corpus.documents, docs.end()}));
+        const Corpus corpus = readCorpus(file, *m_model->tokenizer);
+        QVERIFY2(corpus.tokenCount() > 300000, std::to_string(corpus.tokenCount()).c_str());
+        QCOMPARE(corpus.docStarts.size(), std::size_t(full.heldOutDocuments));
     }
 
     void walkthroughSessionOpensWithEveryPin()

@@ -293,6 +293,15 @@ private Q_SLOTS:
         QVERIFY(card.find(o.command) != std::string::npos);
         QVERIFY(card.find("variance explained") != std::string::npos);
         QVERIFY(card.find("induction") != std::string::npos);
+        // Held-out text for the Examples tab: the generator's documents after the training ones, which
+        // are exactly the training corpus (the stream is prefix-stable).
+        CorpusOptions longer = o.corpus;
+        longer.seed = o.seed;
+        longer.documents = o.corpus.documents + o.heldOutDocuments;
+        const auto docs = generateCorpus(longer);
+        QCOMPARE(corpusText({docs.begin(), docs.begin() + o.corpus.documents}), readAll(o.work() / "corpus.txt"));
+        QCOMPARE(readAll(o.outDir / "heldout-corpus.txt"), corpusText({docs.begin() + o.corpus.documents, docs.end()}));
+        QVERIFY(o.heldOutDocuments > 0);
         // Tokenizer, model and autoencoders only: the corpus and checkpoints stay in the work directory.
         QVERIFY(!std::filesystem::exists(o.outDir / "corpus.txt"));
         QVERIFY(std::filesystem::exists(o.work() / "checkpoint" / "state.json"));

@@ -6,6 +6,8 @@
 //   <out>/config.json, model.safetensors      the model (Hugging Face GPT-2 directory)
 //   <out>/saes/{mlp,attn}_<layer>/            the autoencoders (SAELens layout)
 //   <out>/MODEL_CARD.md                       the measured figures and the command
+//   <out>/heldout-corpus.txt                  held-out text for the Examples tab (issue 14): the documents
+//                                             that the same seeded generator writes after the training ones
 
 #include "core/model/random_model.h"
 #include "core/train/bpe_trainer.h"
@@ -20,9 +22,9 @@
 
 namespace cs::train {
 
-enum class Stage { Corpus, Bpe, Model, Sae, Eval, All };
+enum class Stage { Corpus, Bpe, Model, Sae, Eval, HeldOut, All };
 
-// "corpus", "bpe", "model", "sae", "eval", "all"; InputError for anything else.
+// "corpus", "bpe", "model", "sae", "eval", "heldout", "all"; InputError for anything else.
 Stage stageFromName(const std::string& name);
 
 struct PipelineOptions {
@@ -35,6 +37,10 @@ struct PipelineOptions {
     SaeTrainOptions sae;
     EvalOptions eval;
     StorageDType storage = StorageDType::F16;
+    // Documents of held-out text shipped with the bundle: the generator's documents after the
+    // `corpus.documents` training ones (never trained on; the trainer's own held-out tail is only the
+    // last few thousand tokens, too few for dataset examples).
+    int heldOutDocuments = 0;
     std::string command;             // the command line, for the model card
     std::function<void(const std::string&)> log;
 

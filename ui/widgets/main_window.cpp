@@ -6,6 +6,7 @@
 #include "ui/charts/circuit_report.h"
 #include "ui/engine/view_cache.h"
 #include "ui/widgets/circuit_panel.h"
+#include "ui/widgets/examples_view.h"
 #include "ui/widgets/layer_grid.h"
 #include "ui/widgets/node_inspector.h"
 #include "ui/widgets/node_table_view.h"
@@ -242,6 +243,21 @@ void MainWindow::buildCentral()
 
     m_inspector = new NodeInspector;
     connect(m_inspector, &NodeInspector::pinToggleRequested, this, &MainWindow::togglePin);
+    // Dataset examples (issue 14): the tab owns its corpus index; a click runs the example as the prompt.
+    m_examples = new ExamplesView;
+    m_inspector->tabs()->addTab(m_examples, tr("Examples"));
+    m_examples->setSourceProvider([this] { return ExamplesSource{m_model ? m_model->path : QString(), m_saeSpecs}; });
+    connect(m_examples, &ExamplesView::exampleActivated, this, [this](const QString& prompt, const NodeRef& node) {
+        m_prompt->setText(prompt);
+        m_selected = node;
+        run();
+    });
+    connect(m_examples, &ExamplesView::normalizationChanged, this, [this] {
+        if (m_lastRun)
+            m_grid->setSnapshot(m_examples->shownGrid(m_lastRun->grid));
+        if (m_inspector->hasView())
+            m_tokens->setActivations(m_examples->shownActivations(m_inspector->view().node, m_inspector->view().activationByToken));
+    });
     auto* top = new QSplitter(Qt::Horizontal);
     top->setObjectName(QStringLiteral("topSplitter"));
     top->addWidget(gridPanel);
@@ -464,6 +480,9 @@ void MainWindow::connectEngine()
     connect(e, &Engine::runFinished, this, &MainWindow::onRunFinished);
     connect(e, &Engine::nodeReady, this, &MainWindow::onNodeReady);
     connect(e, &Engine::failed, this, &MainWindow::onFailed);
+    // After the window's own slots (queued in connection order), so the examples see the new state.
+    connect(e, &Engine::modelOpened, m_examples, &ExamplesView::sourceChanged);
+    connect(e, &Engine::saesChanged, m_examples, &ExamplesView::sourceChanged);
     connect(e, &Engine::progress, this, [this](int done, int total) {
         m_progress->setRange(0, total);
         m_progress->setValue(done);
@@ -502,6 +521,7 @@ void MainWindow::fillModelMenu()
 {
     m_modelMenu->clear();
     m_modelMenu->addAction(tr("Open folder…"), this, &MainWindow::chooseModelFolder);
+    m_modelMenu->addAction(tr("Corpus… (for the Examples tab)"), m_examples, &ExamplesView::chooseCorpus);
     if (const auto demo = findBundledDemoModel(QCoreApplication::applicationDirPath().toStdString())) {
         const QString path = QString::fromStdString(demo->string());
         m_modelMenu->addAction(tr("Bundled demo model"), this, [this, path] { openModel(path); });
@@ -835,7 +855,7 @@ void MainWindow::onRunFinished(const RunResult& r)
     m_lastRun = r;
     m_views->clear(); // the engine's record changed: every view of a pin is stale
     m_tokens->setTokens(r.tokens);
-    m_grid->setSnapshot(r.grid);
+    m_grid->setSnapshot(m_examples->shownGrid(r.grid));
     m_grid->setTokenOfInterest(static_cast<int>(r.tokens.size()) - 1);
     updateMetricChooser();
     m_table->setEffectsAvailable(r.hasObjective);
@@ -904,7 +924,8 @@ void MainWindow::onNodeReady(const NodeView& view)
         return; // an older click; a newer answer is coming
     m_inspector->setView(view);
     m_inspector->setPinned(m_circuit->isPinned(view.name));
-    m_tokens->setActivations(view.activationByToken);
+    m_tokens->setActivations(m_examples->shownActivations(view.node, view.activationByToken));
+    m_examples->setNode(view.node);
     Q_EMIT nodeShown();
 }
 

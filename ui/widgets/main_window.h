@@ -25,6 +25,7 @@ class QToolButton;
 namespace cs::ui {
 
 class CircuitPanel;
+class ExamplesView;
 class LayerGrid;
 class NodeInspector;
 class NodeViewCache;
@@ -79,6 +80,7 @@ public:
     NodeInspector* inspector() const { return m_inspector; }
     NodeTableView* table() const { return m_table; }
     CircuitPanel* circuit() const { return m_circuit; }
+    ExamplesView* examples() const { return m_examples; }
     NodeViewCache* views() const { return m_views; }
     PresentView* presentView() const; // null when present mode is not open
     QAction* presentAction() const { return m_presentAction; }
@@ -169,6 +171,7 @@ private:
     QString m_sessionPath;                      // the file Save writes to (empty: untitled)
     QMenu* m_recentSessionsMenu = nullptr;
     CircuitPanel* m_circuit = nullptr;          // the pins (live state; sessions save them)
+    ExamplesView* m_examples = nullptr;         // the inspector's Examples tab (issue 14)
     NodeViewCache* m_views = nullptr;           // engine-computed views of pinned nodes
     QPointer<PresentView> m_present;
     QAction* m_presentAction = nullptr;
