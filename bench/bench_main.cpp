@@ -1,6 +1,6 @@
 // circuitscope-bench: the figures of product.md §6, as JSON on stdout.
 //
-//   circuitscope-bench [--model DIR] [--tokens N] [--repeats R]
+//   circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...]
 //
 // Without --model it writes (once) a random GPT-2-small-shaped model (12 layers, d 768, 12 heads,
 // d_mlp 3072, vocab 50,257, seed 0) to $TMPDIR/circuitscope-bench/gpt2-small-random with the project's
@@ -84,6 +84,37 @@ std::string envOr(const char* name)
 {
     const char* v = std::getenv(name);
     return v ? v : "";
+}
+
+// Peak RSS since the last reset: writing "5" to clear_refs resets VmHWM (Linux >= 4.0), so each
+// scenario's peak is its own and not the largest one before it.
+void resetPeakRss()
+{
+    std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+double vmHwmMb()
+{
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("VmHWM:", 0) == 0)
+            return std::stod(line.substr(6)) / 1024.0; // kB
+    }
+    return 0;
+}
+
+// A prompt of at most `tokens` tokens of ordinary text (the bench model has GPT-2's tokenizer).
+std::string promptOfTokens(const cs::Gpt2Model& model, int tokens)
+{
+    const char* words[] = {" When", " Mary", " and", " John", " went", " to", " the", " store,", " John", " gave", " a", " drink", " to"};
+    std::string prompt = "Then";
+    for (std::size_t i = 0;; ++i) {
+        const std::string next = prompt + words[i % std::size(words)];
+        if (static_cast<int>(model.tokenizer->encode(next).size()) > tokens)
+            return prompt;
+        prompt = next;
+    }
 }
 
 fs::path sourceTokenizerDir()
@@ -220,15 +251,7 @@ nlohmann::ordered_json analysisFigures(const cs::Gpt2Model& model, const std::ve
 // with their baseline and a two-prompt Run need two of each; each ratio divides by that many plain Runs.
 nlohmann::ordered_json interventionFigures(const cs::Gpt2Model& model, int tokens, int repeats)
 {
-    // A prompt of about `tokens` tokens of ordinary text (the bench model has GPT-2's tokenizer).
-    const char* words[] = {" When", " Mary", " and", " John", " went", " to", " the", " store,", " John", " gave", " a", " drink", " to"};
-    std::string prompt = "Then";
-    for (std::size_t i = 0;; ++i) {
-        const std::string next = prompt + words[i % std::size(words)];
-        if (static_cast<int>(model.tokenizer->encode(next).size()) > tokens)
-            break;
-        prompt = next;
-    }
+    const std::string prompt = promptOfTokens(model, tokens);
     const int n = static_cast<int>(model.tokenizer->encode(prompt).size());
     const cs::SaeSet noSaes;
     cs::AnalysisQuery plain;
@@ -263,6 +286,45 @@ nlohmann::ordered_json interventionFigures(const cs::Gpt2Model& model, int token
     return out;
 }
 
+// Issue 15's long prompts: a Run (forward + backward + every effect, logit objective, no autoencoders)
+// at several lengths, next to its floor. The floor is the forward pass's FLOPs (the unembedding of the
+// last position only: the objective needs no other logits) plus the activation-gradient backward pass,
+// which for every forward product computes one product of the same size (weights need no gradient;
+// attention: dQ, dK from dS and dP, dV from dZ: twice the forward's two n² products), at the GEMM rate
+// measured in this run. Peak RSS is each Run's own (VmHWM reset before it).
+nlohmann::ordered_json longPromptFigures(const cs::Gpt2Model& model, const std::vector<int>& lengths, int repeats, double gemmGflops)
+{
+    const cs::Gpt2Config& c = model.config;
+    const cs::SaeSet noSaes;
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const int wanted : lengths) {
+        if (wanted > c.nCtx)
+            continue;
+        cs::AnalysisQuery q;
+        q.prompt = promptOfTokens(model, wanted);
+        q.objective.targets = {" Mary"};
+        q.objective.distractors = {" John"};
+        const double n = static_cast<double>(model.tokenizer->encode(q.prompt).size());
+        const double d = c.dModel, F = c.dMlp;
+        const double forwardFlops = c.nLayer * n * (2 * (4 * d * d + 2 * d * F) + 4 * n * d) + 2 * d * c.vocabSize;
+        const double backwardFlops = c.nLayer * n * (2 * (4 * d * d + 2 * d * F) + 8 * n * d) + 2 * d * c.vocabSize;
+        const double floorMs = (forwardFlops + backwardFlops) / 1e9 / gemmGflops * 1e3;
+        resetPeakRss();
+        const double rssBefore = currentRssMb();
+        const double ms = medianMs(repeats, [&] { (void)cs::analyzePrompt(model, noSaes, q); });
+        out.push_back({{"tokens", n},
+                       {"run_ms", ms},
+                       {"floor_gflop", (forwardFlops + backwardFlops) / 1e9},
+                       {"floor_ms", floorMs},
+                       {"ratio", ms / floorMs},
+                       {"target_ratio", 2.0},
+                       {"rss_before_mb", rssBefore},
+                       {"peak_rss_mb", vmHwmMb()},
+                       {"target_peak_rss_mb", 2048}});
+    }
+    return out;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -270,16 +332,25 @@ int main(int argc, char** argv)
     fs::path modelDir;
     int tokens = 64;
     int repeats = 10;
+    std::vector<int> longLengths;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--model" && i + 1 < argc)
             modelDir = argv[++i];
         else if (a == "--tokens" && i + 1 < argc)
             tokens = std::atoi(argv[++i]);
-        else if (a == "--repeats" && i + 1 < argc)
+        else if (a == "--long" && i + 1 < argc) {
+            // --long 64,256,1024: only the long-prompt Runs (issue 15), each with its floor and peak RSS.
+            std::string list = argv[++i];
+            for (std::size_t pos = 0; pos <= list.size();) {
+                const std::size_t comma = std::min(list.find(',', pos), list.size());
+                longLengths.push_back(std::atoi(list.substr(pos, comma - pos).c_str()));
+                pos = comma + 1;
+            }
+        } else if (a == "--repeats" && i + 1 < argc)
             repeats = std::max(1, std::atoi(argv[++i]));
         else {
-            std::cerr << "usage: circuitscope-bench [--model DIR] [--tokens N] [--repeats R]\n";
+            std::cerr << "usage: circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...]\n";
             return 2;
         }
     }
@@ -343,6 +414,13 @@ int main(int argc, char** argv)
                            {"unembed_gflops", gflop / (ms / 1e3)},
                            {"square_1024_ms", msSq},
                            {"square_1024_gflops", 2.0 * 1024 * 1024 * 1024 / 1e9 / (msSq / 1e3)}};
+        }
+
+        if (!longLengths.empty()) {
+            out["long_prompts"] = longPromptFigures(*model, longLengths, repeats, out["gemm"]["square_1024_gflops"].get<double>());
+            out["peak_rss_mb"] = peakRssMb();
+            std::cout << out.dump(2) << '\n';
+            return 0;
         }
 
         // --- forward with the full activation record ---
