@@ -168,6 +168,42 @@ std::shared_ptr<const cs::SparseAutoencoder> randomSae(const at::Tensor& sampleI
     return sae;
 }
 
+// randomSae with its bias set so that on `sampleInputs` (the model's own activations at its location)
+// the mean number of active latents per token is `meanL0`, as in trained autoencoders (≈ 50–150).
+std::shared_ptr<const cs::SparseAutoencoder> calibratedSae(const at::Tensor& sampleInputs, std::int64_t latents, std::uint64_t seed,
+                                                           double meanL0)
+{
+    auto sae = std::const_pointer_cast<cs::SparseAutoencoder>(randomSae(sampleInputs, latents, seed));
+    const at::Tensor pre = at::mm(sampleInputs - sae->preBias, sae->encoder).flatten();
+    const double keep = meanL0 * static_cast<double>(sampleInputs.size(0));
+    const double threshold = std::get<0>(pre.topk(static_cast<std::int64_t>(keep))).min().item<double>();
+    sae->encoderBias = at::full({latents}, static_cast<float>(-threshold));
+    return sae;
+}
+
+// A click, as the engine answers it (ui/engine buildNodeView's core calls): write (in context and per
+// unit) and read top-20 from one pass over the tied vocabulary matrix, the pair map where there is one,
+// and the activation at every token, from the cached record.
+void click(const cs::AnalysisInput& in, const cs::NodeRef& node)
+{
+    const cs::NodeReads r = cs::residualReads(in, node);
+    std::vector<at::Tensor> reads;
+    for (const auto* read : {&r.read, &r.readQ, &r.readK}) {
+        if (*read)
+            reads.push_back(**read);
+    }
+    const cs::TokenLenses lenses = cs::tokenLenses(in.model, cs::residualWritePerUnit(in, node).unsqueeze(0), at::stack(reads));
+    (void)cs::topTokens(*in.model.tokenizer, lenses.writes[0], 20);
+    (void)cs::topTokens(*in.model.tokenizer, lenses.writes[0] * cs::nodeActivation(in, node), 20);
+    for (std::int64_t i = 0; i < lenses.reads.size(0); ++i)
+        (void)cs::topTokens(*in.model.tokenizer, lenses.reads[i], 20);
+    if (node.kind == cs::NodeKind::AttnHead)
+        (void)cs::headMaps(in, node.layer, node.index).writeMagnitude.contiguous();
+    if (node.kind == cs::NodeKind::AttnSaeLatent)
+        (void)cs::pairAttributionMap(in, node);
+    (void)cs::activationByToken(in, node).contiguous();
+}
+
 // Issue 3's figures: a node click from the cached record, the forward+backward pass for effects with
 // 32k-latent autoencoders on one layer, and a layer scan as a fraction of the GEMM rate.
 nlohmann::ordered_json analysisFigures(const cs::Gpt2Model& model, const std::vector<int>& ids, int repeats, double gemmGflops)
@@ -205,32 +241,13 @@ nlohmann::ordered_json analysisFigures(const cs::Gpt2Model& model, const std::ve
     out["forward_backward_with_saes_ms"] = effectsMs;
     out["forward_backward_target_ms"] = 400;
 
-    // A click, as the engine answers it: write (in context and per unit) and read top-20 from one
-    // pass over the tied vocabulary matrix, and the pair map where there is one, from the cached record.
-    auto click = [&](const cs::NodeRef& node) {
-        const cs::NodeReads r = cs::residualReads(in, node);
-        std::vector<at::Tensor> reads;
-        for (const auto* read : {&r.read, &r.readQ, &r.readK}) {
-            if (*read)
-                reads.push_back(**read);
-        }
-        const cs::TokenLenses lenses = cs::tokenLenses(model, cs::residualWritePerUnit(in, node).unsqueeze(0), at::stack(reads));
-        (void)cs::topTokens(*model.tokenizer, lenses.writes[0], 20);
-        (void)cs::topTokens(*model.tokenizer, lenses.writes[0] * cs::nodeActivation(in, node), 20);
-        for (std::int64_t i = 0; i < lenses.reads.size(0); ++i)
-            (void)cs::topTokens(*model.tokenizer, lenses.reads[i], 20);
-        if (node.kind == cs::NodeKind::AttnHead)
-            (void)cs::headMaps(in, node.layer, node.index);
-        if (node.kind == cs::NodeKind::AttnSaeLatent)
-            (void)cs::pairAttribution(in, node);
-    };
     const cs::NodeRef nodes[] = {{cs::NodeKind::MlpNeuron, layer, 100, last, 0},
                                  {cs::NodeKind::AttnHead, layer, 3, last, 5},
                                  {cs::NodeKind::MlpSaeLatent, layer, activeMlp, last, 0},
                                  {cs::NodeKind::AttnSaeLatent, layer, activeAttn, last, 0}};
     nlohmann::ordered_json clicks;
     for (const auto& node : nodes)
-        clicks[node.name()] = medianMs(repeats, [&] { click(node); });
+        clicks[node.name()] = medianMs(repeats, [&] { click(in, node); });
     out["click_ms"] = clicks;
     out["click_target_ms"] = 15;
 
@@ -286,7 +303,96 @@ nlohmann::ordered_json interventionFigures(const cs::Gpt2Model& model, int token
     return out;
 }
 
-// Issue 15's long prompts: a Run (forward + backward + every effect, logit objective, no autoencoders)
+// Issue 15's autoencoders everywhere: an MLP autoencoder on mlp_post_act and an attention one on
+// resid_delta_attn at every layer (2 × n_layer, 32,768 latents each, mean L0 calibrated to ≈ 100 on
+// the prompt), a Run with the logit objective as the window makes it (analysis, node table, grid).
+// The floor is the encoder products (2·n·d_in·N each: the one part that is dense in the latents) plus
+// the model's forward + activation-gradient backward, at the GEMM rate measured in this run; decoding,
+// latent gradients and effects are needed only for the active latents. Also: when the model's own
+// nodes are ready (staged), and the resident memory the autoencoders take.
+nlohmann::ordered_json saesEverywhereFigures(const cs::Gpt2Model& model, int tokens, int repeats, double gemmGflops)
+{
+    const cs::Gpt2Config& c = model.config;
+    const std::int64_t latents = 32768;
+    const double meanL0 = 100;
+    cs::AnalysisQuery q;
+    q.prompt = promptOfTokens(model, tokens);
+    q.objective.targets = {" Mary"};
+    q.objective.distractors = {" John"};
+    const std::vector<int> ids = model.tokenizer->encode(q.prompt);
+    const double n = static_cast<double>(ids.size());
+    const double rssBefore = currentRssMb();
+    cs::SaeSet saes;
+    {
+        const cs::ActivationRecord plain = cs::runForward(model, ids);
+        for (int layer = 0; layer < c.nLayer; ++layer) {
+            saes.add(cs::bindSae(calibratedSae(plain.layers[layer].mlpPost, latents, 100 + layer, meanL0), c, cs::SaeRole::Mlp, layer));
+            saes.add(cs::bindSae(calibratedSae(plain.layers[layer].attnOut, latents, 200 + layer, meanL0), c, cs::SaeRole::Attn, layer));
+        }
+    }
+    const double rssWithSaes = currentRssMb();
+    double encoderFlops = 0, saeBytes = 0;
+    for (const cs::BoundSae& b : saes.all()) {
+        encoderFlops += 2 * n * static_cast<double>(b.sae->inputWidth()) * static_cast<double>(latents);
+        saeBytes += static_cast<double>(b.sae->encoder.nbytes() + b.sae->decoder.nbytes());
+    }
+    const double d = c.dModel, F = c.dMlp;
+    const double modelFlops = 2 * (c.nLayer * n * (2 * (4 * d * d + 2 * d * F)) + 2 * d * c.vocabSize) + c.nLayer * n * 12 * n * d;
+    // The encoder products themselves, timed at their own shapes ([n, d_in] × [d_in, N], one per
+    // autoencoder): the GEMM rate of exactly this work on this machine now.
+    std::vector<at::Tensor> sampleInputs;
+    for (const cs::BoundSae& b : saes.all())
+        sampleInputs.push_back(at::randn({static_cast<std::int64_t>(n), b.sae->inputWidth()}));
+    const double encoderFloorMs = medianMs(std::max(3, repeats / 2), [&] {
+        for (std::size_t i = 0; i < saes.all().size(); ++i)
+            (void)at::mm(sampleInputs[i], saes.all()[i].sae->encoder);
+    });
+    const double floorMs = encoderFloorMs + modelFlops / 1e9 / gemmGflops * 1e3;
+
+    double start = 0, modelNodesMs = 0;
+    cs::AnalysisControl control;
+    control.staged = [&](const cs::PromptAnalysis&, int done, int) {
+        if (done == 0)
+            modelNodesMs = nowMs() - start;
+    };
+    std::optional<cs::Analysis> analysis;
+    std::vector<double> modelNodes;
+    resetPeakRss();
+    const double ms = medianMs(repeats, [&] {
+        start = nowMs();
+        analysis.emplace(cs::analyzePrompt(model, saes, q, control));
+        (void)cs::nodeTable(model, saes, *analysis, 15);
+        (void)cs::gridValues({model, saes, analysis->left.run.record}, analysis->left.run.effects, 16);
+        modelNodes.push_back(modelNodesMs);
+    });
+    std::sort(modelNodes.begin(), modelNodes.end());
+    double l0 = 0;
+    int active = 0;
+    for (const auto& layer : analysis->left.run.record.layers)
+        for (const auto& sae : layer.saes) {
+            l0 += (sae.latents > 0).sum().item<double>() / n;
+            ++active;
+        }
+    return {{"tokens", n},
+            {"autoencoders", saes.all().size()},
+            {"latents_each", latents},
+            {"mean_l0_measured", l0 / std::max(active, 1)},
+            {"run_ms", ms},
+            {"model_nodes_ready_ms", modelNodes[modelNodes.size() / 2]},
+            {"encoder_gflop", encoderFlops / 1e9},
+            {"encoder_floor_ms", encoderFloorMs},
+            {"floor_ms", floorMs},
+            {"encoder_gemm_gflops", encoderFlops / 1e9 / (encoderFloorMs / 1e3)},
+            {"note", "floor = the encoder products timed at their shapes + the model's forward and activation-gradient backward at the square GEMM rate"},
+            {"ratio", ms / floorMs},
+            {"ratio_to_encoder_floor", ms / encoderFloorMs},
+            {"target_ms", 1500},
+            {"autoencoder_weights_mb", saeBytes / (1024.0 * 1024.0)},
+            {"rss_added_by_autoencoders_mb", rssWithSaes - rssBefore},
+            {"peak_rss_mb", vmHwmMb()}};
+}
+
+// Issue 15's long prompts: a Run (forward + backward + every effect, node table and grid, logit objective, no autoencoders)
 // at several lengths, next to its floor. The floor is the forward pass's FLOPs (the unembedding of the
 // last position only: the objective needs no other logits) plus the activation-gradient backward pass,
 // which for every forward product computes one product of the same size (weights need no gradient;
@@ -311,16 +417,44 @@ nlohmann::ordered_json longPromptFigures(const cs::Gpt2Model& model, const std::
         const double floorMs = (forwardFlops + backwardFlops) / 1e9 / gemmGflops * 1e3;
         resetPeakRss();
         const double rssBefore = currentRssMb();
-        const double ms = medianMs(repeats, [&] { (void)cs::analyzePrompt(model, noSaes, q); });
+        // Where the time goes: the stages analyzePrompt reports, timed from one stage to the next.
+        std::vector<std::pair<std::string, double>> stages;
+        cs::AnalysisControl control;
+        control.stage = [&](const std::string& what) { stages.emplace_back(what, nowMs()); };
+        std::optional<cs::Analysis> analysis;
+        const double ms = medianMs(repeats, [&] {
+            stages.clear();
+            analysis.emplace(cs::analyzePrompt(model, noSaes, q, control));
+            // What the engine adds before the window shows the Run: the node table and the grid.
+            stages.emplace_back("node table", nowMs());
+            (void)cs::nodeTable(model, noSaes, *analysis, 15);
+            stages.emplace_back("grid", nowMs());
+            (void)cs::gridValues({model, noSaes, analysis->left.run.record}, analysis->left.run.effects, 16);
+            stages.emplace_back("end", nowMs());
+        });
+        const double peakRss = vmHwmMb();
+        nlohmann::ordered_json breakdown;
+        for (std::size_t i = 0; i + 1 < stages.size(); ++i)
+            breakdown[stages[i].first + "_ms"] = stages[i + 1].second - stages[i].second;
+        // The click on the analysis just made, as the window asks for it (medians over R clicks).
+        const cs::AnalysisInput in{model, noSaes, analysis->left.run.record};
+        const int last = static_cast<int>(n) - 1;
+        nlohmann::ordered_json clicks;
+        for (const cs::NodeRef& node : {cs::NodeRef{cs::NodeKind::MlpNeuron, c.nLayer / 2, 100, last, 0},
+                                        cs::NodeRef{cs::NodeKind::AttnHead, c.nLayer / 2, 3, last, last / 2}})
+            clicks[node.name()] = medianMs(repeats, [&] { click(in, node); });
         out.push_back({{"tokens", n},
                        {"run_ms", ms},
+                       {"stages_of_last_run", breakdown},
                        {"floor_gflop", (forwardFlops + backwardFlops) / 1e9},
                        {"floor_ms", floorMs},
                        {"ratio", ms / floorMs},
                        {"target_ratio", 2.0},
                        {"rss_before_mb", rssBefore},
-                       {"peak_rss_mb", vmHwmMb()},
-                       {"target_peak_rss_mb", 2048}});
+                       {"peak_rss_mb", peakRss},
+                       {"target_peak_rss_mb", 2048},
+                       {"click_ms", clicks},
+                       {"click_target_ms", 50}});
     }
     return out;
 }
@@ -333,6 +467,7 @@ int main(int argc, char** argv)
     int tokens = 64;
     int repeats = 10;
     std::vector<int> longLengths;
+    bool saesEverywhere = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--model" && i + 1 < argc)
@@ -350,7 +485,7 @@ int main(int argc, char** argv)
         } else if (a == "--repeats" && i + 1 < argc)
             repeats = std::max(1, std::atoi(argv[++i]));
         else {
-            std::cerr << "usage: circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...]\n";
+            std::cerr << "usage: circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere]\n";
             return 2;
         }
     }
@@ -416,6 +551,11 @@ int main(int argc, char** argv)
                            {"square_1024_gflops", 2.0 * 1024 * 1024 * 1024 / 1e9 / (msSq / 1e3)}};
         }
 
+        if (saesEverywhere) {
+            out["saes_everywhere"] = saesEverywhereFigures(*model, tokens, repeats, out["gemm"]["square_1024_gflops"].get<double>());
+            std::cout << out.dump(2) << '\n';
+            return 0;
+        }
         if (!longLengths.empty()) {
             out["long_prompts"] = longPromptFigures(*model, longLengths, repeats, out["gemm"]["square_1024_gflops"].get<double>());
             out["peak_rss_mb"] = peakRssMb();

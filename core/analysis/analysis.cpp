@@ -75,6 +75,7 @@ PromptRun runOne(const Gpt2Model& model, const SaeSet& saes, const PromptPlan& p
         throw Cancelled();
     stage("backward");
     r.effects = computeEffects({model, saes, r.record}, p.objective);
+    stage("next tokens and token effects");
     r.next = nextTokens(model, r.record, p.objective.logitsToken(r.record.tokenCount()), topK, p.objective);
     r.tokenEffects = tokenEffects(r.effects);
     report(model.config.nLayer + 1);

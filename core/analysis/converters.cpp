@@ -98,6 +98,20 @@ double nodeActivation(const AnalysisInput& in, const NodeRef& node)
     }
 }
 
+at::Tensor activationByToken(const AnalysisInput& in, const NodeRef& node)
+{
+    const NodeRef n = checkedNode(in, node);
+    at::NoGradGuard noGrad;
+    const std::int64_t tokens = in.record.tokenCount();
+    switch (n.kind) {
+    case NodeKind::Embedding: return at::ones({tokens}, at::kDouble);
+    case NodeKind::MlpNeuron: return in.record.layers[n.layer].mlpPost.detach().select(1, n.index).to(at::kDouble);
+    // Causal: P[t,k,h] is 0 for t < k.
+    case NodeKind::AttnHead: return in.record.layers[n.layer].probs.detach().select(2, n.index).select(1, n.keyToken).to(at::kDouble);
+    default: return saeRecordFor(in, n).latents.detach().select(1, n.index).to(at::kDouble);
+    }
+}
+
 at::Tensor residualWritePerUnit(const AnalysisInput& in, const NodeRef& node)
 {
     const NodeRef n = checkedNode(in, node);
@@ -197,14 +211,20 @@ at::Tensor saeEncoderGradient(const SparseAutoencoder& sae, const at::Tensor& x,
     at::NoGradGuard noGrad;
     const at::Tensor u = sae.encoder.select(1, latent);
     if (!sae.normalizeInput)
-        return u.clone();
-    // x̃ = x_c / S with x_c = x − μ, s = sqrt(Σx_c²/(m−1)), S = s + 1e-5 (D2). Its VJP:
+        return x.dim() == 1 ? u.clone() : u.unsqueeze(0).expand({x.size(0), u.size(0)}).clone();
+    // x̃ = x_c / S with x_c = x − μ, s = sqrt(Σx_c²/(m−1)), S = s + 1e-5 (D2). Its VJP, row by row:
     //   ∇_x[u·x̃] = C·u / S − (u·x_c)·x_c / (S²·(m−1)·s)
-    const at::Tensor xc = centered(x.detach());
+    // computed in float64 so the batched rows equal the single-row result to rounding.
+    const at::Tensor rows = x.detach().reshape({-1, x.size(-1)}).to(at::kDouble);
+    const at::Tensor xc = rows - rows.mean(-1, /*keepdim=*/true);
     const double m = static_cast<double>(x.size(-1));
-    const double s = std::sqrt(xc.pow(2).sum().item<double>() / (m - 1.0));
-    const double S = s + 1e-5;
-    return centered(u) / S - xc * (at::dot(u, xc).item<double>() / (S * S * (m - 1.0) * s));
+    const at::Tensor s = (xc.pow(2).sum(-1, /*keepdim=*/true) / (m - 1.0)).sqrt();
+    const at::Tensor S = s + 1e-5;
+    const at::Tensor ud = u.to(at::kDouble);
+    const at::Tensor uc = ud - ud.mean();
+    const at::Tensor dots = at::mv(xc, ud).unsqueeze(1);
+    const at::Tensor g = (uc.unsqueeze(0) / S - xc * (dots / (S * S * (m - 1.0) * s))).to(u.scalar_type());
+    return x.dim() == 1 ? g.squeeze(0) : g;
 }
 
 NodeReads residualReads(const AnalysisInput& in, const NodeRef& node)
@@ -306,6 +326,40 @@ std::optional<at::Tensor> pairAttribution(const AnalysisInput& in, const NodeRef
     const at::Tensor perHead = (values * uPerHead.unsqueeze(0)).sum(-1);      // [q+1, H]
     const at::Tensor probs = L.probs[q].narrow(0, 0, q + 1).detach();        // [q+1, H]
     return (probs * perHead).sum(-1);
+}
+
+PairAttributionMap pairAttributionMap(const AnalysisInput& in, const NodeRef& node)
+{
+    const NodeRef n = checkedNode(in, node);
+    if (n.kind != NodeKind::AttnSaeLatent)
+        throw InputError("node '" + node.name() + "': token-pair attribution exists only for attention-autoencoder latents");
+    at::NoGradGuard noGrad;
+    const SaeRecord& rec = saeRecordFor(in, n);
+    const Gpt2Config& c = in.model.config;
+    const LayerRecord& L = in.record.layers[n.layer];
+    const std::int64_t tokens = in.record.tokenCount();
+    const int H = c.nHead, dh = c.dHead();
+    PairAttributionMap out;
+    out.active = rec.latents.select(1, n.index).detach() > 0;
+    out.values = at::zeros({tokens, tokens}, L.value.options());
+    const at::Tensor rows = out.active.nonzero().flatten(); // the query tokens where α > 0 (D4)
+    if (rows.numel() == 0)
+        return out;
+    // Same chain rule as pairAttribution, for all active rows: u_q = ∂z_l/∂Z[q] ([m, H·dh]), then per
+    // head (u_q,h · V[k,h]) ⊙ P[q,k,h], summed over heads. Entries above the diagonal have P = 0.
+    const at::Tensor u = saeEncoderGradient(*rec.bound.sae, rec.input.detach().index_select(0, rows), n.index);
+    const at::Tensor uPerHead = rec.bound.location == SaeLocation::AttnZ
+                                    ? u
+                                    : at::mm(u, in.model.weights.layers[n.layer].attnOutWeight.t()); // (W_O·u_q)ᵀ
+    const at::Tensor probs = L.probs.detach().index_select(0, rows); // [m, k, H]
+    at::Tensor acc = at::zeros({rows.size(0), tokens}, L.value.options());
+    for (int h = 0; h < H; ++h) {
+        const at::Tensor vh = L.value.detach().select(1, h);                   // [k, dh]
+        const at::Tensor uh = uPerHead.narrow(1, static_cast<std::int64_t>(h) * dh, dh); // [m, dh]
+        acc.add_(at::mm(uh, vh.t()) * probs.select(2, h));
+    }
+    out.values.index_copy_(0, rows, acc);
+    return out;
 }
 
 HeadMaps headMaps(const AnalysisInput& in, int layer, int head)

@@ -36,6 +36,9 @@ void checkNodeIndex(const Gpt2Model& model, const SaeSet& saes, NodeKind kind, i
 
 // The node's activation in this context: neuron a[t,f], head P[q,k,h], latent α[t,l], embedding 1.
 double nodeActivation(const AnalysisInput& in, const NodeRef& node);
+// The same at every token t of the prompt in one read, [n] (float64): neuron a[t,f], latent α[t,l],
+// head P[t,k,h] for its key token k (0 for t < k), embedding 1. The node's own token is ignored.
+at::Tensor activationByToken(const AnalysisInput& in, const NodeRef& node);
 
 // Residual write w ∈ R^d (math §5.1): neuron a·W_out[f]; head P·V[k,h]·W_O[h]; embedding r0[t];
 // residual-location latent α·s·D_l; mlp_post_act latent (α·s·D_l)·W_out; attn_z latent (α·s·D_l)·W_O,
@@ -76,6 +79,15 @@ at::Tensor tokenRead(const Gpt2Model& model, const at::Tensor& reads);
 // out[k] = Σ_h P[q,k,h]·∂z_l/∂P[q,k,h] for k = 0..q. nullopt when the latent is inactive (α = 0).
 // InputError for other node kinds.
 std::optional<at::Tensor> pairAttribution(const AnalysisInput& in, const NodeRef& node);
+// pairAttribution at every query token at once (the inspector's map): `values` [n, n] with row q equal
+// to pairAttribution(node at q) where the latent is active at q, zero elsewhere and above the
+// diagonal; `active` [n] (bool). One product per head over the active rows, so a 1,024-token map
+// costs a few milliseconds instead of one small product per row.
+struct PairAttributionMap {
+    at::Tensor values;
+    at::Tensor active;
+};
+PairAttributionMap pairAttributionMap(const AnalysisInput& in, const NodeRef& node);
 
 // The q×k maps an attention head's inspector shows, [n, n] each (zero above the diagonal).
 struct HeadMaps {
@@ -108,6 +120,7 @@ NeuronTokenScan scanNeuronWriteTokens(const Gpt2Model& model, int layer, int k, 
 
 // The gradient of an autoencoder latent's pre-activation z_l w.r.t. the autoencoder's input x, at x
 // (through the normalization of D2 when the autoencoder has one): Enc_l without normalization.
+// `x` is one input [d] or a batch of inputs [m, d]; the result has its shape.
 at::Tensor saeEncoderGradient(const SparseAutoencoder& sae, const at::Tensor& x, int latent);
 
 } // namespace cs

@@ -432,40 +432,24 @@ NodeView buildNodeView(const AnalysisInput& in, const Effects& effects, const No
                               lowerTriangle(maps.probs), node.token});
         v.pairMaps.push_back({QStringLiteral("Write magnitude per pair"), QStringLiteral("‖P·V·W_O‖"), v.tokens, v.tokens,
                               lowerTriangle(maps.writeMagnitude), node.token});
-        QVector<double> act;
-        for (int t = 0; t < n; ++t)
-            act.push_back(t >= node.keyToken ? rec.layers[node.layer].probs[t][node.keyToken][node.index].item<double>() : 0.0);
-        v.activationByToken = act;
     } else if (node.kind == NodeKind::AttnSaeLatent) {
-        // One row per query token where the latent is active; inactive rows stay blank.
-        QVector<double> values(n * n, nan);
-        bool any = false;
-        for (int q = 0; q < n; ++q) {
-            NodeRef atQ = node;
-            atQ.token = q;
-            if (const auto a = pairAttribution(in, atQ)) {
-                any = true;
-                const QVector<double> row = toVector(*a);
-                for (int kk = 0; kk <= q; ++kk)
-                    values[q * n + kk] = row[kk];
-            }
-        }
-        if (any)
+        // Rows of query tokens where the latent is inactive stay blank (D4: no attribution, not zeros).
+        const PairAttributionMap map = pairAttributionMap(in, node);
+        if (map.active.any().item<bool>()) {
+            QVector<double> values = lowerTriangle(map.values);
+            const at::Tensor active = map.active.to(at::kBool).contiguous();
+            const bool* isActive = active.data_ptr<bool>();
+            for (int q = 0; q < n; ++q)
+                if (!isActive[q])
+                    std::fill(values.begin() + q * n, values.begin() + (q + 1) * n, nan);
             v.pairMaps.push_back({QStringLiteral("Token-pair attribution"), QStringLiteral("Σ_h P·∂z/∂P"), v.tokens, v.tokens, values, node.token});
-        else
+        } else {
             v.pairMapsNote = QStringLiteral("The latent is inactive at every token of this prompt.");
+        }
     } else {
         v.pairMapsNote = QStringLiteral("Token pairs exist for attention heads and attention-autoencoder latents.");
     }
-    if (node.kind != NodeKind::AttnHead) {
-        QVector<double> act;
-        for (int t = 0; t < n; ++t) {
-            NodeRef atT = node;
-            atT.token = t;
-            act.push_back(nodeActivation(in, atT));
-        }
-        v.activationByToken = act;
-    }
+    v.activationByToken = toVector(activationByToken(in, node));
     return v;
 }
 

@@ -1,0 +1,219 @@
+// Long prompts (issue 15): the per-pair values the window asks for lazily — a head's metrics built from
+// their factors, an attention latent's pair map over every query row at once, a node's activation at
+// every token — equal the eager computations (a plain autograd pass, per-pair formulas, one row at a
+// time) at 1,024 tokens, and the staged results of a Run equal its final result.
+// The model is the tiny fixture's shape (2 layers, d 32, 4 heads) with random weights and a
+// 1,024-token context, made by the project's generator; the fixture autoencoders fit its widths.
+// Tolerances: 1e-6 absolute (the issue's bound) and 1e-5 relative to the largest value compared — the
+// random model's per-pair values are small (≈ 1e-5), so the relative bound is the one that bites.
+
+#include "analysis_fixture.h"
+#include "core/analysis/analysis.h"
+#include "core/analysis/effects.h"
+#include "core/model/random_model.h"
+#include "core/util/runtime.h"
+
+#include <torch/csrc/autograd/autograd.h>
+
+#include <QTemporaryDir>
+#include <QTest>
+
+using namespace cs;
+
+namespace {
+
+constexpr int kTokens = 1024;
+
+// |a − b| ≤ 1e-6 and ≤ 1e-5 · max|b| everywhere; b must not be all zeros.
+bool close(const at::Tensor& a, const at::Tensor& b)
+{
+    const double scale = b.detach().abs().max().item<double>();
+    const double diff = test::maxAbsDiff(a, b);
+    if (scale == 0 || diff > 1e-6 || diff > 1e-5 * scale) {
+        qWarning("max |b| %g, max |a - b| %g", scale, diff);
+        return false;
+    }
+    return true;
+}
+
+} // namespace
+
+class TestLongPrompt : public QObject {
+    Q_OBJECT
+
+    QTemporaryDir m_dir;
+    std::shared_ptr<const Gpt2Model> m_model;
+    SaeSet m_saes;
+    std::vector<int> m_ids;
+    std::optional<ActivationRecord> m_rec;
+    std::optional<Effects> m_effects;
+    ResolvedObjective m_objective;
+
+    AnalysisInput input() const { return {*m_model, m_saes, *m_rec}; }
+
+private Q_SLOTS:
+    void initTestCase()
+    {
+        initializeRuntime();
+        const auto tiny = loadHfGpt2(test::dataDir() / "tiny-gpt2");
+        RandomModelOptions o;
+        o.config = tiny->config;
+        o.config.nCtx = kTokens;
+        o.seed = 15;
+        o.tokenizerDir = test::dataDir() / "tiny-gpt2";
+        const std::filesystem::path dir = m_dir.path().toStdString();
+        writeRandomHfModel(dir, o);
+        m_model = loadHfGpt2(dir);
+        QCOMPARE(m_model->config.nCtx, kTokens);
+        const auto sae = [](const char* file) {
+            return std::make_shared<const SparseAutoencoder>(loadSae(test::dataDir() / "sae" / file));
+        };
+        // A plain ReLU attention autoencoder and the normalized TopK one (D2), and an MLP one.
+        m_saes.add(bindSae(sae("resid_delta_attn.topk8.pt"), m_model->config, SaeRole::Attn, 0));
+        m_saes.add(bindSae(sae("resid_delta_attn.relu.pt"), m_model->config, SaeRole::Attn, 1));
+        m_saes.add(bindSae(sae("mlp_post_act.relu.pt"), m_model->config, SaeRole::Mlp, 1));
+        for (int i = 0; i < kTokens; ++i)
+            m_ids.push_back((i * 7919 + 13) % m_model->config.vocabSize);
+        m_objective = logitDifference(m_ids[1], m_ids[2]);
+        ForwardOptions fo;
+        fo.withGrad = true;
+        fo.saes = &m_saes;
+        m_rec = runForward(*m_model, m_ids, fo);
+        QCOMPARE(m_rec->tokenCount(), kTokens);
+        m_effects = computeEffects(input(), m_objective);
+    }
+
+    void headMetricsFromFactorsEqualTheEagerPerPairValues()
+    {
+        // Eager: total = P ⊙ ∂O/∂P by autograd through the whole network (σ_f detached), write
+        // magnitude = P·‖V[k,h]W_O[h]‖, direct = P·(V[k,h]W_O[h])·G[q] at the last token.
+        const Gpt2Weights& w = m_model->weights;
+        const at::Tensor r = m_rec->layers.back().residOut[-1];
+        const at::Tensor c = r - r.mean();
+        const at::Tensor ln = c / (c.pow(2).mean() + m_model->config.layerNormEps).sqrt().detach() * w.lnFinalGain + w.lnFinalBias;
+        const at::Tensor obj = at::dot(ln, w.unembedding[m_ids[1]] - w.unembedding[m_ids[2]]);
+        const int H = m_model->config.nHead, dh = m_model->config.dHead();
+        for (int layer = 0; layer < m_model->config.nLayer; ++layer) {
+            const LayerRecord& L = m_rec->layers[layer];
+            const at::Tensor gProbs = torch::autograd::grad({obj}, {L.probs}, {}, true)[0];
+            const at::Tensor P = L.probs.detach();
+            const LayerEffects& le = m_effects->layers[layer];
+            const at::Tensor total = le.heads(Metric::TotalEffect);
+            QCOMPARE(total.sizes(), P.sizes());
+            QVERIFY(close(total, P * gProbs));
+            // Write magnitude and direct effect, head by head from the per-pair formulas.
+            at::NoGradGuard noGrad;
+            const at::Tensor magnitude = le.heads(Metric::WriteMagnitude);
+            const at::Tensor direct = le.heads(Metric::DirectEffect);
+            const at::Tensor G = m_effects->residualGradient.detach();
+            for (int h = 0; h < H; ++h) {
+                const at::Tensor writes = at::mm(L.value.detach().select(1, h), w.layers[layer].attnOutWeight.narrow(0, h * dh, dh)); // [k, d]
+                const at::Tensor Ph = P.select(2, h);
+                QVERIFY(close(magnitude.select(2, h), Ph * writes.norm(2, -1).unsqueeze(0)));
+                QVERIFY(close(direct.select(2, h), Ph * at::mm(G, writes.t())));
+            }
+            // Query blocks of the lazy tensor are the rows of the whole one.
+            CS_COMPARE_TENSORS(le.heads(Metric::TotalEffect, 700, 50), total.narrow(0, 700, 50), 0);
+            // The sums over keys in closed form equal the sums of the per-pair values.
+            QVERIFY(close(le.headsOverKeys(Metric::TotalEffect), total.sum(1)));
+            QVERIFY(close(le.headsOverKeys(Metric::DirectEffect), direct.sum(1)));
+            // Single values, as the table and the click read them.
+            for (const auto& [q, k, h] : {std::tuple{kTokens - 1, 3, 1}, std::tuple{kTokens - 1, kTokens - 1, 0}, std::tuple{600, 17, 3}}) {
+                QVERIFY(std::abs(le.head(Metric::TotalEffect, q, k, h) - (P[q][k][h] * gProbs[q][k][h]).item<double>()) <= 1e-5 * total.abs().max().item<double>());
+                QVERIFY(std::abs(le.head(Metric::WriteMagnitude, q, k, h) - magnitude[q][k][h].item<double>()) < 1e-6);
+            }
+        }
+    }
+
+    void attentionLatentPairMapEqualsTheRowByRowAttribution()
+    {
+        for (int layer : {0, 1}) {
+            const SaeRecord& rec = *m_rec->layers[layer].sae(SaeLocation::ResidDeltaAttn);
+            // The most active latent over the prompt, so that many rows are live.
+            const int latent = static_cast<int>((rec.latents.detach() > 0).sum(0).argmax().item<std::int64_t>());
+            NodeRef node{NodeKind::AttnSaeLatent, layer, latent, kTokens - 1, 0};
+            const PairAttributionMap map = pairAttributionMap(input(), node);
+            QCOMPARE(map.values.sizes(), (at::IntArrayRef{kTokens, kTokens}));
+            int live = 0;
+            std::vector<at::Tensor> lazyRows, eagerRows;
+            for (int q = 0; q < kTokens; ++q) {
+                node.token = q;
+                const std::optional<at::Tensor> row = pairAttribution(input(), node);
+                QCOMPARE(map.active[q].item<bool>(), row.has_value());
+                if (!row) {
+                    QCOMPARE(map.values[q].abs().max().item<float>(), 0.0f);
+                    continue;
+                }
+                ++live;
+                lazyRows.push_back(map.values[q].narrow(0, 0, q + 1));
+                eagerRows.push_back(*row);
+                if (q + 1 < kTokens)
+                    QCOMPARE(map.values[q].narrow(0, q + 1, kTokens - q - 1).abs().max().item<float>(), 0.0f);
+            }
+            QVERIFY2(live > 100, qPrintable(QString::number(live)));
+            QVERIFY(close(at::cat(lazyRows), at::cat(eagerRows)));
+        }
+    }
+
+    void activationAtEveryTokenEqualsTheSingleValues()
+    {
+        const int last = kTokens - 1;
+        const SaeRecord& mlpLatents = *m_rec->layers[1].sae(SaeLocation::MlpPostAct);
+        const int latent = static_cast<int>(mlpLatents.latents[last].argmax().item<std::int64_t>());
+        for (const NodeRef& node : {NodeRef{NodeKind::MlpNeuron, 1, 7, last, 0}, NodeRef{NodeKind::AttnHead, 0, 2, last, 300},
+                                    NodeRef{NodeKind::MlpSaeLatent, 1, latent, last, 0}, NodeRef{NodeKind::Embedding, 0, 0, last, 0}}) {
+            const at::Tensor all = activationByToken(input(), node);
+            QCOMPARE(all.size(0), std::int64_t{kTokens});
+            for (int t = 0; t < kTokens; t += 37) {
+                NodeRef atT = node;
+                atT.token = t;
+                const double expected = node.kind == NodeKind::AttnHead && t < node.keyToken ? 0.0 : nodeActivation(input(), atT);
+                QVERIFY2(all[t].item<double>() == expected, node.name().c_str());
+            }
+        }
+    }
+
+    void stagedResultsEqualTheFinalOnes()
+    {
+        AnalysisQuery q;
+        std::string prompt;
+        for (int i = 0; i < 60; ++i)
+            prompt += " Mary and John went to the store";
+        q.prompt = prompt;
+        q.objective.targets = {" Mary"};
+        q.objective.distractors = {" John"};
+        std::vector<PromptAnalysis> stages;
+        AnalysisControl control;
+        control.staged = [&](const PromptAnalysis& partial, int, int) { stages.push_back(partial); };
+        const Analysis final = analyzePrompt(*m_model, m_saes, q, control);
+        const int n = final.left.run.record.tokenCount();
+        QVERIFY2(n > 300, qPrintable(QString::number(n)));
+        QCOMPARE(int(stages.size()), 1 + 2); // the model's nodes, then each of the 2 autoencoder layers
+        QVERIFY(stages.front().run.effects.layers[1].latents.empty()); // latents come after the model's nodes
+        const auto tableOf = [&](const PromptAnalysis& p) {
+            Analysis a;
+            a.left = p;
+            return nodeTable(*m_model, m_saes, a, 15);
+        };
+        const std::vector<NodeTableRow> finalRows = tableOf(final.left);
+        const std::vector<NodeTableRow> stagedRows = tableOf(stages.back());
+        QCOMPARE(stagedRows.size(), finalRows.size());
+        for (std::size_t i = 0; i < finalRows.size(); ++i) {
+            QVERIFY(stagedRows[i].node == finalRows[i].node);
+            for (Metric m : {Metric::Activation, Metric::WriteMagnitude, Metric::DirectEffect, Metric::TotalEffect})
+                QCOMPARE(stagedRows[i].left->value(m), finalRows[i].left->value(m));
+        }
+        // The model's own nodes do not change when the latents are added.
+        const AnalysisInput firstIn{*m_model, m_saes, stages.front().run.record};
+        const AnalysisInput finalIn{*m_model, m_saes, final.left.run.record};
+        for (const char* name : {"mlp:1:7@-1", "attn:0:2@-1,5", "emb@3"}) {
+            const NodeRef node = NodeRef::parse(name).resolved(n);
+            QCOMPARE(metricsOf(firstIn, stages.front().run.effects, node).totalEffect,
+                     metricsOf(finalIn, final.left.run.effects, node).totalEffect);
+        }
+        QVERIFY(stages.back().run.tokenEffects.rows == final.left.run.tokenEffects.rows);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestLongPrompt)
+#include "tst_long_prompt.moc"
