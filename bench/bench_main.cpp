@@ -419,23 +419,33 @@ nlohmann::ordered_json longPromptFigures(const cs::Gpt2Model& model, const std::
         const double rssBefore = currentRssMb();
         // Where the time goes: the stages analyzePrompt reports, timed from one stage to the next.
         std::vector<std::pair<std::string, double>> stages;
+        std::vector<double> stageRss, stagePeak; // resident and peak resident memory when each stage starts
         cs::AnalysisControl control;
-        control.stage = [&](const std::string& what) { stages.emplace_back(what, nowMs()); };
+        control.stage = [&](const std::string& what) {
+            stages.emplace_back(what, nowMs());
+            stageRss.push_back(currentRssMb());
+            stagePeak.push_back(vmHwmMb());
+        };
         std::optional<cs::Analysis> analysis;
         const double ms = medianMs(repeats, [&] {
             stages.clear();
+            stageRss.clear();
+            stagePeak.clear();
+            analysis.reset();
             analysis.emplace(cs::analyzePrompt(model, noSaes, q, control));
             // What the engine adds before the window shows the Run: the node table and the grid.
-            stages.emplace_back("node table", nowMs());
+            control.stage("node table");
             (void)cs::nodeTable(model, noSaes, *analysis, 15);
-            stages.emplace_back("grid", nowMs());
+            control.stage("grid");
             (void)cs::gridValues({model, noSaes, analysis->left.run.record}, analysis->left.run.effects, 16);
-            stages.emplace_back("end", nowMs());
+            control.stage("end");
         });
         const double peakRss = vmHwmMb();
         nlohmann::ordered_json breakdown;
         for (std::size_t i = 0; i + 1 < stages.size(); ++i)
-            breakdown[stages[i].first + "_ms"] = stages[i + 1].second - stages[i].second;
+            breakdown[stages[i].first] = {{"ms", stages[i + 1].second - stages[i].second},
+                                          {"rss_at_start_mb", stageRss[i]},
+                                          {"peak_rss_at_end_mb", stagePeak[i + 1]}};
         // The click on the analysis just made, as the window asks for it (medians over R clicks).
         const cs::AnalysisInput in{model, noSaes, analysis->left.run.record};
         const int last = static_cast<int>(n) - 1;

@@ -16,6 +16,9 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <QTemporaryDir>
+
+#include <functional>
+#include <set>
 #include <QTest>
 
 using namespace cs;
@@ -122,6 +125,77 @@ private Q_SLOTS:
                 QVERIFY(std::abs(le.head(Metric::TotalEffect, q, k, h) - (P[q][k][h] * gProbs[q][k][h]).item<double>()) <= 1e-5 * total.abs().max().item<double>());
                 QVERIFY(std::abs(le.head(Metric::WriteMagnitude, q, k, h) - magnitude[q][k][h].item<double>()) < 1e-6);
             }
+        }
+    }
+
+    void keyMaximaAndTopNodesEqualTheBruteForceOnes()
+    {
+        // headKeyMaxima against an argmax over the dense per-pair values.
+        for (const LayerEffects& le : m_effects->layers) {
+            for (Metric metric : {Metric::Activation, Metric::WriteMagnitude, Metric::DirectEffect, Metric::TotalEffect}) {
+                const at::Tensor dense = le.heads(metric); // [q, k, H]
+                const auto [magnitude, key] = dense.abs().max(1);
+                const LayerEffects::KeyMaxima& km = le.headKeyMaxima(metric);
+                QVERIFY(close(km.value.abs(), magnitude));
+                QVERIFY(close(km.value, dense.gather(1, km.key.unsqueeze(1)).squeeze(1)));
+                // The chosen key holds the maximum (another key may tie with it).
+                QVERIFY(close(dense.gather(1, km.key.unsqueeze(1)).squeeze(1).abs(), magnitude));
+            }
+        }
+        // The node table's rows are the union over metrics of the k largest |values| over every node
+        // (embeddings, neurons, every (query, key, head) pair, latents): rank them all by brute force.
+        const int n = m_rec->tokenCount();
+        // The random model's per-pair head values are small: a larger k brings heads into the table.
+        for (const int k : {15, 400}) {
+        std::set<NodeRef> expected;
+        for (Metric metric : {Metric::Activation, Metric::WriteMagnitude, Metric::DirectEffect, Metric::TotalEffect}) {
+            std::vector<std::pair<double, NodeRef>> all;
+            const auto add = [&](const at::Tensor& values, const std::function<NodeRef(std::int64_t)>& nodeAt) {
+                const at::Tensor flat = values.reshape({-1}).abs().to(at::kDouble);
+                const auto [v, idx] = flat.topk(std::min<std::int64_t>(4 * k, flat.numel()));
+                for (std::int64_t i = 0; i < v.numel(); ++i)
+                    if (v[i].item<double>() > 0)
+                        all.push_back({v[i].item<double>(), nodeAt(idx[i].item<std::int64_t>())});
+            };
+            if (metric != Metric::Activation) {
+                const at::Tensor& emb = metric == Metric::WriteMagnitude ? m_effects->embeddingWriteMagnitude
+                                        : metric == Metric::DirectEffect ? m_effects->embeddingDirect
+                                                                         : m_effects->embeddingTotal;
+                add(emb, [](std::int64_t i) { return NodeRef{NodeKind::Embedding, 0, 0, int(i), 0}; });
+            }
+            for (int l = 0; l < int(m_effects->layers.size()); ++l) {
+                const LayerEffects& le = m_effects->layers[l];
+                const std::int64_t F = le.neuronActivation.size(1), H = le.probs.size(2);
+                add(le.neurons(metric), [&](std::int64_t i) { return NodeRef{NodeKind::MlpNeuron, l, int(i % F), int(i / F), 0}; });
+                if (metric != Metric::Activation) // the table ranks heads by their effects and write magnitude
+                    add(le.heads(metric), [&](std::int64_t i) {
+                        return NodeRef{NodeKind::AttnHead, l, int(i % H), int(i / (n * H)), int((i / H) % n)};
+                    });
+                for (const auto& lat : le.latents) {
+                    const std::int64_t N = lat.count;
+                    add(lat.dense(metric), [&](std::int64_t i) { return NodeRef{lat.nodeKind, l, int(i % N), int(i / N), 0}; });
+                }
+            }
+            std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+            for (std::size_t i = 0; i < all.size() && i < std::size_t(k); ++i)
+                expected.insert(all[i].second);
+        }
+        std::set<NodeRef> actual;
+        for (const NodeMetrics& m : topNodes(input(), *m_effects, k))
+            actual.insert(m.node);
+        for (const NodeRef& node : expected)
+            if (!actual.count(node))
+                qWarning("k %d: missing %s", k, node.name().c_str());
+        for (const NodeRef& node : actual)
+            if (!expected.count(node))
+                qWarning("k %d: extra %s", k, node.name().c_str());
+        QCOMPARE(actual.size(), expected.size());
+        QVERIFY(actual == expected);
+        int heads = 0;
+        for (const NodeRef& node : actual)
+            heads += node.kind == NodeKind::AttnHead;
+        if (k == 400)
+            QVERIFY(heads > 0); // the per-pair path is exercised
         }
     }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 
 namespace cs {
@@ -154,6 +155,55 @@ at::Tensor LayerEffects::headsOverKeys(Metric metric) const
     }
     }
     return {};
+}
+
+const LayerEffects::KeyMaxima& LayerEffects::headKeyMaxima(Metric metric) const
+{
+    std::optional<KeyMaxima>& slot = keyMaximaCache[static_cast<std::size_t>(metric)];
+    if (slot)
+        return *slot;
+    slot.emplace();
+    if (metricNeedsObjective(metric) && !hasObjective)
+        return *slot;
+    at::NoGradGuard noGrad;
+    const std::int64_t n = probs.size(0), H = probs.size(2);
+    at::Tensor key = at::zeros({n, H}, at::kLong);
+    at::Tensor best = at::zeros({n, H}, probs.options());
+    // The compute layout is [H, q, k] (keys contiguous, as the forward pass made P): the reduction over
+    // keys runs along memory, and the total effect's products are one batched matmul per block.
+    const at::Tensor P = probs.permute({2, 0, 1}); // [H, q, k]
+    const at::Tensor valueHdk = value.permute({1, 2, 0}); // [H, dh, k]
+    // v: [H, m, k] for the query rows `rows` (a block, or the rows of G).
+    const auto reduce = [&](const at::Tensor& rows, const at::Tensor& v) {
+        const auto [magnitude, index] = v.abs().max(-1); // [H, m]
+        (void)magnitude;
+        key.index_copy_(0, rows, index.t());
+        best.index_copy_(0, rows, v.gather(-1, index.unsqueeze(-1)).squeeze(-1).t());
+    };
+    if (metric == Metric::DirectEffect) {
+        // Zero outside the rows of G.
+        if (directRows.numel() > 0)
+            reduce(directRows, P.index_select(1, directRows) * at::bmm(headDirectFactor.permute({1, 0, 2}), valueHdk));
+    } else {
+        const at::Tensor norms = valueWriteNorm.t().unsqueeze(1); // [H, 1, k]
+        const std::int64_t block = queryBlock(n, H);
+        for (std::int64_t first = 0; first < n; first += block) {
+            const std::int64_t m = std::min(block, n - first);
+            const at::Tensor Pb = P.narrow(1, first, m);
+            const at::Tensor rows = at::arange(first, first + m, at::kLong);
+            switch (metric) {
+            case Metric::Activation: reduce(rows, Pb); break;
+            case Metric::WriteMagnitude: reduce(rows, Pb * norms); break;
+            case Metric::TotalEffect:
+                reduce(rows, Pb * at::bmm(headOutGradient.narrow(0, first, m).permute({1, 0, 2}), valueHdk));
+                break;
+            case Metric::DirectEffect: break;
+            }
+        }
+    }
+    slot->key = key;
+    slot->value = best;
+    return *slot;
 }
 
 double LayerEffects::neuron(Metric metric, int t, int f) const
@@ -455,23 +505,6 @@ double NodeMetrics::value(Metric metric) const
     return 0;
 }
 
-namespace {
-
-// The values of one metric of a layer's heads, query block by query block ([m, k, H] each), so no more
-// than one block of per-pair values exists at a time.
-template <typename F>
-void forEachHeadBlock(const LayerEffects& le, Metric metric, F&& f)
-{
-    const std::int64_t n = le.probs.size(0), H = le.probs.size(2);
-    const std::int64_t block = queryBlock(n, H);
-    for (std::int64_t first = 0; first < n; first += block) {
-        const std::int64_t m = std::min(block, n - first);
-        f(first, le.heads(metric, first, m));
-    }
-}
-
-} // namespace
-
 GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
 {
     at::NoGradGuard noGrad;
@@ -489,10 +522,7 @@ GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
             const LayerEffects& le = e.layers[static_cast<std::size_t>(layer)];
             // Heads: the value over keys in closed form; the key with the largest |per-pair value|.
             const at::Tensor value = le.headsOverKeys(metric).to(at::kDouble).contiguous(); // [q, H]
-            at::Tensor best = at::empty({n, nHeads}, at::kLong);
-            forEachHeadBlock(le, metric, [&](std::int64_t first, const at::Tensor& v) {
-                best.narrow(0, first, v.size(0)).copy_(v.abs().argmax(1));
-            });
+            const at::Tensor best = le.headKeyMaxima(metric).key.contiguous();
             const std::int64_t* bp = best.data_ptr<std::int64_t>();
             const double* vp = value.data_ptr<double>();
             for (int t = 0; t < n; ++t) {
@@ -624,13 +654,39 @@ std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int
                 return NodeRef{NodeKind::MlpNeuron, l, static_cast<int>(i % F), static_cast<int>(i / F), 0};
             });
             if (metric != Metric::Activation) {
-                const std::int64_t n = le.probs.size(1), H = le.probs.size(2);
-                forEachHeadBlock(le, metric, [&](std::int64_t first, const at::Tensor& v) {
-                    collect(v, [&](std::int64_t i) {
-                        return NodeRef{NodeKind::AttnHead, l, static_cast<int>(i % H), static_cast<int>(first + i / (n * H)),
-                                       static_cast<int>((i / H) % n)};
+                // The k largest |per-pair values| lie in the (query, head) rows whose largest |value| over
+                // keys is at least the k-th largest such row maximum M (k rows each hold an entry ≥ M, so
+                // the k-th largest entry is ≥ M, and an entry ≥ M sits in a row whose maximum is ≥ M).
+                // So only those rows' values over keys are made, not the n²·H of the layer.
+                const at::Tensor rowMax = le.headKeyMaxima(metric).value.abs(); // [q, H]
+                const std::int64_t H = rowMax.size(1);
+                const std::int64_t kk = std::min<std::int64_t>(k, rowMax.numel());
+                // The row maxima come from block products and the rows below from one-row products: the
+                // two may differ in the last bits, so both bounds are lowered by far more than that.
+                // With fewer than k rows that are not all zero (a direct effect has one query row), all
+                // of them are candidates.
+                const double kth = std::get<0>(rowMax.reshape({-1}).topk(kk)).min().item<double>();
+                const double threshold = kth > 0 ? kth * (1 - 1e-4) : std::numeric_limits<double>::min();
+                {
+                    const at::Tensor rows = (kth > 0 ? rowMax >= kth * (1 - 2e-4) : rowMax > 0).nonzero(); // [r, 2]: (query, head)
+                    std::vector<Candidate> inLayer;
+                    for (std::int64_t r = 0; r < rows.size(0); ++r) {
+                        const std::int64_t q = rows[r][0].item<std::int64_t>(), h = rows[r][1].item<std::int64_t>();
+                        const at::Tensor values = le.heads(metric, q, 1)[0].select(-1, h).abs().to(at::kDouble).contiguous(); // [k]
+                        const double* v = values.data_ptr<double>();
+                        for (std::int64_t key = 0; key < values.numel(); ++key) {
+                            if (v[key] >= threshold)
+                                inLayer.push_back({v[key], NodeRef{NodeKind::AttnHead, l, static_cast<int>(h), static_cast<int>(q),
+                                                                   static_cast<int>(key)}});
+                        }
+                    }
+                    std::sort(inLayer.begin(), inLayer.end(), [](const Candidate& a, const Candidate& b) {
+                        return a.magnitude != b.magnitude ? a.magnitude > b.magnitude : a.node < b.node;
                     });
-                });
+                    if (inLayer.size() > static_cast<std::size_t>(k))
+                        inLayer.resize(static_cast<std::size_t>(k));
+                    candidates.insert(candidates.end(), inLayer.begin(), inLayer.end());
+                }
             }
             for (const auto& lat : le.latents) {
                 // Every metric of a latent is zero where it is inactive: rank the active entries only.

@@ -14,6 +14,7 @@
 #include "core/analysis/intervention.h"
 #include "core/analysis/metric.h"
 
+#include <array>
 #include <optional>
 #include <vector>
 
@@ -47,6 +48,17 @@ struct LayerEffects {
     at::Tensor headsOverKeys(Metric metric) const;
     double neuron(Metric metric, int token, int index) const;
     double head(Metric metric, int query, int key, int head) const;
+    // For every (query, head): the key token whose per-pair value has the largest magnitude (the first
+    // such key on ties; 0 where every value is 0) and that signed value, [q, H] each. One pass over
+    // the per-pair values of a metric, in query blocks, kept after the first call: the grid (its cell's
+    // key) and the node table (its candidates) both read it. Undefined tensors for a metric that needs
+    // an objective when there is none.
+    struct KeyMaxima {
+        at::Tensor key;   // int64
+        at::Tensor value;
+    };
+    const KeyMaxima& headKeyMaxima(Metric metric) const;
+    mutable std::array<std::optional<KeyMaxima>, kMetricCount> keyMaximaCache; // headKeyMaxima's
 
     struct Latents {
         std::string kind;          // "mlp_sae", "attn_sae", "resid_sae"
