@@ -505,6 +505,30 @@ double NodeMetrics::value(Metric metric) const
     return 0;
 }
 
+namespace {
+
+// The k largest |values| of a tensor and their row-major flat indices, as topk over every entry gives
+// them (up to the order of ties). For a matrix, only the rows whose largest |value| reaches the k-th
+// largest row maximum can hold them (k rows each hold an entry at least that large), so one reduction
+// over the matrix and a topk over those few rows replace a topk over all n·F entries.
+std::pair<at::Tensor, at::Tensor> largestMagnitudes(const at::Tensor& values, std::int64_t k)
+{
+    const at::Tensor a = values.abs();
+    k = std::min<std::int64_t>(k, a.numel());
+    if (a.dim() != 2 || a.size(0) <= k) {
+        auto [v, idx] = a.reshape({-1}).topk(k);
+        return {v, idx};
+    }
+    const at::Tensor rowMax = a.amax(1);
+    const at::Tensor kth = std::get<0>(rowMax.topk(k)).min();
+    const at::Tensor rows = (rowMax >= kth).nonzero().squeeze(1);
+    const std::int64_t columns = a.size(1);
+    auto [v, idx] = a.index_select(0, rows).reshape({-1}).topk(k);
+    return {v, rows.index_select(0, at::floor_divide(idx, columns)) * columns + idx.remainder(columns)};
+}
+
+} // namespace
+
 GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
 {
     at::NoGradGuard noGrad;
@@ -630,9 +654,8 @@ std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int
         auto collect = [&](const at::Tensor& values, const std::function<NodeRef(std::int64_t)>& nodeAt) {
             if (!values.defined() || values.numel() == 0)
                 return;
-            const at::Tensor flat = values.reshape({-1}).abs();
-            const std::int64_t kk = std::min<std::int64_t>(k, flat.numel());
-            const auto [v, idx] = flat.topk(kk);
+            const auto [v, idx] = largestMagnitudes(values, k);
+            const std::int64_t kk = v.numel();
             const at::Tensor vd = v.to(at::kDouble).contiguous(), id = idx.contiguous();
             for (std::int64_t i = 0; i < kk; ++i) {
                 const double mag = vd.data_ptr<double>()[i];
