@@ -1,6 +1,7 @@
 #include "core/analysis/analysis.h"
 
 #include "core/util/errors.h"
+#include "core/util/runtime.h"
 
 #include <algorithm>
 #include <set>
@@ -150,6 +151,7 @@ Analysis analyzePrompt(const Gpt2Model& model, const SaeSet& saes, const Analysi
         }
         right = plan(model, saes, q, q.second->prompt, objective, "second prompt");
     }
+    releaseFreedMemory();
     const bool ablated = !left.ablations.empty();
     const bool baseline = ablated && q.baseline && !right;
     const int passes = 1 + (baseline ? 1 : 0) + (right ? 1 : 0);

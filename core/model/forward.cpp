@@ -9,11 +9,14 @@ namespace cs {
 
 at::Tensor layerNorm(const at::Tensor& x, const at::Tensor& gain, const at::Tensor& bias, double eps, at::Tensor* sigma)
 {
-    const at::Tensor centered = x - x.mean(-1, /*keepdim=*/true);
-    const at::Tensor s = (centered.pow(2).mean(-1, /*keepdim=*/true) + eps).sqrt();
+    // ATen's fused layer norm: for the backward pass it keeps x (alive anyway: the residual stream),
+    // the mean and 1/σ, where the composite form kept two [n, d] intermediates per call (about 150 MB
+    // over GPT-2 small's 25 layer norms at 1,024 tokens). σ = sqrt(var + eps), var the biased variance.
+    auto [out, mean, rstd] = at::native_layer_norm(x, {x.size(-1)}, gain, bias, eps);
+    (void)mean;
     if (sigma)
-        *sigma = s;
-    return centered / s * gain + bias;
+        *sigma = rstd.detach().reciprocal();
+    return out;
 }
 
 at::Tensor mlpActivation(const at::Tensor& pre, MlpActivation kind)

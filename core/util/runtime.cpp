@@ -7,10 +7,16 @@
 #include <dlfcn.h>
 #include <filesystem>
 #include <fstream>
+#include <malloc.h>
 #include <mutex>
 #include <thread>
 
 namespace cs {
+
+void releaseFreedMemory()
+{
+    malloc_trim(0);
+}
 
 void initializeRuntime()
 {

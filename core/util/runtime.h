@@ -20,4 +20,9 @@ void initializeRuntime();
 
 RuntimeInfo runtimeInfo();
 
+// Hands memory that earlier work freed back to the system (glibc keeps freed blocks of up to 32 MB in
+// its per-thread arenas, so after one long-prompt Run the process stays about 1 GB larger than what
+// it holds). Called before each analysis, so that the resident size is what the Run needs.
+void releaseFreedMemory();
+
 } // namespace cs
