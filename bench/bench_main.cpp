@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -350,7 +351,19 @@ nlohmann::ordered_json saesEverywhereFigures(const cs::Gpt2Model& model, int tok
     const double floorMs = encoderFloorMs + modelFlops / 1e9 / gemmGflops * 1e3;
 
     double start = 0, modelNodesMs = 0;
+    // Time per kind of stage of the last Run ("autoencoders of layer L" summed over the layers).
+    std::map<std::string, double> stageMs;
+    std::string currentStage;
+    double stageStart = 0;
+    const auto enterStage = [&](const std::string& what) {
+        const double now = nowMs();
+        if (!currentStage.empty())
+            stageMs[currentStage] += now - stageStart;
+        currentStage = what.rfind("autoencoders of layer", 0) == 0 ? "autoencoders (encode + latent effects)" : what;
+        stageStart = now;
+    };
     cs::AnalysisControl control;
+    control.stage = enterStage;
     control.staged = [&](const cs::PromptAnalysis&, int done, int) {
         if (done == 0)
             modelNodesMs = nowMs() - start;
@@ -360,9 +373,15 @@ nlohmann::ordered_json saesEverywhereFigures(const cs::Gpt2Model& model, int tok
     resetPeakRss();
     const double ms = medianMs(repeats, [&] {
         start = nowMs();
+        stageMs.clear();
+        currentStage.clear();
+        analysis.reset();
         analysis.emplace(cs::analyzePrompt(model, saes, q, control));
+        enterStage("node table");
         (void)cs::nodeTable(model, saes, *analysis, 15);
+        enterStage("grid");
         (void)cs::gridValues({model, saes, analysis->left.run.record}, analysis->left.run.effects, 16);
+        enterStage("");
         modelNodes.push_back(modelNodesMs);
     });
     std::sort(modelNodes.begin(), modelNodes.end());
@@ -379,6 +398,7 @@ nlohmann::ordered_json saesEverywhereFigures(const cs::Gpt2Model& model, int tok
             {"mean_l0_measured", l0 / std::max(active, 1)},
             {"run_ms", ms},
             {"model_nodes_ready_ms", modelNodes[modelNodes.size() / 2]},
+            {"stages_of_last_run_ms", stageMs},
             {"encoder_gflop", encoderFlops / 1e9},
             {"encoder_floor_ms", encoderFloorMs},
             {"floor_ms", floorMs},
@@ -492,7 +512,9 @@ int main(int argc, char** argv)
                 longLengths.push_back(std::atoi(list.substr(pos, comma - pos).c_str()));
                 pos = comma + 1;
             }
-        } else if (a == "--repeats" && i + 1 < argc)
+        } else if (a == "--saes-everywhere")
+            saesEverywhere = true; // only the Run with autoencoders on every layer (issue 15)
+        else if (a == "--repeats" && i + 1 < argc)
             repeats = std::max(1, std::atoi(argv[++i]));
         else {
             std::cerr << "usage: circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere]\n";

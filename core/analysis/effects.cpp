@@ -76,11 +76,20 @@ at::Tensor rowDots(const at::Tensor& A, const at::Tensor& rowsA, const at::Tenso
 {
     const std::int64_t count = rowsA.numel();
     at::Tensor out = at::empty({count}, A.options());
+    const at::Tensor Bt = B.to(A.scalar_type());
     constexpr std::int64_t kBlock = 2048;
     for (std::int64_t start = 0; start < count; start += kBlock) {
         const std::int64_t m = std::min(kBlock, count - start);
-        out.narrow(0, start, m)
-            .copy_((A.index_select(0, rowsA.narrow(0, start, m)) * B.index_select(0, rowsB.narrow(0, start, m)).to(A.scalar_type())).sum(1));
+        const at::Tensor ra = rowsA.narrow(0, start, m), rb = rowsB.narrow(0, start, m);
+        const at::Tensor a = A.index_select(0, ra); // [m, d]
+        // The active entries of an autoencoder come token by token (nonzero() is row-major), so a block
+        // touches a few consecutive rows of B: one product with those rows, then a gather, reads each
+        // gathered row of A once and never copies B's rows per entry.
+        const std::int64_t first = rb.min().item<std::int64_t>(), span = rb.max().item<std::int64_t>() - first + 1;
+        if (span <= 64)
+            out.narrow(0, start, m).copy_(at::mm(a, Bt.narrow(0, first, span).t()).gather(1, (rb - first).unsqueeze(1)).squeeze(1));
+        else
+            out.narrow(0, start, m).copy_((a * Bt.index_select(0, rb)).sum(1));
     }
     return out;
 }
