@@ -1,4 +1,5 @@
 #include "core/train/sae_trainer.h"
+#include "core/util/files.h"
 
 #include "core/io/safetensors.h"
 #include "core/model/forward.h"
@@ -87,7 +88,7 @@ void writeSaeLens(const SparseAutoencoder& sae, SaeLocation location, int layer,
     for (auto it = cfg.begin(); it != cfg.end(); ++it)
         if (!it.value().is_null())
             out[it.key()] = it.value();
-    std::ofstream(dir / "cfg.json") << out.dump(2) << '\n';
+    writeFileAtomically(dir / "cfg.json", out.dump(2) + '\n');
 }
 
 namespace {
