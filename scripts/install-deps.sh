@@ -12,6 +12,10 @@ PACKAGES=(
   nlohmann-json3-dev
   dpkg-dev desktop-file-utils appstream
 )
+# scripts/fuzz.sh only (not CI): clang and its libFuzzer runtime.
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
