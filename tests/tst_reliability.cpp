@@ -479,6 +479,76 @@ private Q_SLOTS:
         }
     }
 
+    // --- Text from files and standard input ------------------------------------------------------------
+
+    void cliTakesTextFromFilesAndStandardInput()
+    {
+        const fs::path d = dir() / "texts";
+        fs::create_directories(d);
+        // Expected ids looked up in vocab.json: GPT-2 pre-tokenizes "a\0b\nline two" into "a", "\0", "b",
+        // "\n", "line", " two", and its byte alphabet writes NUL as "Ā" and the newline as "Ċ".
+        const nlohmann::json vocab = nlohmann::json::parse(readRaw(cs::test::dataDir() / "tiny-gpt2/vocab.json"));
+        std::vector<int> expected;
+        for (const char* t : {"a", "\xc4\x80", "b", "\xc4\x8a", "line", "\xc4\xa0two"})
+            expected.push_back(vocab.at(t).get<int>());
+        const std::string bytes("a\0b\nline two", 12);
+        writeRaw(d / "nul.txt", bytes);
+        const QStringList model = {QStringLiteral("--model"), cs::test::tinyModel()};
+        const auto ids = [](const CliResult& r) { return nlohmann::json::parse(r.out).at("ids").get<std::vector<int>>(); };
+
+        const CliResult fromFile = runCli(QStringList{QStringLiteral("tokenize"), QStringLiteral("--text-file"), q(d / "nul.txt")} + model);
+        QVERIFY2(fromFile.exitCode == 0, fromFile.err.c_str());
+        QCOMPARE(ids(fromFile), expected);
+        QVERIFY(fromFile.err.empty());
+        const CliResult fromStdin = runCli(QStringList{QStringLiteral("tokenize"), QStringLiteral("--text-file"), QStringLiteral("-")} + model,
+                                           QByteArray(bytes.data(), qsizetype(bytes.size())));
+        QVERIFY2(fromStdin.exitCode == 0, fromStdin.err.c_str());
+        QCOMPARE(ids(fromStdin), expected);
+
+        // Invalid UTF-8 is replaced by U+FFFD, as typed text with U+FFFD would be, and a warning says so.
+        writeRaw(d / "invalid.txt", "ab\xff" "cd");
+        const CliResult invalid = runCli(QStringList{QStringLiteral("tokenize"), QStringLiteral("--text-file"), q(d / "invalid.txt")} + model);
+        QVERIFY2(invalid.exitCode == 0, invalid.err.c_str());
+        QCOMPARE(invalid.err, std::string("warning: text: invalid UTF-8 replaced by U+FFFD\n"));
+        const CliResult typed = runCli(QStringList{QStringLiteral("tokenize"), QStringLiteral("--text"), QStringLiteral("ab\uFFFDcd")} + model);
+        QCOMPARE(ids(invalid), ids(typed));
+
+        // A multi-line prompt from a file runs exactly as the same prompt given as an argument.
+        const std::string prompt = "When Mary and John went to the store,\nJohn gave a drink to";
+        writeRaw(d / "prompt.txt", prompt);
+        const CliResult forwardFile = runCli(QStringList{QStringLiteral("forward"), QStringLiteral("--prompt-file"), q(d / "prompt.txt")} + model);
+        const CliResult forwardArg = runCli(QStringList{QStringLiteral("forward"), QStringLiteral("--prompt"), QString::fromStdString(prompt)} + model);
+        QVERIFY2(forwardFile.exitCode == 0, forwardFile.err.c_str());
+        QCOMPARE(forwardFile.out, forwardArg.out);
+        const CliResult forwardNul = runCli(QStringList{QStringLiteral("forward"), QStringLiteral("--prompt-file"), QStringLiteral("-")} + model,
+                                            QByteArray(bytes.data(), qsizetype(bytes.size())));
+        QVERIFY2(forwardNul.exitCode == 0, forwardNul.err.c_str());
+        QCOMPARE(ids(forwardNul), expected);
+        const CliResult second = runCli(QStringList{QStringLiteral("nodes"), QStringLiteral("--prompt-file"), q(d / "prompt.txt"),
+                                                    QStringLiteral("--prompt2-file"), QStringLiteral("-"), QStringLiteral("--target"),
+                                                    QStringLiteral(" Mary"), QStringLiteral("--distractor"), QStringLiteral(" John"),
+                                                    QStringLiteral("--top"), QStringLiteral("3")} + model,
+                                        QByteArray("When John and Mary went to the store,\nMary gave a drink to"));
+        QVERIFY2(second.exitCode == 0, second.err.c_str());
+        QVERIFY(nlohmann::json::parse(second.out).contains("right"));
+
+        // Misuse: one line, exit 2.
+        CS_VERIFY_CLI_BAD_INPUT(runCli(QStringList{QStringLiteral("forward"), QStringLiteral("--prompt"), QStringLiteral("x"),
+                                                   QStringLiteral("--prompt-file"), q(d / "prompt.txt")} + model),
+                                "--prompt and --prompt-file: give one of them");
+        CS_VERIFY_CLI_BAD_INPUT(runCli(QStringList{QStringLiteral("forward"), QStringLiteral("--prompt-file"), q(d / "missing.txt")} + model),
+                                "missing.txt: file not found");
+        CS_VERIFY_CLI_BAD_INPUT(runCli(QStringList{QStringLiteral("tokenize"), QStringLiteral("--text-file"), q(d)} + model),
+                                "is a directory, expected a file");
+        CS_VERIFY_CLI_BAD_INPUT(runCli(QStringList{QStringLiteral("nodes"), QStringLiteral("--prompt-file"), QStringLiteral("-"),
+                                                   QStringLiteral("--prompt2-file"), QStringLiteral("-"), QStringLiteral("--target"),
+                                                   QStringLiteral(" Mary")} + model,
+                                       QByteArray("text")),
+                                "standard input is already read");
+        CS_VERIFY_CLI_BAD_INPUT(runCli(QStringList{QStringLiteral("forward"), QStringLiteral("--prompt-file"), QStringLiteral("/dev/zero")} + model),
+                                "is not a regular file (a device)");
+    }
+
 private:
     fs::path dir() const { return fs::path(m_tmp.path().toStdString()); }
 
