@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (fuzz/) with clang, ASan and UBSan in build-fuzz (or $BUILD_DIR) and runs
+# Builds the libFuzzer targets (fuzz/) with ASan, UBSan and coverage hooks in build-fuzz (or $BUILD_DIR) and runs
 # each for SECONDS (default 60), one after another. New inputs that add coverage land in
 # fuzz/corpus/<target>/ (libFuzzer merges them there; commit the small ones), a crashing input in
 # fuzz/crashes/<target>/ (commit it with the fix: CTest fuzz_replay replays both).
@@ -14,8 +14,8 @@ targets=("$@")
 
 "$root/scripts/install-deps.sh" --fuzz
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_COMPILER=clang++ -DCIRCUITSCOPE_FUZZ=ON -DCIRCUITSCOPE_BUILD_TESTS=OFF \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" ${FUZZ_CMAKE_ARGS:-} >/dev/null
+  -DCIRCUITSCOPE_FUZZ=ON -DCIRCUITSCOPE_BUILD_TESTS=OFF \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" ${FUZZ_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" --parallel "${JOBS:-2}" --target $(printf 'fuzz_%s ' "${targets[@]}")
 
 # libtorch and Qt keep static state alive at exit; the leak checker would report it on every input.

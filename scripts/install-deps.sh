@@ -12,9 +12,9 @@ PACKAGES=(
   nlohmann-json3-dev
   dpkg-dev desktop-file-utils appstream
 )
-# scripts/fuzz.sh only (not CI): clang and its libFuzzer runtime.
+# scripts/fuzz.sh only (not CI): libFuzzer from clang's compiler-rt (the targets themselves build with g++).
 if [ "${1:-}" = "--fuzz" ]; then
-  PACKAGES+=(clang libclang-rt-14-dev)
+  PACKAGES+=(libclang-rt-14-dev)
 fi
 
 missing=()
