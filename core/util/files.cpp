@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -89,6 +91,27 @@ std::string parseErrorReason(const std::string& what)
         reason = reason.substr(0, p) + "; last read: " + quoteForMessage(token);
     }
     return reason;
+}
+
+// A process killed while writing leaves its temporary file behind ("." NAME ".tmp-PID-N"); the next
+// write of the same file removes those whose process is gone, so crashes do not accumulate litter.
+void removeAbandonedTemporaries(const fs::path& dir, const std::string& prefix) noexcept
+{
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (!name.starts_with(prefix))
+            continue;
+        const std::string rest = name.substr(prefix.size());
+        const std::size_t dash = rest.find('-');
+        if (dash == 0 || dash == std::string::npos || rest.find_first_not_of("0123456789-") != std::string::npos)
+            continue;
+        const long pid = std::strtol(rest.substr(0, dash).c_str(), nullptr, 10);
+        if (pid > 0 && pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+            std::error_code removeError;
+            fs::remove(it->path(), removeError);
+        }
+    }
 }
 
 } // namespace
@@ -250,6 +273,7 @@ AtomicFileWriter::AtomicFileWriter(const fs::path& target) : m_target(target)
     // Hidden, unique within the folder; the name is cut so that it stays under NAME_MAX.
     static std::atomic<unsigned> counter{0};
     const std::string base = m_target.filename().string().substr(0, 180);
+    removeAbandonedTemporaries(dir, "." + base + ".tmp-");
     for (int attempt = 0; attempt < 100; ++attempt) {
         m_temp = dir / ("." + base + ".tmp-" + std::to_string(::getpid()) + '-' + std::to_string(counter++));
         m_fd = ::open(m_temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
