@@ -1,8 +1,8 @@
 #include "core/model/random_model.h"
-#include "core/util/files.h"
 
 #include "core/io/safetensors.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>

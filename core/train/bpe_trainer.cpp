@@ -1,8 +1,8 @@
 #include "core/train/bpe_trainer.h"
-#include "core/util/files.h"
 
 #include "core/tokenizer/pretokenizer.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,9 +1,9 @@
 #include "core/train/model_trainer.h"
-#include "core/util/files.h"
 
 #include "core/io/safetensors.h"
 #include "core/train/rng.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <torch/torch.h>
 

@@ -1,9 +1,9 @@
 #include "core/train/pipeline.h"
-#include "core/util/files.h"
 
 #include "core/model/gpt2_model.h"
 #include "core/tokenizer/gpt2_tokenizer.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <algorithm>
 #include <cstdio>

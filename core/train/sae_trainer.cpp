@@ -1,10 +1,10 @@
 #include "core/train/sae_trainer.h"
-#include "core/util/files.h"
 
 #include "core/io/safetensors.h"
 #include "core/model/forward.h"
 #include "core/train/rng.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <torch/torch.h>
 
