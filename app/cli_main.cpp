@@ -7,7 +7,9 @@
 #include "core/model/demo_model.h"
 #include "core/model/random_model.h"
 #include "core/session/session.h"
+#include "core/tokenizer/gpt2_tokenizer.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 #include "core/util/runtime.h"
 
 #include <c10/util/Exception.h>
@@ -19,7 +21,10 @@
 #include <QCommandLineParser>
 #include <QCoreApplication>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <unistd.h>
 #include <iostream>
 #include <optional>
 
@@ -59,7 +64,7 @@ public:
         if (command == u"info")
             return print(cs::infoJson(*model()));
         if (command == u"tokenize")
-            return print(cs::tokenizeJson(*model(), str(required(QStringLiteral("text")))));
+            return tokenize();
         if (command == u"forward")
             return forward();
         if (command == u"node")
@@ -92,7 +97,9 @@ private:
             {QStringLiteral("session"), QStringLiteral("A saved session (.circuitscope.json): its model, autoencoders, prompt, target, distractor, "
                                                        "selected node, view and top K are the defaults of every other option."), QStringLiteral("FILE")},
             {QStringLiteral("text"), QStringLiteral("Text to tokenize."), QStringLiteral("TEXT")},
+            {QStringLiteral("text-file"), QStringLiteral("Text to tokenize, read from FILE byte for byte (- for standard input)."), QStringLiteral("FILE")},
             {QStringLiteral("prompt"), QStringLiteral("Prompt to run."), QStringLiteral("TEXT")},
+            {QStringLiteral("prompt-file"), QStringLiteral("Prompt to run, read from FILE byte for byte (- for standard input)."), QStringLiteral("FILE")},
             {QStringLiteral("top"), QStringLiteral("How many entries to list (default 10)."), QStringLiteral("K"), QStringLiteral("10")},
             {QStringLiteral("truncate"), QStringLiteral("Keep the last n_ctx tokens of an overlong prompt instead of refusing it.")},
             {QStringLiteral("node"), QStringLiteral("Node name: mlp:L:N@T, attn:L:H@Q,K, mlp_sae:L:I@T, attn_sae:L:I@T, resid_sae:L:I@T, emb@T."), QStringLiteral("NAME")},
@@ -110,6 +117,7 @@ private:
             {QStringLiteral("downstream"), QStringLiteral("--through v: the downstream node whose gradient the value write is projected on."), QStringLiteral("NODE")},
             {QStringLiteral("downstream-through"), QStringLiteral("A downstream head's trace: q, k or qk (default)."), QStringLiteral("q|k|qk")},
             {QStringLiteral("prompt2"), QStringLiteral("nodes: a second prompt, run with the same ablations and trace."), QStringLiteral("TEXT")},
+            {QStringLiteral("prompt2-file"), QStringLiteral("nodes: the second prompt, read from FILE (- for standard input)."), QStringLiteral("FILE")},
             {QStringLiteral("target2"), QStringLiteral("The second prompt's target (repeatable; default: the first prompt's)."), QStringLiteral("TOK")},
             {QStringLiteral("distractor2"), QStringLiteral("The second prompt's distractor (repeatable)."), QStringLiteral("TOK")},
             {QStringLiteral("vectors"), QStringLiteral("node: also print the residual write and read vectors.")},
@@ -164,6 +172,64 @@ private:
         if (const auto v = fromSession(name))
             return *v;
         throw UsageError("missing --" + str(name) + (m_session ? " (the session has none either)" : ""));
+    }
+
+    // --NAME-FILE: the text's bytes exactly as stored (NUL bytes, several lines, invalid UTF-8 included: the
+    // core replaces invalid UTF-8 and warns). A command-line argument cannot carry such bytes.
+    std::optional<std::string> textFromFile(const QString& name) const
+    {
+        const QString fileOption = name + QStringLiteral("-file");
+        if (!m_parser.isSet(fileOption))
+            return std::nullopt;
+        if (m_parser.isSet(name))
+            throw UsageError("--" + str(name) + " and --" + str(fileOption) + ": give one of them");
+        const std::string file = str(m_parser.value(fileOption));
+        if (file != "-")
+            return cs::readRegularFile(file, cs::kMaxDocumentBytes);
+        if (m_stdinTaken)
+            throw UsageError("--" + str(fileOption) + " -: standard input is already read by another option");
+        m_stdinTaken = true;
+        std::string text;
+        char buffer[1 << 16];
+        for (;;) {
+            const ssize_t n = ::read(STDIN_FILENO, buffer, sizeof buffer);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                throw cs::InputError("--" + str(fileOption) + " -: cannot read standard input: " + std::strerror(errno));
+            if (n == 0)
+                break;
+            if (text.size() + static_cast<std::size_t>(n) > cs::kMaxDocumentBytes)
+                throw cs::InputError("--" + str(fileOption) + " -: standard input holds more than " +
+                                     std::to_string(cs::kMaxDocumentBytes) + " bytes");
+            text.append(buffer, static_cast<std::size_t>(n));
+        }
+        return text;
+    }
+
+    // A text option (text, prompt, prompt2) from --NAME, --NAME-file or the session.
+    std::string textOption(const QString& name) const
+    {
+        if (auto t = textFromFile(name))
+            return *t;
+        return str(required(name));
+    }
+
+    std::optional<std::string> optionalTextOption(const QString& name) const
+    {
+        if (auto t = textFromFile(name))
+            return t;
+        return optional(name);
+    }
+
+    int tokenize()
+    {
+        const std::string text = textOption(QStringLiteral("text"));
+        bool replaced = false;
+        cs::sanitizeUtf8(text, &replaced);
+        if (replaced)
+            printWarnings({"text: invalid UTF-8 replaced by U+FFFD"});
+        return print(cs::tokenizeJson(*model(), text));
     }
 
     int intOption(const QString& name) const
@@ -223,7 +289,7 @@ private:
     cs::AnalysisQuery analysisQuery() const
     {
         cs::AnalysisQuery q;
-        q.prompt = str(required(QStringLiteral("prompt")));
+        q.prompt = textOption(QStringLiteral("prompt"));
         q.overlong = overlong();
         const bool objectiveOnCommandLine = m_parser.isSet(QStringLiteral("target")) || m_parser.isSet(QStringLiteral("distractor"));
         if (objectiveOnCommandLine || !m_session) {
@@ -245,7 +311,7 @@ private:
         for (const auto& a : ablations)
             q.ablations.push_back(cs::AblationSpec::parse(a));
         q.trace = traceSpec();
-        if (const auto second = optional(QStringLiteral("prompt2"))) {
+        if (const auto second = optionalTextOption(QStringLiteral("prompt2"))) {
             cs::AnalysisQuery::SecondPrompt p;
             p.prompt = *second;
             if (m_parser.isSet(QStringLiteral("target2")) || m_parser.isSet(QStringLiteral("distractor2")) || !m_session ||
@@ -453,6 +519,7 @@ private:
     QStringList m_args;
     QCommandLineParser m_parser;
     std::optional<cs::Session> m_session; // from --session FILE
+    mutable bool m_stdinTaken = false;    // standard input can be read once (--*-file -)
 };
 
 } // namespace

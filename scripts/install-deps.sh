@@ -12,6 +12,10 @@ PACKAGES=(
   nlohmann-json3-dev
   dpkg-dev desktop-file-utils appstream
 )
+# scripts/fuzz.sh only (not CI): libFuzzer from clang's compiler-rt (the targets themselves build with g++).
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

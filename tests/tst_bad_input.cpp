@@ -102,7 +102,7 @@ private Q_SLOTS:
         row("header length past the end", "bad.safetensors", "runs past the end");
         row("header not JSON", "bad.safetensors", "not valid JSON");
         row("header not an object", "bad.safetensors", "not a JSON object");
-        row("unknown dtype", "bad.safetensors", "unknown dtype 'F7'");
+        row("unknown dtype", "bad.safetensors", "unknown dtype \"F7\"");
         row("span outside the file", "bad.safetensors", "outside the data area");
         row("overlapping spans", "bad.safetensors", "overlapping");
         row("shape disagrees with byte span", "bad.safetensors", "data span is 12 bytes");

@@ -218,7 +218,7 @@ private Q_SLOTS:
         QTest::addRow("jsonl without text") << QByteArray("{\"text\":\"a\"}\n{\"body\":\"b\"}\n") << QStringLiteral("c.jsonl")
                                             << QStringLiteral("line 2 has no \"text\" string field");
         QTest::addRow("jsonl not json") << QByteArray("{\"text\":\"a\"}\nnot json\n") << QStringLiteral("d.jsonl")
-                                        << QStringLiteral("line 2 is not valid JSON");
+                                        << QStringLiteral("d.jsonl:2:2: not valid JSON"); // FILE:LINE:COLUMN
         QTest::addRow("jsonl empty texts") << QByteArray("{\"text\":\"\"}\n") << QStringLiteral("e.jsonl")
                                            << QStringLiteral("the corpus is empty");
     }

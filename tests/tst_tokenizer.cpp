@@ -10,6 +10,7 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QTemporaryDir>
+#include <QRegularExpression>
 #include <QTest>
 
 #include <climits>
@@ -525,7 +526,9 @@ private Q_SLOTS:
         }
         const QString text = QString::fromStdString(message);
         const QString named = file.isEmpty() ? temp.path() : temp.filePath(file);
-        QVERIFY2(text.startsWith(named + QStringLiteral(": ")), qPrintable(text));
+        // "FILE: reason", or "FILE:LINE:COL: reason" for a JSON syntax error.
+        const QRegularExpression prefix(QStringLiteral("^") + QRegularExpression::escape(named) + QStringLiteral("(:\\d+:\\d+)?: "));
+        QVERIFY2(prefix.match(text).hasMatch(), qPrintable(text));
         QVERIFY2(text.contains(reason), qPrintable(text));
         QVERIFY2(!text.contains(QLatin1Char('\n')), qPrintable(text));
     }

@@ -3,6 +3,7 @@
 #include "core/examples/content_hash.h"
 #include "core/tokenizer/utf8.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <nlohmann/json.hpp>
 
@@ -32,14 +33,7 @@ Layout layoutOf(const std::filesystem::path& path)
 
 std::string readWhole(const std::filesystem::path& file)
 {
-    QFile f(QString::fromStdString(file.string()));
-    if (!f.open(QIODevice::ReadOnly))
-        throwInputError(file, "cannot be read (" + f.errorString().toStdString() + ")");
-    if (f.size() > kMaxCorpusBytes)
-        throwInputError(file, "is " + std::to_string(f.size()) + " bytes; a corpus may have at most " +
-                                  std::to_string(kMaxCorpusBytes) + " bytes");
-    const QByteArray bytes = f.readAll();
-    return std::string(bytes.constData(), static_cast<std::size_t>(bytes.size()));
+    return readRegularFile(file, kMaxCorpusBytes);
 }
 
 // Text only: a NUL byte means a binary file; invalid UTF-8 is refused with where it is (replacing it
@@ -129,12 +123,7 @@ std::string forEachDocument(const std::filesystem::path& path, Each&& each)
         return hash.hex();
     }
     splitLines(bytes, [&](std::string_view line, std::size_t lineNo) {
-        nlohmann::json doc;
-        try {
-            doc = nlohmann::json::parse(line);
-        } catch (const nlohmann::json::exception&) {
-            throwInputError(path, "line " + std::to_string(lineNo) + " is not valid JSON");
-        }
+        const nlohmann::json doc = parseJsonText(line, path, kMaxJsonDepth, lineNo);
         if (!doc.is_object() || !doc.contains("text") || !doc["text"].is_string())
             throwInputError(path, "line " + std::to_string(lineNo) + " has no \"text\" string field");
         const std::string text = doc["text"].get<std::string>();

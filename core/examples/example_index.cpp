@@ -2,13 +2,13 @@
 
 #include "core/examples/content_hash.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <omp.h>
 
 #include <QCryptographicHash>
-#include <QSaveFile>
 #include <QStandardPaths>
 
 #include <algorithm>
@@ -335,7 +335,7 @@ std::shared_ptr<ExampleIndex> readExampleIndexFile(const std::filesystem::path& 
     index->m_file = file;
     SectionInfo tokens, docs, maxima, hashes, blockSection;
     try {
-        const nlohmann::json h = nlohmann::json::parse(headerText);
+        const nlohmann::json h = parseJsonText(headerText, file.string() + " (header)");
         index->m_key = ExampleIndexKey::fromJson(h.at("key"));
         const auto& sampler = h.at("key").at("sampler");
         if (sampler.at("top").get<int>() != kExampleTop || sampler.at("bands").get<int>() != kExampleBands ||
@@ -646,19 +646,8 @@ public:
         const std::string headerText = header.dump();
         std::error_code ec;
         std::filesystem::create_directories(file.parent_path(), ec);
-        QSaveFile out(QString::fromStdString(file.string()));
-        if (!out.open(QIODevice::WriteOnly))
-            throwInputError(file, "cannot be written (" + out.errorString().toStdString() + ")");
-        const auto write = [&](const void* data, std::int64_t bytes) {
-            const char* p = static_cast<const char*>(data);
-            while (bytes > 0) {
-                const qint64 w = out.write(p, std::min<std::int64_t>(bytes, std::int64_t(1) << 30));
-                if (w <= 0)
-                    throwInputError(file, "cannot be written (" + out.errorString().toStdString() + ")");
-                p += w;
-                bytes -= w;
-            }
-        };
+        AtomicFileWriter out(file);
+        const auto write = [&](const void* data, std::int64_t bytes) { out.write(data, static_cast<std::size_t>(bytes)); };
         const std::uint32_t version = kFormatVersion, headerBytes = static_cast<std::uint32_t>(headerText.size());
         write(kMagic, 8);
         write(&version, 4);
@@ -670,8 +659,7 @@ public:
         write(zeros, (8 - used % 8) % 8);
         for (const Part& p : parts)
             write(p.data, p.bytes);
-        if (!out.commit())
-            throwInputError(file, "cannot be written (" + out.errorString().toStdString() + ")");
+        out.commit();
     }
 
 private:

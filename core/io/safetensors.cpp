@@ -1,12 +1,12 @@
 #include "core/io/safetensors.h"
 
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <limits>
 
 namespace cs {
@@ -82,12 +82,9 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path)
     if (headerLen > kMaxHeaderBytes)
         fail("header length " + std::to_string(headerLen) + " is implausibly large");
 
-    nlohmann::json header;
-    try {
-        header = nlohmann::json::parse(bytes + 8, bytes + 8 + headerLen);
-    } catch (const nlohmann::json::exception& e) {
-        fail(std::string("header is not valid JSON: ") + e.what());
-    }
+    // Positions in messages count within the header (it starts at byte 8 of the file).
+    const nlohmann::json header = parseJsonText(
+        std::string_view(reinterpret_cast<const char*>(bytes) + 8, headerLen), path.string() + " (header)");
     if (!header.is_object())
         fail("header is not a JSON object");
 
@@ -102,12 +99,12 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path)
                 fail("__metadata__ is not an object");
             for (auto m = v.begin(); m != v.end(); ++m) {
                 if (!m.value().is_string())
-                    fail("__metadata__ value of '" + m.key() + "' is not a string");
+                    fail("__metadata__ value of " + quoteForMessage(m.key()) + " is not a string");
                 st.m_metadata[m.key()] = m.value().get<std::string>();
             }
             continue;
         }
-        auto failT = [&](const std::string& msg) { fail("tensor '" + name + "': " + msg); };
+        auto failT = [&](const std::string& msg) { fail("tensor " + quoteForMessage(name) + ": " + msg); };
         if (!v.is_object())
             failT("entry is not an object");
         if (!v.contains("dtype") || !v["dtype"].is_string())
@@ -115,7 +112,7 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path)
         const std::string dtypeStr = v["dtype"].get<std::string>();
         const auto dtype = dtypeFromName(dtypeStr);
         if (!dtype)
-            failT("unknown dtype '" + dtypeStr + "'");
+            failT("unknown dtype " + quoteForMessage(dtypeStr));
         if (!v.contains("shape") || !v["shape"].is_array())
             failT("missing shape");
         if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2 ||
@@ -223,23 +220,16 @@ void writeSafetensors(const std::filesystem::path& path,
     std::string headerText = header.dump();
     headerText.append((8 - headerText.size() % 8) % 8, ' ');
 
-    const std::filesystem::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out)
-            throwInputError(path, "cannot write");
-        std::uint64_t len = headerText.size();
-        char lenBytes[8];
-        for (int i = 0; i < 8; ++i)
-            lenBytes[i] = static_cast<char>((len >> (8 * i)) & 0xff);
-        out.write(lenBytes, 8);
-        out.write(headerText.data(), static_cast<std::streamsize>(headerText.size()));
-        for (const auto& c : contiguous)
-            out.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.numel() * c.element_size()));
-        if (!out)
-            throwInputError(path, "write failed");
-    }
-    std::filesystem::rename(tmp, path); // atomic: a reader never sees a half-written file
+    AtomicFileWriter out(path);
+    const std::uint64_t len = headerText.size();
+    char lenBytes[8];
+    for (int i = 0; i < 8; ++i)
+        lenBytes[i] = static_cast<char>((len >> (8 * i)) & 0xff);
+    out.write(lenBytes, 8);
+    out.write(headerText);
+    for (const auto& c : contiguous)
+        out.write(c.data_ptr(), static_cast<std::size_t>(c.numel() * c.element_size()));
+    out.commit(); // a reader never sees a half-written file
 }
 
 } // namespace cs

@@ -1,8 +1,7 @@
 #include "core/model/gpt2_config.h"
 
 #include "core/util/errors.h"
-
-#include <fstream>
+#include "core/util/files.h"
 
 namespace cs {
 
@@ -25,7 +24,7 @@ Gpt2Config Gpt2Config::fromJson(const nlohmann::json& j, const std::filesystem::
     if (!j.is_object())
         throwInputError(source, "not a JSON object");
     if (j.contains("model_type") && j["model_type"].is_string() && j["model_type"] != "gpt2")
-        throwInputError(source, "model_type '" + j["model_type"].get<std::string>() + "' is not gpt2");
+        throwInputError(source, "model_type " + quoteForMessage(j["model_type"].get<std::string>()) + " is not gpt2");
 
     Gpt2Config c;
     c.nLayer = requiredPositiveInt(j, "n_layer", source);
@@ -36,6 +35,10 @@ Gpt2Config Gpt2Config::fromJson(const nlohmann::json& j, const std::filesystem::
     if (c.dModel % c.nHead != 0)
         throwInputError(source, "n_embd " + std::to_string(c.dModel) + " is not divisible by n_head " +
                                     std::to_string(c.nHead));
+    // 4·n_embd (and the tensor shapes built from it) must stay inside an int; files claiming more are
+    // refused here rather than overflowing later.
+    if (c.dModel > (1 << 28))
+        throwInputError(source, "field 'n_embd' is " + std::to_string(c.dModel) + ", more than " + std::to_string(1 << 28));
     c.dMlp = 4 * c.dModel;
     if (j.contains("n_inner") && !j["n_inner"].is_null())
         c.dMlp = requiredPositiveInt(j, "n_inner", source);
@@ -53,7 +56,7 @@ Gpt2Config Gpt2Config::fromJson(const nlohmann::json& j, const std::filesystem::
         else if (act == "gelu")
             c.activation = MlpActivation::Gelu;
         else
-            throwInputError(source, "field 'activation_function': '" + act + "' is not supported (gelu_new, gelu)");
+            throwInputError(source, "field 'activation_function': " + quoteForMessage(act) + " is not supported (gelu_new, gelu)");
     }
     auto boolField = [&](const char* field, bool& out) {
         if (!j.contains(field) || j[field].is_null())
@@ -71,16 +74,7 @@ Gpt2Config Gpt2Config::fromJson(const nlohmann::json& j, const std::filesystem::
 
 Gpt2Config Gpt2Config::fromFile(const std::filesystem::path& configJson)
 {
-    std::ifstream in(configJson);
-    if (!in)
-        throwInputError(configJson, "cannot open");
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-        throwInputError(configJson, std::string("not valid JSON: ") + e.what());
-    }
-    return fromJson(j, configJson);
+    return fromJson(readJsonFile(configJson, kMaxConfigBytes), configJson);
 }
 
 nlohmann::json Gpt2Config::toJson() const

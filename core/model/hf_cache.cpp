@@ -1,10 +1,10 @@
 #include "core/model/hf_cache.h"
 
-#include <nlohmann/json.hpp>
+#include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 
 namespace cs {
 
@@ -25,10 +25,12 @@ std::vector<CachedModel> findCachedGpt2Models(const std::filesystem::path& hub)
             name.replace(pos, 2, "/");
         std::error_code ec2;
         for (const auto& snap : fs::directory_iterator(repo.path() / "snapshots", ec2)) {
-            std::ifstream in(snap.path() / "config.json");
-            if (!in)
-                continue;
-            const auto config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+            nlohmann::json config;
+            try {
+                config = readJsonFile(snap.path() / "config.json", kMaxConfigBytes);
+            } catch (const InputError&) {
+                continue; // not a model we can open; opening it by path says why
+            }
             if (config.is_object() && config.value("model_type", std::string()) == "gpt2")
                 out.push_back({name, snap.path()});
         }

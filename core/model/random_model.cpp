@@ -2,6 +2,7 @@
 
 #include "core/io/safetensors.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -62,7 +63,7 @@ void writeRandomHfModel(const std::filesystem::path& dir, const RandomModelOptio
         t = t.to(storage);
     writeSafetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
 
-    std::ofstream(dir / "config.json") << c.toJson().dump(2) << '\n';
+    writeFileAtomically(dir / "config.json", c.toJson().dump(2) + '\n');
 
     if (!options.tokenizerDir.empty()) {
         const auto copyOpts = std::filesystem::copy_options::overwrite_existing;

@@ -6,6 +6,7 @@
 #include "core/io/safetensors.h"
 #include "core/io/torch_pickle.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <nlohmann/json.hpp>
 
@@ -246,17 +247,7 @@ private:
 
 Json readJsonObject(const std::filesystem::path& file)
 {
-    std::ifstream in(file, std::ios::binary);
-    if (!in)
-        throwInputError(file, "cannot be read");
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    Json root;
-    try {
-        root = Json::parse(buffer.str());
-    } catch (const Json::exception& e) {
-        throwInputError(file, std::string("is not valid JSON (") + e.what() + ")");
-    }
+    const Json root = readJsonFile(file, kMaxConfigBytes);
     if (!root.is_object())
         throwInputError(file, std::string("must hold a JSON object, found ") + jsonTypeName(root));
     return root;
@@ -384,7 +375,7 @@ SparseAutoencoder loadSaeLensSae(const std::filesystem::path& dir)
     if (cfg.boolean("finetuning_scaling_factor").value_or(false))
         cfg.fail("finetuning_scaling_factor", "is true, which is not supported");
     if (const Json* head = cfg.find("hook_head_index"))
-        cfg.fail("hook_head_index", "is " + head->dump() + "; autoencoders on a single attention head are not supported");
+        cfg.fail("hook_head_index", "is " + describeForMessage(*head) + "; autoencoders on a single attention head are not supported");
 
     // --- Where it belongs.
     std::string hookField = "hook_name";

@@ -1,8 +1,8 @@
 #include "core/session/session.h"
 
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
-#include <fstream>
 
 namespace cs {
 
@@ -201,16 +201,7 @@ Session sessionFromJson(const nlohmann::json& j, const std::filesystem::path& so
 
 Session loadSession(const std::filesystem::path& file)
 {
-    std::ifstream in(file, std::ios::binary);
-    if (!in)
-        throwInputError(file, "cannot open");
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-        throwInputError(file, std::string("not valid JSON: ") + e.what());
-    }
-    Session session = sessionFromJson(j, file);
+    Session session = sessionFromJson(readJsonFile(file, kMaxDocumentBytes), file);
     resolveRelativePaths(session, file);
     return session;
 }
@@ -245,23 +236,7 @@ void saveSession(const std::filesystem::path& file, const Session& session)
     } catch (const nlohmann::json::exception& e) {
         throwInputError(file, std::string("cannot save: ") + e.what());
     }
-    const std::filesystem::path tmp = file.string() + ".saving";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        out << text;
-        out.flush();
-        if (!out) {
-            std::error_code ec;
-            std::filesystem::remove(tmp, ec);
-            throwInputError(file, "cannot write");
-        }
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, file, ec); // atomic on one filesystem
-    if (ec) {
-        std::filesystem::remove(tmp, ec);
-        throwInputError(file, "cannot replace: " + ec.message());
-    }
+    writeFileAtomically(file, text);
 }
 
 } // namespace cs

@@ -3,13 +3,13 @@
 #include "core/tokenizer/pretokenizer.h"
 #include "core/tokenizer/utf8.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <fstream>
 #include <functional>
 #include <mutex>
 #include <queue>
@@ -102,42 +102,10 @@ std::string quote(std::string_view text)
     return '"' + shown + '"';
 }
 
-std::string readFile(const fs::path& path)
-{
-    std::error_code ec;
-    if (!fs::exists(path, ec))
-        throwInputError(path, "file not found");
-    if (fs::is_directory(path, ec))
-        throwInputError(path, "is a directory, expected a file");
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        throwInputError(path, "cannot open file for reading");
-    std::string content;
-    in.seekg(0, std::ios::end);
-    const std::streamoff size = in.tellg();
-    in.seekg(0, std::ios::beg);
-    if (size > 0) {
-        content.resize(static_cast<std::size_t>(size));
-        in.read(content.data(), size);
-    }
-    if (!in)
-        throwInputError(path, "read error");
-    return content;
-}
+// Tokenizer files of real models are a few MB; the cap only stops hostile input.
+std::string readTextFile(const fs::path& path) { return readRegularFile(path, kMaxDocumentBytes); }
 
-json parseJsonFile(const fs::path& path)
-{
-    const std::string content = readFile(path);
-    try {
-        return json::parse(content);
-    } catch (const json::exception& e) {
-        // Drop nlohmann's "[json.exception.parse_error.101] " tag; the position and reason stay.
-        std::string reason = e.what();
-        if (const auto tagEnd = reason.find("] "); reason.starts_with('[') && tagEnd != std::string::npos)
-            reason.erase(0, tagEnd + 2);
-        throwInputError(path, "not valid JSON: " + reason);
-    }
-}
+json parseJsonFile(const fs::path& path) { return readJsonFile(path, kMaxDocumentBytes); }
 
 std::uint64_t pairKey(int left, int right)
 {
@@ -193,7 +161,7 @@ void Gpt2Tokenizer::Impl::addVocab(const json& vocab, const fs::path& file, std:
     std::int64_t maxId = -1;
     for (const auto& [key, value] : vocab.items()) {
         if (!value.is_number_integer())
-            throwInputError(file, prefix + "token " + quote(key) + ": id must be an integer, got " + quote(value.dump()));
+            throwInputError(file, prefix + "token " + quote(key) + ": id must be an integer, got " + describeForMessage(value));
         const auto id = value.get<std::int64_t>();
         if (id < 0 || id > kMaxTokenId)
             throwInputError(file, prefix + "token " + quote(key) + ": id " + std::to_string(id) + " is out of range");
@@ -421,7 +389,7 @@ Gpt2Tokenizer Gpt2Tokenizer::fromFiles(const fs::path& vocabJson, const fs::path
     auto impl = std::make_shared<Impl>();
     impl->addVocab(parseJsonFile(vocabJson), vocabJson, {});
 
-    const std::string merges = readFile(mergesTxt);
+    const std::string merges = readTextFile(mergesTxt);
     int rank = 0;
     int lineNumber = 0;
     for (std::size_t start = 0; start < merges.size();) {
@@ -457,7 +425,7 @@ Gpt2Tokenizer Gpt2Tokenizer::fromTokenizerJson(const fs::path& path)
     if (model == doc.end() || !model->is_object())
         throwInputError(path, "missing the \"model\" object");
     if (const auto type = model->find("type"); type != model->end() && *type != "BPE")
-        throwInputError(path, "model.type is " + type->dump() + "; only BPE tokenizers are supported");
+        throwInputError(path, "model.type is " + describeForMessage(*type) + "; only BPE tokenizers are supported");
     const auto vocab = model->find("vocab");
     if (vocab == model->end())
         throwInputError(path, "missing model.vocab");
@@ -485,7 +453,7 @@ Gpt2Tokenizer Gpt2Tokenizer::fromTokenizerJson(const fs::path& path)
                            path, where);
         } else {
             throwInputError(path, where + ": expected \"left right\" or [\"left\", \"right\"], got " +
-                                      quote(entry.dump()));
+                                      describeForMessage(entry));
         }
         ++rank;
     }

@@ -2,6 +2,7 @@
 
 #include "core/tokenizer/pretokenizer.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <nlohmann/json.hpp>
 
@@ -146,14 +147,11 @@ void writeBpeFiles(const BpeResult& bpe, const std::filesystem::path& dir)
     nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
     for (std::size_t i = 0; i < bpe.tokens.size(); ++i)
         vocab[bpe.tokens[i]] = static_cast<int>(i);
-    std::ofstream vocabFile(dir / "vocab.json", std::ios::binary);
-    vocabFile << vocab.dump() << '\n';
-    std::ofstream mergesFile(dir / "merges.txt", std::ios::binary);
-    mergesFile << "#version: 0.2\n";
+    writeFileAtomically(dir / "vocab.json", vocab.dump() + '\n');
+    std::string merges = "#version: 0.2\n";
     for (const auto& [a, b] : bpe.merges)
-        mergesFile << a << ' ' << b << '\n';
-    if (!vocabFile || !mergesFile)
-        throwInputError(dir, "could not write vocab.json / merges.txt");
+        merges += a + ' ' + b + '\n';
+    writeFileAtomically(dir / "merges.txt", merges);
 }
 
 } // namespace cs::train

@@ -3,6 +3,7 @@
 #include "core/io/safetensors.h"
 #include "core/train/rng.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <torch/torch.h>
 
@@ -138,7 +139,7 @@ void saveCheckpoint(const std::filesystem::path& dir, const NamedTensors& params
     torch::save(tensors, tmp + "/parameters.pt");
     torch::save(optimizer, tmp + "/optimizer.pt");
     nlohmann::json state = {{"run", identity}, {"losses", losses}};
-    std::ofstream(tmp + "/state.json") << state.dump() << '\n';
+    writeFileAtomically(tmp + "/state.json", state.dump() + '\n');
     std::filesystem::remove_all(old);
     if (std::filesystem::exists(dir))
         std::filesystem::rename(dir, old);
@@ -185,7 +186,9 @@ ModelTrainResult trainModel(const std::vector<int>& tokens, int documentSeparato
     ModelTrainResult result;
     const nlohmann::json identity = runIdentity(o);
     if (!o.checkpointDir.empty() && std::filesystem::exists(o.checkpointDir / "state.json")) {
-        const auto state = nlohmann::json::parse(std::ifstream(o.checkpointDir / "state.json"));
+        const auto state = readJsonFile(o.checkpointDir / "state.json", kMaxDocumentBytes);
+        if (!state.is_object() || !state.contains("run") || !state.contains("losses") || !state["losses"].is_array())
+            throwInputError(o.checkpointDir / "state.json", "not a checkpoint state (fields 'run' and 'losses')");
         if (state.at("run") != identity)
             throwInputError(o.checkpointDir, "holds a checkpoint of a different run (config, seed or schedule differ); "
                                              "remove it or choose another work directory");
@@ -236,7 +239,7 @@ ModelTrainResult trainModel(const std::vector<int>& tokens, int documentSeparato
         out.emplace_back("transformer." + name, t.detach().to(dtype).contiguous());
     std::filesystem::create_directories(outDir);
     writeSafetensors(outDir / "model.safetensors", out, {{"format", "pt"}});
-    std::ofstream(outDir / "config.json") << c.toJson().dump(2) << '\n';
+    writeFileAtomically(outDir / "config.json", c.toJson().dump(2) + '\n');
     return result;
 }
 

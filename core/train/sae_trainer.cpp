@@ -4,6 +4,7 @@
 #include "core/model/forward.h"
 #include "core/train/rng.h"
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <torch/torch.h>
 
@@ -87,7 +88,7 @@ void writeSaeLens(const SparseAutoencoder& sae, SaeLocation location, int layer,
     for (auto it = cfg.begin(); it != cfg.end(); ++it)
         if (!it.value().is_null())
             out[it.key()] = it.value();
-    std::ofstream(dir / "cfg.json") << out.dump(2) << '\n';
+    writeFileAtomically(dir / "cfg.json", out.dump(2) + '\n');
 }
 
 namespace {
