@@ -1,4 +1,5 @@
 #include "ui/widgets/node_inspector.h"
+#include "ui/widgets/node_actions.h"
 
 #include "ui/charts/activation_chart.h"
 #include "ui/charts/export_button.h"
@@ -9,7 +10,10 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QPushButton>
+#include <QMenu>
+#include <QSplitter>
 #include <QTabWidget>
+#include <QToolButton>
 #include <QVBoxLayout>
 
 namespace cs::ui {
@@ -48,6 +52,23 @@ QString metricText(const NodeMetricsView& m)
     return text;
 }
 
+// With ablations: each metric as ablated / baseline / Δ (Δ = ablated − baseline).
+QString comparedMetricText(const NodeMetricsView& m, const NodeMetricsView& b)
+{
+    const auto one = [](const QString& name, double ablated, double baseline) {
+        return QStringLiteral("%1 <b>%2</b> <span style='color:gray'>(baseline %3, Δ %4)</span>")
+            .arg(name, short4(ablated), short4(baseline), short4(ablated - baseline));
+    };
+    QStringList parts;
+    parts << one(QStringLiteral("activation"), m.activation, b.activation);
+    parts << one(QStringLiteral("write magnitude"), m.writeMagnitude, b.writeMagnitude);
+    if (m.directEffect && b.directEffect)
+        parts << one(QStringLiteral("direct effect"), *m.directEffect, *b.directEffect);
+    if (m.totalEffect && b.totalEffect)
+        parts << one(QStringLiteral("estimated total effect"), *m.totalEffect, *b.totalEffect);
+    return QStringLiteral("ablated: ") + parts.join(QStringLiteral(" &nbsp; "));
+}
+
 QString metricToolTip(const NodeMetricsView& m)
 {
     QString text = QStringLiteral("activation = %1\nwrite magnitude = %2").arg(formatValue(m.activation), formatValue(m.writeMagnitude));
@@ -73,6 +94,7 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     m_subtitle = new QLabel;
     m_metrics = new QLabel;
     m_metrics->setTextFormat(Qt::RichText);
+    m_metrics->setWordWrap(true);
     m_metrics->setToolTip(tr("Direct effect: the node's write · ∂objective/∂(final residual), with the final layer norm's "
                              "scale held fixed (as TDB). Estimated total effect: activation × ∂objective/∂activation."));
     m_pin = new QPushButton(tr("Pin"));
@@ -81,8 +103,21 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
         if (m_hasView)
             Q_EMIT pinToggleRequested(m_view.node);
     });
+    m_interventions = new QToolButton;
+    m_interventions->setText(tr("Ablate / Trace"));
+    m_interventions->setPopupMode(QToolButton::InstantPopup);
+    m_interventions->setToolTip(tr("Ablate this node (hold it at a value) or trace upstream what caused it"));
+    auto* interventionMenu = new QMenu(m_interventions);
+    connect(interventionMenu, &QMenu::aboutToShow, this, [this, interventionMenu] {
+        interventionMenu->clear();
+        if (m_actions && m_hasView)
+            m_actions->populate(interventionMenu, m_view.node);
+    });
+    m_interventions->setMenu(interventionMenu);
+    m_interventions->setEnabled(false);
     auto* titleRow = new QHBoxLayout;
     titleRow->addWidget(m_title, 1);
+    titleRow->addWidget(m_interventions);
     titleRow->addWidget(m_pin);
     layout->addLayout(titleRow);
     layout->addWidget(m_subtitle);
@@ -98,14 +133,15 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     connect(m_perUnit, &QCheckBox::toggled, this, [this] { showWrite(); });
     m_tabs->addTab(withExport(m_write, m_perUnit), tr("Write tokens"));
 
-    auto* reads = new QWidget;
-    auto* readsLayout = new QHBoxLayout(reads);
-    readsLayout->setContentsMargins(0, 0, 0, 0);
+    // Two charts of a head (Q-read and K-read, the two pair maps) are stacked, not side by side: side
+    // by side at half the inspector's width their titles and token labels did not fit.
+    auto* reads = new QSplitter(Qt::Vertical);
+    reads->setChildrenCollapsible(false);
     m_read0 = new TokenBarChart;
     m_read1 = new TokenBarChart;
-    readsLayout->addWidget(withExport(m_read0), 1);
+    reads->addWidget(withExport(m_read0));
     m_read1Box = withExport(m_read1);
-    readsLayout->addWidget(m_read1Box, 1);
+    reads->addWidget(m_read1Box);
     m_tabs->addTab(reads, tr("Read tokens"));
 
     auto* pairs = new QWidget;
@@ -114,13 +150,14 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     m_pairsNote = new QLabel;
     m_pairsNote->setWordWrap(true);
     pairsLayout->addWidget(m_pairsNote);
-    auto* maps = new QHBoxLayout;
+    auto* maps = new QSplitter(Qt::Vertical);
+    maps->setChildrenCollapsible(false);
     m_pairs0 = new HeatmapChart;
     m_pairs1 = new HeatmapChart;
-    maps->addWidget(withExport(m_pairs0), 1);
+    maps->addWidget(withExport(m_pairs0));
     m_pairs1Box = withExport(m_pairs1);
-    maps->addWidget(m_pairs1Box, 1);
-    pairsLayout->addLayout(maps, 1);
+    maps->addWidget(m_pairs1Box);
+    pairsLayout->addWidget(maps, 1);
     m_tabs->addTab(pairs, tr("Token pairs"));
 
     m_activation = new ActivationChart;
@@ -135,6 +172,7 @@ void NodeInspector::clear(const QString& message)
     m_view = NodeView();
     m_title->setText(tr("No node selected"));
     m_pin->setEnabled(false);
+    m_interventions->setEnabled(false);
     setPinned(false);
     m_subtitle->setText(message);
     m_metrics->clear();
@@ -181,9 +219,10 @@ void NodeInspector::setView(const NodeView& view)
     m_hasView = true;
     m_title->setText(view.name);
     m_pin->setEnabled(true);
+    m_interventions->setEnabled(view.node.kind != NodeKind::Embedding);
     m_subtitle->setText(view.node.kind == NodeKind::Embedding ? tr("embedding · token %1").arg(view.tokenLabel)
                                                               : tr("layer %1 · %2").arg(view.node.layer).arg(view.tokenLabel));
-    m_metrics->setText(metricText(view.metrics));
+    m_metrics->setText(view.baselineMetrics ? comparedMetricText(view.metrics, *view.baselineMetrics) : metricText(view.metrics));
     m_metrics->setToolTip(metricToolTip(view.metrics));
     showWrite();
 
