@@ -813,6 +813,7 @@ void MainWindow::onRunFinished(const RunResult& r)
     m_table->setComparison(r.comparison);
     m_table->setProvenance(m_model ? m_model->name : QString(), r.prompt);
     m_table->setRows(r.table);
+    m_actions->setTokenCount(int(r.tokens.size()));
     showInterventionResults(r);
     m_tokenCountLabel->setText(tr("· %n token(s)", nullptr, static_cast<int>(r.tokens.size())));
     QString timing = tr("· computed in %1 s").arg(r.seconds, 0, 'f', 2);
@@ -1001,7 +1002,7 @@ void MainWindow::removeAblation(const QString& name)
 void MainWindow::trace(const NodeRef& node, const QString& through)
 {
     Session::Trace t;
-    t.node = node.name();
+    t.node = m_lastRun ? portableNodeName(node, int(m_lastRun->tokens.size())) : node.name();
     t.through = through.toStdString();
     m_trace = t;
     rerun();

@@ -5,19 +5,30 @@
 
 namespace cs::ui {
 
-QString ablationName(const NodeRef& node, bool everyToken)
+QString ablationName(const NodeRef& node, bool everyToken, int tokenCount)
 {
     if (node.kind == NodeKind::Embedding)
         return {};
+    const int token = node.token == tokenCount - 1 ? -1 : node.token;
     return QStringLiteral("%1:%2:%3@").arg(QString::fromLatin1(nodeKindName(node.kind))).arg(node.layer).arg(node.index) +
-           (everyToken ? QStringLiteral("*") : QString::number(node.token));
+           (everyToken ? QStringLiteral("*") : QString::number(token));
+}
+
+std::string portableNodeName(const NodeRef& node, int tokenCount)
+{
+    NodeRef n = node;
+    if (n.token == tokenCount - 1)
+        n.token = -1;
+    if (n.kind == NodeKind::AttnHead && n.keyToken == tokenCount - 1)
+        n.keyToken = -1;
+    return n.name();
 }
 
 NodeActions::NodeActions(QObject* parent) : QObject(parent) {}
 
 void NodeActions::toggleAblation(const NodeRef& node)
 {
-    const QString name = ablationName(node, false);
+    const QString name = ablationName(node, false, m_tokenCount);
     if (name.isEmpty())
         return;
     if (isAblated(name))
@@ -31,8 +42,8 @@ void NodeActions::populate(QMenu* menu, const NodeRef& node)
     if (node.kind == NodeKind::Embedding)
         return;
     menu->addSeparator();
-    const QString here = ablationName(node, false);
-    const QString every = ablationName(node, true);
+    const QString here = ablationName(node, false, m_tokenCount);
+    const QString every = ablationName(node, true, m_tokenCount);
     const QString what = node.kind == NodeKind::AttnHead ? tr("head L%1H%2").arg(node.layer).arg(node.index) : here;
     for (const QString& name : {here, every}) {
         if (isAblated(name))
