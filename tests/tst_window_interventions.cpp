@@ -361,7 +361,9 @@ private Q_SLOTS:
             m_window->secondPromptBar()->promptField()->setText(QStringLiteral("Then John gave a drink to"));
             m_window->run();
         });
+        actAndWait([&] { m_window->tableTopK()->setValue(7); });
         const Session saved = m_window->currentSession();
+        QCOMPARE(saved.view.tableTopK, 7);
         QCOMPARE(saved.ablations, std::vector<std::string>{"mlp:0:3@*=0.5"});
         QVERIFY(saved.trace && saved.trace->node == "mlp:1:5@-1");
         QVERIFY(saved.secondPrompt && saved.secondPrompt->prompt == "Then John gave a drink to");
@@ -381,6 +383,8 @@ private Q_SLOTS:
         QVERIFY(back.trace == saved.trace);
         QVERIFY(back.secondPrompt == saved.secondPrompt);
         QVERIFY(back.objective == saved.objective);
+        QCOMPARE(back.view.tableTopK, 7);
+        QCOMPARE(other.lastRun()->table.size(), m_window->lastRun()->table.size());
         QCOMPARE(other.ablationsPanel()->ablations(), QStringList{QStringLiteral("mlp:0:3@*=0.5")});
         QVERIFY(!other.traceBar()->text().isEmpty());
         QCOMPARE(other.lastRun()->comparison, Comparison::Prompts);

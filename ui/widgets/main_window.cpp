@@ -246,13 +246,10 @@ void MainWindow::buildCentral()
     connect(m_topN, &QSpinBox::valueChanged, this, [this](int n) { m_grid->setTopN(n); });
     m_tableTopK = new QSpinBox;
     m_tableTopK->setRange(1, 200);
-    m_tableTopK->setValue(Settings::tableTopK());
+    m_tableTopK->setValue(Session::View().tableTopK);
     m_tableTopK->setPrefix(tr("table top "));
     m_tableTopK->setToolTip(tr("Nodes per metric in the node table (the top K by |value| of each metric, merged)"));
-    connect(m_tableTopK, &QSpinBox::valueChanged, this, [this](int k) {
-        Settings::setTableTopK(k);
-        rerun();
-    });
+    connect(m_tableTopK, &QSpinBox::valueChanged, this, [this] { rerun(); });
     m_goTo = new QLineEdit;
     m_goTo->setPlaceholderText(tr("Go to node: mlp 5 123, attn 3 7, L5/N123, attn_sae:1:42@-1"));
     connect(m_goTo, &QLineEdit::returnPressed, this, &MainWindow::onGoTo);
@@ -617,6 +614,7 @@ Session MainWindow::currentSession() const
     s.pins = m_circuit->pins();
     s.view.metric = kMetricNames[std::clamp(m_metric->currentIndex(), 0, 3)];
     s.view.topN = m_topN->value();
+    s.view.tableTopK = m_tableTopK->value();
     s.view.perUnitWrite = m_inspector->perUnitWrite();
     s.view.inspectorTab = kTabNames[std::clamp(m_inspector->tabs()->currentIndex(), 0, 3)];
     return s;
@@ -674,6 +672,11 @@ void MainWindow::continueRestore()
             m_metric->setCurrentIndex(m);
     }
     m_topN->setValue(s.view.topN);
+    {
+        // Part of the restore's one run, not a run of its own.
+        const QSignalBlocker block(m_tableTopK);
+        m_tableTopK->setValue(s.view.tableTopK);
+    }
     m_inspector->setPerUnitWrite(s.view.perUnitWrite);
     for (int t = 0; t < 4; ++t) {
         if (s.view.inspectorTab == kTabNames[t])

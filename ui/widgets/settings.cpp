@@ -62,16 +62,6 @@ void Settings::setLastPrompt(const LastPrompt& prompt)
     s.setValue(QStringLiteral("prompt/distractor"), prompt.distractor);
 }
 
-int Settings::tableTopK()
-{
-    return QSettings().value(QStringLiteral("table/topK"), 15).toInt();
-}
-
-void Settings::setTableTopK(int k)
-{
-    QSettings().setValue(QStringLiteral("table/topK"), k);
-}
-
 namespace {
 // QSettings keys cannot hold '/' as data, so the missing path is percent-encoded.
 QString relocationKey(const QString& missingPath)

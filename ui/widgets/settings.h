@@ -36,10 +36,6 @@ public:
     static LastPrompt lastPrompt();
     static void setLastPrompt(const LastPrompt& prompt);
 
-    // Nodes per metric in the node table (the window's "table top K").
-    static int tableTopK();
-    static void setTableTopK(int k);
-
     // Where the user found a session's missing model folder: used again without asking. Empty: unknown.
     static QString relocatedModel(const QString& missingPath);
     static void setRelocatedModel(const QString& missingPath, const QString& foundPath);
