@@ -301,10 +301,20 @@ void MainWindow::buildCentral()
     m_table->setNodeActions(m_actions);
     connect(m_table, &NodeTableView::nodeActivated, this, &MainWindow::selectNode);
     connect(m_table, &NodeTableView::pinToggleRequested, this, &MainWindow::togglePin);
+    // The next-token candidates sit beside the table: with a comparison they need seven columns,
+    // more than a side dock holds.
+    m_nextTokens = new NextTokensPanel;
+    auto* bottom = new QSplitter(Qt::Horizontal);
+    bottom->setObjectName(QStringLiteral("bottomSplitter"));
+    bottom->addWidget(m_table);
+    bottom->addWidget(m_nextTokens);
+    bottom->setStretchFactor(0, 3);
+    bottom->setStretchFactor(1, 2);
+    bottom->setSizes({600, 480});
     auto* vertical = new QSplitter(Qt::Vertical);
     vertical->setObjectName(QStringLiteral("mainSplitter"));
     vertical->addWidget(top);
-    vertical->addWidget(m_table);
+    vertical->addWidget(bottom);
     vertical->setStretchFactor(0, 3);
     vertical->setStretchFactor(1, 2);
     layout->addWidget(vertical, 1);
@@ -932,17 +942,10 @@ void MainWindow::buildInterventionDocks()
     ablationsDock->setObjectName(QStringLiteral("ablationsDock"));
     ablationsDock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
     ablationsDock->setWidget(m_ablations);
-    m_nextTokens = new NextTokensPanel;
-    auto* nextDock = new QDockWidget(tr("Next-token candidates"), this);
-    nextDock->setObjectName(QStringLiteral("nextTokensDock"));
-    nextDock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
-    nextDock->setWidget(m_nextTokens);
     auto* circuitDock = findChild<QDockWidget*>(QStringLiteral("circuitDock"));
     addDockWidget(Qt::RightDockWidgetArea, ablationsDock);
-    addDockWidget(Qt::RightDockWidgetArea, nextDock);
     splitDockWidget(circuitDock, ablationsDock, Qt::Vertical);
-    splitDockWidget(ablationsDock, nextDock, Qt::Vertical);
-    resizeDocks({circuitDock, ablationsDock, nextDock}, {340, 160, 420}, Qt::Vertical);
+    resizeDocks({circuitDock, ablationsDock}, {600, 240}, Qt::Vertical);
 }
 
 void MainWindow::showInterventionResults(const RunResult& r)

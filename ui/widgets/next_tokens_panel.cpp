@@ -132,14 +132,15 @@ QVariant NextTokensModel::headerData(int section, Qt::Orientation orientation, i
     const bool baseline = m_comparison == Comparison::Baseline;
     const bool compared = m_comparison != Comparison::None;
     switch (section) {
-    case RoleColumn: return tr("Row");
+    // Short headers: the dock is narrow; the caption says which side is which.
+    case RoleColumn: return QString();
     case TokenColumn: return tr("Token");
-    case LogitColumn: return compared ? (baseline ? tr("Logit (ablated)") : tr("Logit (left)")) : tr("Logit");
-    case ProbColumn: return compared ? (baseline ? tr("P (ablated)") : tr("P (left)")) : tr("P");
-    case VsTargetColumn: return tr("− target");
-    case OtherLogitColumn: return baseline ? tr("Logit (baseline)") : tr("Logit (right)");
-    case OtherProbColumn: return baseline ? tr("P (baseline)") : tr("P (right)");
-    case DeltaLogitColumn: return tr("Δ logit");
+    case LogitColumn: return compared ? (baseline ? tr("logit") : tr("logit L")) : tr("logit");
+    case ProbColumn: return compared ? (baseline ? tr("P") : tr("P L")) : tr("P");
+    case VsTargetColumn: return tr("−tgt");
+    case OtherLogitColumn: return baseline ? tr("base") : tr("logit R");
+    case OtherProbColumn: return baseline ? tr("P base") : tr("P R");
+    case DeltaLogitColumn: return tr("Δ");
     default: return {};
     }
 }
@@ -168,7 +169,14 @@ void NextTokensPanel::setCandidates(const NextTokensView& main, const NextTokens
     for (int c : {int(NextTokensModel::OtherLogitColumn), int(NextTokensModel::OtherProbColumn), int(NextTokensModel::DeltaLogitColumn)})
         m_view->setColumnHidden(c, !compared);
     m_view->setColumnHidden(NextTokensModel::VsTargetColumn, main.targets.isEmpty());
-    m_caption->setText(main.isEmpty() ? tr("Run a prompt to see the next-token candidates.") : tr("Next token after %1").arg(at));
+    QString caption = tr("Next token after %1").arg(at);
+    if (m_model->comparison() == Comparison::Baseline)
+        caption += tr(": ablated, baseline (base) and Δ = ablated − baseline; −tgt = logit − the first target's");
+    else if (m_model->comparison() == Comparison::Prompts)
+        caption += tr(": left prompt (L), right prompt (R) and Δ = right − left; −tgt = logit − the first target's");
+    else if (!main.targets.isEmpty())
+        caption += tr("; −tgt = logit − the first target's");
+    m_caption->setText(main.isEmpty() ? tr("Run a prompt to see the next-token candidates.") : caption);
 }
 
 } // namespace cs::ui

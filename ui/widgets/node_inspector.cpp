@@ -7,6 +7,8 @@
 #include "ui/charts/token_bar_chart.h"
 
 #include <QCheckBox>
+
+#include <algorithm>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QPushButton>
@@ -210,7 +212,20 @@ void NodeInspector::showWrite()
 {
     Provenance p = m_view.provenance;
     p.metric = m_perUnit->isChecked() ? QStringLiteral("write tokens per unit activation") : QStringLiteral("write tokens in context");
-    m_write->setData(shownWrite(), p);
+    // A node that writes nothing here (activation 0, e.g. ablated to 0) has no top tokens: its list is
+    // a tie of zeros, which as bars would only show arbitrary token labels.
+    const TopTokenList& shown = shownWrite();
+    const auto zero = [](const QVector<TokenValue>& list) {
+        return std::all_of(list.begin(), list.end(), [](const TokenValue& t) { return t.value == 0; });
+    };
+    if (m_hasView && !shown.top.isEmpty() && zero(shown.top) && zero(shown.bottom)) {
+        TopTokenList none;
+        none.title = shown.title;
+        m_write->setEmptyMessage(tr("Writes nothing here (activation 0)"));
+        m_write->setData(none, p);
+        return;
+    }
+    m_write->setData(shown, p);
 }
 
 void NodeInspector::setView(const NodeView& view)
