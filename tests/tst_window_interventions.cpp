@@ -134,6 +134,19 @@ private Q_SLOTS:
     }
     void cleanup() { m_window.reset(); }
 
+    // The window fits a 1280 × 800 screen, before and after a run with a comparison (every panel's
+    // minimum together: long hints and status text wrap or elide instead of widening it).
+    void fitsA1280By800Screen()
+    {
+        MainWindow w;
+        QVERIFY2(w.minimumSizeHint().width() <= 1280 && w.minimumSizeHint().height() <= 800, qPrintable(QStringLiteral("%1×%2").arg(w.minimumSizeHint().width()).arg(w.minimumSizeHint().height())));
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        actAndWait([&] { m_window->ablate(QStringLiteral("attn:1:2@-1")); });
+        actAndWait([&] { m_window->addSecondPrompt(); });
+        const QSize min = m_window->minimumSizeHint();
+        QVERIFY2(min.width() <= 1280 && min.height() <= 800, qPrintable(QStringLiteral("%1×%2").arg(min.width()).arg(min.height())));
+    }
+
     void ablateAHeadFromTheGridAndRemoveIt()
     {
         typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));

@@ -459,6 +459,9 @@ void MainWindow::buildStatusBar()
     m_saeLabel = new QLabel;
     m_tokenCountLabel = new QLabel;
     m_timeLabel = new QLabel;
+    // The objective line can be long (ablated, baseline, Δ, right prompt): it is elided by the status
+    // bar rather than widening the window past the screen; the tooltip has all of it.
+    m_timeLabel->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
     m_progress = new QProgressBar;
     m_progress->setMaximumWidth(180);
     m_progress->hide();
@@ -468,7 +471,7 @@ void MainWindow::buildStatusBar()
     statusBar()->addWidget(m_modelLabel);
     statusBar()->addWidget(m_saeLabel);
     statusBar()->addWidget(m_tokenCountLabel);
-    statusBar()->addWidget(m_timeLabel);
+    statusBar()->addWidget(m_timeLabel, 1);
     statusBar()->addPermanentWidget(m_progress);
     statusBar()->addPermanentWidget(m_cancelButton);
 }
@@ -840,6 +843,7 @@ void MainWindow::onRunFinished(const RunResult& r)
     if (!r.nextTokens.isEmpty())
         timing += tr(" · next: %1 (p = %2)").arg(r.nextTokens.first().token).arg(r.nextTokens.first().value, 0, 'g', 3);
     m_timeLabel->setText(timing);
+    m_timeLabel->setToolTip(timing);
     if (!r.warnings.isEmpty())
         statusBar()->showMessage(r.warnings.join(QStringLiteral("; ")), 8000);
     // Keep the selected node if it still exists in this prompt.

@@ -13,6 +13,7 @@
 #include <QLabel>
 #include <QPushButton>
 #include <QMenu>
+#include <QScrollArea>
 #include <QSplitter>
 #include <QTabWidget>
 #include <QToolButton>
@@ -36,6 +37,17 @@ QWidget* withExport(ChartWidget* chart, QWidget* extra = nullptr)
     layout->addLayout(bar);
     layout->addWidget(chart, 1);
     return box;
+}
+
+// Two stacked charts need twice a chart's minimum height; in a scroll area they never force the
+// whole window taller than a 1280 × 800 screen, and scroll instead.
+QWidget* scrolled(QWidget* content)
+{
+    auto* area = new QScrollArea;
+    area->setWidget(content);
+    area->setWidgetResizable(true);
+    area->setFrameShape(QFrame::NoFrame);
+    return area;
 }
 
 // Four significant digits on screen; the exact values are in the tooltip and the exports.
@@ -94,6 +106,7 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     m_title->setFont(big);
     m_title->setTextInteractionFlags(Qt::TextSelectableByMouse);
     m_subtitle = new QLabel;
+    m_subtitle->setWordWrap(true); // the hint shown before a node is chosen must not widen the window
     m_metrics = new QLabel;
     m_metrics->setTextFormat(Qt::RichText);
     m_metrics->setWordWrap(true);
@@ -144,7 +157,11 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     reads->addWidget(withExport(m_read0));
     m_read1Box = withExport(m_read1);
     reads->addWidget(m_read1Box);
-    m_tabs->addTab(reads, tr("Read tokens"));
+    // Each stacked chart keeps the room of a chart of its own (titles, every token label); the tab
+    // scrolls to the second one when the inspector is shorter than both.
+    for (QWidget* box : {reads->widget(0), reads->widget(1)})
+        box->setMinimumHeight(300);
+    m_tabs->addTab(scrolled(reads), tr("Read tokens"));
 
     auto* pairs = new QWidget;
     auto* pairsLayout = new QVBoxLayout(pairs);
@@ -160,7 +177,9 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     m_pairs1Box = withExport(m_pairs1);
     maps->addWidget(m_pairs1Box);
     pairsLayout->addWidget(maps, 1);
-    m_tabs->addTab(pairs, tr("Token pairs"));
+    for (QWidget* box : {maps->widget(0), maps->widget(1)})
+        box->setMinimumHeight(340);
+    m_tabs->addTab(scrolled(pairs), tr("Token pairs"));
 
     m_activation = new ActivationChart;
     m_tabs->addTab(withExport(m_activation), tr("Activation by token"));
