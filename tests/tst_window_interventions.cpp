@@ -171,6 +171,7 @@ private Q_SLOTS:
         const QString spec = QStringLiteral("attn:1:%1@-1=0").arg(node.index);
         QCOMPARE(m_window->ablationsPanel()->ablations(), QStringList{spec});
         QCOMPARE(m_window->ablationsPanel()->model()->rowCount(), 1);
+        QVERIFY(m_window->grid()->isAblated(node)); // the cell is outlined
         const RunResult& r = *m_window->lastRun();
         QCOMPARE(r.comparison, Comparison::Baseline);
         QCOMPARE(r.ablations, QStringList{spec});
@@ -212,6 +213,7 @@ private Q_SLOTS:
         actAndWait([&] { m_window->ablationsPanel()->removeAt(0); });
         const RunResult& after = *m_window->lastRun();
         QVERIFY(m_window->ablationsPanel()->ablations().isEmpty());
+        QVERIFY(!m_window->grid()->isAblated(node));
         QCOMPARE(after.comparison, Comparison::None);
         QCOMPARE(after.objective, before.objective);
         QCOMPARE(after.table.size(), before.table.size());

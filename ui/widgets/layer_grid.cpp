@@ -102,6 +102,12 @@ bool LayerGrid::isMarked(const NodeRef& node) const
     return isPinned(node) || (node.kind == NodeKind::AttnHead && m_pinnedHeads.contains(headKey(node)));
 }
 
+bool LayerGrid::isAblated(const NodeRef& node) const
+{
+    const int n = m_snapshot.tokenCount;
+    return m_actions && (m_actions->isAblated(ablationName(node, false, n)) || m_actions->isAblated(ablationName(node, true, n)));
+}
+
 bool LayerGrid::isPinned(const NodeRef& node) const
 {
     return m_pinned.contains(QString::fromStdString(node.name()));
@@ -226,6 +232,11 @@ void LayerGrid::paintEvent(QPaintEvent*)
             p.setBrush(QColor(20, 20, 20));
             p.drawPolygon(corner);
             p.setBrush(Qt::NoBrush);
+        }
+        if (isAblated(c.cell.node)) {
+            // Ablated at this token or at every token: a dashed outline, distinct from the selection's.
+            p.setPen(QPen(QColor(20, 20, 20), 2, Qt::DashLine));
+            p.drawRect(c.rect.adjusted(1, 1, -1, -1));
         }
     }
     if (m_selected) {

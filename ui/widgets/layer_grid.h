@@ -30,6 +30,8 @@ public:
     // The names of the pinned nodes: their cells get a corner mark, and the context menu offers Unpin.
     void setPinnedNodes(const QSet<QString>& names);
     bool isPinned(const NodeRef& node) const;
+    // Whether the node is ablated at its token or at every token (a dashed outline; NodeActions knows).
+    bool isAblated(const NodeRef& node) const;
 
     GridMetric metric() const { return m_metric; }
     int tokenOfInterest() const { return m_token; }
