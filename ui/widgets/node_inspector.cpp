@@ -160,7 +160,7 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     // Each stacked chart keeps the room of a chart of its own (titles, every token label); the tab
     // scrolls to the second one when the inspector is shorter than both.
     for (QWidget* box : {reads->widget(0), reads->widget(1)})
-        box->setMinimumHeight(300);
+        box->setMinimumHeight(420); // 2 × 20 bars with every token label
     m_tabs->addTab(scrolled(reads), tr("Read tokens"));
 
     auto* pairs = new QWidget;
