@@ -11,6 +11,7 @@
 #include "ui/widgets/main_window.h"
 
 #include <QApplication>
+#include <QScreen>
 #include <QCommandLineParser>
 #include <QDir>
 #include <QIcon>
@@ -34,6 +35,14 @@ QVector<QPair<int, QString>> demoAutoencoders(const QString& demoDir)
             specs.push_back({role, QString::number(layer) + u'=' + saes.filePath(name)});
     }
     return specs;
+}
+
+// 1600 × 1000, or the screen's available area when that is smaller (a laptop at 1280 × 800).
+void fitToScreen(QWidget& window)
+{
+    const QSize wanted(1600, 1000);
+    const QScreen* screen = QGuiApplication::primaryScreen();
+    window.resize(screen ? wanted.boundedTo(screen->availableGeometry().size()) : wanted);
 }
 
 } // namespace
@@ -69,14 +78,14 @@ int main(int argc, char** argv)
     parser.process(app);
     if (!parser.positionalArguments().isEmpty()) {
         cs::ui::MainWindow window;
-        window.resize(1600, 1000);
+        fitToScreen(window);
         window.show();
         window.openSession(parser.positionalArguments().first());
         return app.exec();
     }
 
     cs::ui::MainWindow window;
-    window.resize(1600, 1000);
+    fitToScreen(window);
     // A session autosaved by a run that crashed or was killed: offer it back.
     if (QFile::exists(cs::ui::MainWindow::autosavePath())) {
         window.show();

@@ -20,7 +20,7 @@ using test::tinyModel;
 class TestEngine : public QObject {
     Q_OBJECT
 
-    std::unique_ptr<EngineThread> m_engine;
+    std::unique_ptr<EngineClient> m_engine;
 
     RunResult runAndWait(const RunRequest& request)
     {
@@ -35,7 +35,7 @@ class TestEngine : public QObject {
 private Q_SLOTS:
     void init()
     {
-        m_engine = std::make_unique<EngineThread>();
+        m_engine = std::make_unique<EngineClient>();
         QSignalSpy opened(m_engine->engine(), &Engine::modelOpened);
         m_engine->openModel(tinyModel());
         QVERIFY(test::waitForSignal(opened, 30000));

@@ -38,6 +38,7 @@ nlohmann::ordered_json sessionToJson(const Session& s)
     j["view"] = {{"metric", s.view.metric},
                  {"top_n", s.view.topN},
                  {"top_k", s.view.topK},
+                 {"table_top_k", s.view.tableTopK},
                  {"per_unit_write", s.view.perUnitWrite},
                  {"inspector_tab", s.view.inspectorTab}};
     return j;
@@ -193,6 +194,7 @@ Session sessionFromJson(const nlohmann::json& j, const std::filesystem::path& so
         s.view.metric = r.string(v, "metric", "view.", s.view.metric);
         s.view.topN = r.integer(v, "top_n", "view.", s.view.topN);
         s.view.topK = r.integer(v, "top_k", "view.", s.view.topK);
+        s.view.tableTopK = r.integer(v, "table_top_k", "view.", s.view.tableTopK);
         s.view.perUnitWrite = r.boolean(v, "per_unit_write", "view.", s.view.perUnitWrite);
         s.view.inspectorTab = r.string(v, "inspector_tab", "view.", s.view.inspectorTab);
     }

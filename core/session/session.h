@@ -33,6 +33,7 @@ struct Session {
         std::string metric = "activation";  // grid metric
         int topN = 16;                      // neurons/latents per grid row
         int topK = 20;                      // tokens per list
+        int tableTopK = 15;                 // node table: nodes per metric
         bool perUnitWrite = false;          // D6 switch
         std::string inspectorTab = "write"; // write | read | pairs | activation
         bool operator==(const View&) const = default;

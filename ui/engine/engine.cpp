@@ -1,5 +1,6 @@
 #include "ui/engine/engine.h"
 #include "ui/engine/node_view.h"
+#include "ui/engine/user_message.h"
 
 #include "core/analysis/analysis.h"
 #include "core/analysis/converters.h"
@@ -7,8 +8,6 @@
 #include "core/model/forward.h"
 #include "core/model/prompt.h"
 #include "core/util/errors.h"
-
-#include <c10/util/Exception.h>
 
 #include <QElapsedTimer>
 #include <QFileInfo>
@@ -34,6 +33,17 @@ QStringList displayTokens(const std::vector<std::string>& tokens)
     for (const auto& t : tokens)
         out << displayToken(t);
     return out;
+}
+
+QString engineJobText(EngineJob job)
+{
+    switch (job) {
+    case EngineJob::OpenModel: return QStringLiteral("open model");
+    case EngineJob::OpenAutoencoder: return QStringLiteral("open autoencoder");
+    case EngineJob::Run: return QStringLiteral("run");
+    case EngineJob::Inspect: return QStringLiteral("inspect");
+    }
+    return {};
 }
 
 QString gridMetricName(GridMetric metric)
@@ -81,18 +91,14 @@ QVector<double> toVector(const at::Tensor& t)
 }
 
 template <typename F>
-void guarded(Engine* engine, const QString& what, F&& body)
+void guarded(Engine* engine, EngineJob job, quint64 runId, F&& body)
 {
     try {
         body();
     } catch (const Cancelled&) {
-        Q_EMIT engine->runCancelled();
-    } catch (const InputError& e) {
-        Q_EMIT engine->failed(what, QString::fromUtf8(oneLine(e.what())));
-    } catch (const c10::Error& e) {
-        Q_EMIT engine->failed(what, QStringLiteral("internal error: ") + QString::fromUtf8(oneLine(e.what_without_backtrace())));
+        Q_EMIT engine->runCancelled(runId);
     } catch (const std::exception& e) {
-        Q_EMIT engine->failed(what, QStringLiteral("internal error: ") + QString::fromUtf8(oneLine(e.what())));
+        Q_EMIT engine->failed(job, userMessage(e));
     }
 }
 
@@ -137,9 +143,34 @@ int Engine::pendingInspects() const
     return m_mailbox ? 1 : 0;
 }
 
+bool Engine::postRun(const RunRequest& request)
+{
+    std::lock_guard lock(m_mailboxMutex);
+    const bool wasEmpty = !m_runMailbox.has_value();
+    m_runMailbox = request;
+    return wasEmpty;
+}
+
+int Engine::pendingRuns() const
+{
+    std::lock_guard lock(m_mailboxMutex);
+    return m_runMailbox ? 1 : 0;
+}
+
+void Engine::processRun()
+{
+    std::optional<RunRequest> request;
+    {
+        std::lock_guard lock(m_mailboxMutex);
+        request.swap(m_runMailbox);
+    }
+    if (request)
+        run(*request);
+}
+
 void Engine::openModel(const QString& dir)
 {
-    guarded(this, QStringLiteral("open model"), [&] {
+    guarded(this, EngineJob::OpenModel, 0, [&] {
         auto model = loadHfGpt2(dir.toStdString());
         // A new model invalidates everything computed with the old one, autoencoders included.
         m_state->model = model;
@@ -165,7 +196,7 @@ void Engine::openModel(const QString& dir)
 
 void Engine::addSae(int role, const QString& spec)
 {
-    guarded(this, QStringLiteral("open autoencoder"), [&] {
+    guarded(this, EngineJob::OpenAutoencoder, 0, [&] {
         if (!m_state->model)
             throw InputError("open a model before its autoencoders");
         const SaeRole r = role == 0 ? SaeRole::Mlp : role == 1 ? SaeRole::Attn : SaeRole::Resid;
@@ -257,12 +288,49 @@ QString objectiveText(const Gpt2Model& model, const ResolvedObjective& o)
     }
 }
 
+NextTokensView nextTokensView(const NextTokens& n)
+{
+    NextTokensView v;
+    v.token = n.token;
+    const auto list = [](const std::vector<NextToken>& in) {
+        QVector<NextTokenView> out;
+        for (const auto& t : in)
+            out.push_back({t.id, displayToken(t.token), t.logit, t.prob});
+        return out;
+    };
+    v.top = list(n.top);
+    v.bottom = list(n.bottom);
+    v.targets = list(n.targets);
+    v.distractors = list(n.distractors);
+    return v;
+}
+
+QVector<TokenEffectRow> tokenEffectRows(const TokenEffects& e)
+{
+    QVector<TokenEffectRow> out;
+    for (const auto& row : e.rows)
+        out.push_back({qs(row.kind), QVector<double>(row.values.begin(), row.values.end())});
+    return out;
+}
+
+NodeMetricsView metricsView(const NodeMetrics& m, bool hasObjective)
+{
+    NodeMetricsView v;
+    v.activation = m.activation;
+    v.writeMagnitude = m.writeMagnitude;
+    if (hasObjective) {
+        v.directEffect = m.directEffect;
+        v.totalEffect = m.totalEffect;
+    }
+    return v;
+}
+
 } // namespace
 
 void Engine::run(const RunRequest& request)
 {
     const auto cancelled = [this, id = request.id] { return id <= m_cancelUpTo.load(); };
-    guarded(this, QStringLiteral("run"), [&] {
+    guarded(this, EngineJob::Run, request.id, [&] {
         if (!m_state->model)
             throw InputError("no model is open");
         QElapsedTimer timer;
@@ -305,16 +373,51 @@ void Engine::run(const RunRequest& request)
                 r.nextTokens.push_back({id, displayToken(model.tokenizer->tokenString(id)), std::get<0>(top)[i].item<double>()});
             }
         }
-        // The node table, with every row's top-3 write tokens from one batched product.
+        r.next = nextTokensView(left.run.next);
+        if (effects.hasObjective)
+            r.tokenEffects = tokenEffectRows(left.run.tokenEffects);
+        r.ablations = QStringList();
+        for (const auto& a : analysis.ablations)
+            r.ablations << qs(a);
+        if (analysis.right) {
+            r.comparison = Comparison::Prompts;
+            const PromptAnalysis& right = *analysis.right;
+            RightPrompt side;
+            side.prompt = qs(right.text);
+            for (const auto& t : right.tokens.tokens)
+                side.tokens << displayToken(t);
+            side.hasObjective = right.run.effects.hasObjective;
+            side.objective = right.run.effects.objective;
+            if (right.objective.any())
+                side.objectiveText = objectiveText(model, right.objective);
+            side.next = nextTokensView(right.run.next);
+            r.right = side;
+        } else if (left.baseline) {
+            r.comparison = Comparison::Baseline;
+            if (left.baseline->effects.hasObjective)
+                r.baselineObjective = left.baseline->effects.objective;
+            r.baselineNext = nextTokensView(left.baseline->next);
+        }
+        // The node table, with every row's top-3 write tokens from one batched product. A node only
+        // the second prompt has reads its write from the second prompt's record.
         const std::vector<NodeTableRow> rows = nodeTable(model, *m_state->saes, analysis, request.tableTopK);
         std::vector<at::Tensor> writes;
-        for (const auto& row : rows)
-            writes.push_back(row.left ? residualWrite(in, row.node) : at::zeros({model.config.dModel}));
+        for (const auto& row : rows) {
+            if (row.left)
+                writes.push_back(residualWrite(in, row.node));
+            else if (row.right && analysis.right)
+                writes.push_back(residualWrite(AnalysisInput{model, *m_state->saes, analysis.right->run.record}, row.node));
+            else
+                writes.push_back(at::zeros({model.config.dModel}));
+        }
         const at::Tensor tokenWrites = writes.empty() ? at::Tensor() : tokenWrite(model, at::stack(writes));
         for (std::size_t i = 0; i < rows.size(); ++i) {
-            if (!rows[i].left)
-                continue; // a node of the second prompt only: the table of this window shows the first prompt
-            const NodeMetrics& m = *rows[i].left;
+            const NodeTableRow& tableRow = rows[i];
+            const bool twoPrompts = analysis.right.has_value();
+            if (!tableRow.left && !(twoPrompts && tableRow.right))
+                continue;
+            const NodeMetrics& m = tableRow.left ? *tableRow.left : *tableRow.right;
+            const std::vector<std::string>& rowTokens = tableRow.left ? p.tokens : analysis.right->tokens.tokens;
             NodeRow row;
             row.node = m.node;
             row.name = qs(m.node.name());
@@ -322,16 +425,22 @@ void Engine::run(const RunRequest& request)
             row.layer = m.node.kind == NodeKind::Embedding ? -1 : m.node.layer;
             // Raw token strings (leading spaces kept): the table shows them with '·' itself and
             // exports them unchanged to CSV.
-            const QString tokenQ = qs(p.tokens[static_cast<std::size_t>(m.node.token)]);
+            const QString tokenQ = qs(rowTokens[static_cast<std::size_t>(m.node.token)]);
             row.tokens = m.node.kind == NodeKind::AttnHead
-                             ? tokenQ + QStringLiteral(" → ") + qs(p.tokens[static_cast<std::size_t>(m.node.keyToken)])
+                             ? tokenQ + QStringLiteral(" → ") + qs(rowTokens[static_cast<std::size_t>(m.node.keyToken)])
                              : tokenQ;
-            row.activation = m.activation;
-            row.writeMagnitude = m.writeMagnitude;
-            if (effects.hasObjective) {
-                row.directEffect = m.directEffect;
-                row.totalEffect = m.totalEffect;
+            row.hasMain = tableRow.left.has_value();
+            if (tableRow.left) {
+                const NodeMetricsView v = metricsView(*tableRow.left, effects.hasObjective);
+                row.activation = v.activation;
+                row.writeMagnitude = v.writeMagnitude;
+                row.directEffect = v.directEffect;
+                row.totalEffect = v.totalEffect;
             }
+            if (twoPrompts && tableRow.right)
+                row.other = metricsView(*tableRow.right, analysis.right->run.effects.hasObjective);
+            else if (!twoPrompts && tableRow.baseline)
+                row.other = metricsView(*tableRow.baseline, left.baseline && left.baseline->effects.hasObjective);
             const TopTokens tt = topTokens(*model.tokenizer, tokenWrites[static_cast<std::int64_t>(i)], 3);
             QStringList top3;
             for (const auto& s : tt.top)
@@ -475,7 +584,7 @@ void Engine::processInspect()
     }
     if (!request)
         return;
-    guarded(this, QStringLiteral("inspect"), [&] {
+    guarded(this, EngineJob::Inspect, 0, [&] {
         const PromptRun* run = m_state->run();
         if (!m_state->model || !run)
             throw InputError("run a prompt first");
@@ -483,6 +592,9 @@ void Engine::processInspect()
         NodeView v = buildNodeView(in, run->effects, request->node, m_state->tokens, m_state->prompt, request->topK);
         v.provenance.interventions = m_state->interventions;
         v.requestId = request->id;
+        if (const auto& baseline = m_state->analysis->left.baseline)
+            v.baselineMetrics = metricsView(metricsOf(AnalysisInput{*m_state->model, *m_state->saes, baseline->record}, baseline->effects, v.node),
+                                            baseline->effects.hasObjective);
         Q_EMIT nodeReady(v);
     });
 }
@@ -500,22 +612,22 @@ void Engine::computeView(quint64 id, const QString& name, int topK)
         v = buildNodeView(in, run->effects, node, m_state->tokens, m_state->prompt, topK);
         v.provenance.interventions = m_state->interventions;
         v.requestId = id;
-    } catch (const InputError& e) {
-        error = QString::fromUtf8(oneLine(e.what()));
-    } catch (const c10::Error& e) {
-        error = QStringLiteral("internal error: ") + QString::fromUtf8(oneLine(e.what_without_backtrace()));
+        if (const auto& baseline = m_state->analysis->left.baseline)
+            v.baselineMetrics = metricsView(metricsOf(AnalysisInput{*m_state->model, *m_state->saes, baseline->record}, baseline->effects, v.node),
+                                            baseline->effects.hasObjective);
     } catch (const std::exception& e) {
-        error = QStringLiteral("internal error: ") + QString::fromUtf8(oneLine(e.what()));
+        error = userMessage(e);
     }
     Q_EMIT viewComputed(id, name, v, error);
 }
 
-EngineThread::EngineThread(QObject* parent) : QObject(parent)
+EngineClient::EngineClient(QObject* parent) : QObject(parent)
 {
     registerViewTypes();
     qRegisterMetaType<ModelSummary>();
     qRegisterMetaType<RunResult>();
     qRegisterMetaType<RunRequest>();
+    qRegisterMetaType<EngineJob>();
     m_engine = new Engine;
     m_engine->moveToThread(&m_thread);
     connect(&m_thread, &QThread::finished, m_engine, &QObject::deleteLater);
@@ -523,51 +635,63 @@ EngineThread::EngineThread(QObject* parent) : QObject(parent)
     m_thread.start();
 }
 
-EngineThread::~EngineThread()
+EngineClient::~EngineClient()
 {
     m_engine->requestCancel(std::numeric_limits<quint64>::max());
     m_thread.quit();
     m_thread.wait();
 }
 
-void EngineThread::openModel(const QString& dir)
+// The engine is deleted only after its thread's event loop ends, which runs every call posted here
+// first, so the raw pointer inside the functor never dangles.
+template <typename F>
+void EngineClient::post(F&& call)
 {
-    QMetaObject::invokeMethod(m_engine, "openModel", Qt::QueuedConnection, Q_ARG(QString, dir));
+    QMetaObject::invokeMethod(m_engine, [engine = m_engine, call = std::forward<F>(call)] { call(engine); }, Qt::QueuedConnection);
 }
 
-void EngineThread::addSae(int role, const QString& spec)
+void EngineClient::openModel(const QString& dir)
 {
-    QMetaObject::invokeMethod(m_engine, "addSae", Qt::QueuedConnection, Q_ARG(int, role), Q_ARG(QString, spec));
+    post([dir](Engine* e) { e->openModel(dir); });
 }
 
-void EngineThread::clearSaes()
+void EngineClient::addSae(int role, const QString& spec)
 {
-    QMetaObject::invokeMethod(m_engine, "clearSaes", Qt::QueuedConnection);
+    post([role, spec](Engine* e) { e->addSae(role, spec); });
 }
 
-quint64 EngineThread::run(RunRequest request)
+void EngineClient::clearSaes()
+{
+    post([](Engine* e) { e->clearSaes(); });
+}
+
+quint64 EngineClient::run(RunRequest request)
 {
     request.id = m_nextId++;
-    QMetaObject::invokeMethod(m_engine, "run", Qt::QueuedConnection, Q_ARG(cs::ui::RunRequest, request));
+    m_latestRun = request.id;
+    // Superseded: the run in progress stops at its next layer, one still in the mailbox is replaced.
+    m_engine->requestCancel(request.id - 1);
+    if (m_engine->postRun(request))
+        post([](Engine* e) { e->processRun(); });
     return request.id;
 }
 
-quint64 EngineThread::inspect(const NodeRef& node, int topK)
+quint64 EngineClient::inspect(const NodeRef& node, int topK)
 {
     const quint64 id = m_nextId++;
     if (m_engine->postInspect({id, node, topK}))
-        QMetaObject::invokeMethod(m_engine, "processInspect", Qt::QueuedConnection);
+        post([](Engine* e) { e->processInspect(); });
     return id;
 }
 
-quint64 EngineThread::computeView(const QString& name, int topK)
+quint64 EngineClient::computeView(const QString& name, int topK)
 {
     const quint64 id = m_nextId++;
-    QMetaObject::invokeMethod(m_engine, "computeView", Qt::QueuedConnection, Q_ARG(quint64, id), Q_ARG(QString, name), Q_ARG(int, topK));
+    post([id, name, topK](Engine* e) { e->computeView(id, name, topK); });
     return id;
 }
 
-void EngineThread::cancel()
+void EngineClient::cancel()
 {
     m_engine->requestCancel(m_nextId - 1);
 }

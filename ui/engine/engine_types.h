@@ -10,6 +10,8 @@
 #include <QStringList>
 #include <QVector>
 
+#include <optional>
+
 namespace cs::ui {
 
 struct ModelSummary {
@@ -52,6 +54,45 @@ struct GridSnapshot {
     const GridLayerRow& row(GridMetric m, int token, int layer) const { return rows[int(m)][token][layer]; }
 };
 
+// One next-token candidate (product.md §5.1 "logits"), at the objective's token.
+struct NextTokenView {
+    int id = 0;
+    QString token;      // display form ('·' for a leading space)
+    double logit = 0;
+    double prob = 0;
+    bool operator==(const NextTokenView&) const = default;
+};
+struct NextTokensView {
+    int token = -1;                     // the position whose logits these are
+    QVector<NextTokenView> top, bottom; // by logit: largest first / smallest first
+    QVector<NextTokenView> targets, distractors;
+    bool isEmpty() const { return token < 0; }
+};
+
+// The summed estimated total effect per prompt token, one row per kind ("embedding", "mlp",
+// "attn_from", "attn_to", latents); empty without an objective.
+struct TokenEffectRow {
+    QString kind;
+    QVector<double> values;
+};
+
+// What a run is compared with, in the table, the inspector and the next-token panel.
+enum class Comparison {
+    None,
+    Baseline, // ablations are active: ablated (main) / baseline (other) / Δ
+    Prompts,  // two prompts: left (main) / right (other) / Δ
+};
+
+// The second prompt of a two-prompt run.
+struct RightPrompt {
+    QString prompt;
+    QStringList tokens;
+    bool hasObjective = false;
+    double objective = 0;
+    QString objectiveText;
+    NextTokensView next;
+};
+
 struct RunResult {
     quint64 id = 0;
     QString prompt;
@@ -61,7 +102,14 @@ struct RunResult {
     double objective = 0;
     QString objectiveText;          // e.g. "logit(· Mary) − logit(· John)"
     QVector<TokenValue> nextTokens; // top predictions at the last token, value = probability
-    QVector<NodeRow> table;
+    NextTokensView next;            // under the ablations
+    QVector<TokenEffectRow> tokenEffects;
+    QStringList ablations;          // "name=value", as run
+    Comparison comparison = Comparison::None;
+    std::optional<double> baselineObjective;    // with ablations: the objective without them
+    NextTokensView baselineNext;                // with ablations: the candidates without them
+    std::optional<RightPrompt> right;
+    QVector<NodeRow> table;         // with a comparison each row also carries the other side
     GridSnapshot grid;
     double seconds = 0;
     QStringList warnings;
@@ -71,3 +119,4 @@ struct RunResult {
 
 Q_DECLARE_METATYPE(cs::ui::ModelSummary)
 Q_DECLARE_METATYPE(cs::ui::RunResult)
+Q_DECLARE_METATYPE(cs::ui::NextTokensView)

@@ -1,4 +1,5 @@
 #include "ui/engine/examples_controller.h"
+#include "ui/engine/user_message.h"
 
 #include "core/examples/example_index.h"
 #include "core/model/forward.h"
@@ -56,10 +57,8 @@ public:
             reused = r.reused;
         } catch (const Cancelled&) {
             wasCancelled = true;
-        } catch (const InputError& e) {
-            error = QString::fromStdString(oneLine(e.what()));
         } catch (const std::exception& e) {
-            error = QStringLiteral("internal error: ") + QString::fromStdString(oneLine(e.what()));
+            error = userMessage(e);
         }
         const auto tokenizer = m_model ? m_model->tokenizer : nullptr;
         const double seconds = timer.elapsed() / 1000.0;

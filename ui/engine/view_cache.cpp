@@ -4,7 +4,7 @@
 
 namespace cs::ui {
 
-NodeViewCache::NodeViewCache(EngineThread* engine, QObject* parent) : QObject(parent), m_engine(engine)
+NodeViewCache::NodeViewCache(EngineClient* engine, QObject* parent) : QObject(parent), m_engine(engine)
 {
     connect(engine->engine(), &Engine::viewComputed, this, &NodeViewCache::onComputed);
 }

@@ -20,12 +20,12 @@
 
 namespace cs::ui {
 
-class EngineThread;
+class EngineClient;
 
 class NodeViewCache : public QObject {
     Q_OBJECT
 public:
-    explicit NodeViewCache(EngineThread* engine, QObject* parent = nullptr);
+    explicit NodeViewCache(EngineClient* engine, QObject* parent = nullptr);
 
     // The view of a node (by the name it was asked for), once computed; null before or on failure.
     const NodeView* view(const QString& name) const;
@@ -54,7 +54,7 @@ private:
     void onComputed(quint64 id, const QString& name, const NodeView& view, const QString& error);
     void sendNext();
 
-    QPointer<EngineThread> m_engine;
+    QPointer<EngineClient> m_engine;
     QHash<QString, NodeView> m_views;
     QHash<QString, QString> m_errors;
     QStringList m_queue;

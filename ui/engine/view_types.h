@@ -55,6 +55,7 @@ struct NodeMetricsView {
     double writeMagnitude = 0;
     std::optional<double> directEffect;
     std::optional<double> totalEffect;
+    bool operator==(const NodeMetricsView&) const = default;
 };
 
 // Everything the node inspector shows for one node, computed from the cached record.
@@ -63,6 +64,8 @@ struct NodeView {
     QString name;                   // "mlp:5:123@7"
     QString tokenLabel;             // e.g. "· Mary (7)" or "· to (13) → · Mary (1)"
     NodeMetricsView metrics;
+    // With ablations: the same node without them (the inspector shows ablated / baseline / Δ).
+    std::optional<NodeMetricsView> baselineMetrics;
     TopTokenList writeInContext;    // D6 default
     TopTokenList writePerUnit;      // D6 switch
     QVector<TopTokenList> reads;    // one (neurons, latents), Q and K (heads), none (embeddings)
@@ -86,6 +89,12 @@ struct NodeRow {
     std::optional<double> directEffect;
     std::optional<double> totalEffect;
     QString topWriteTokens; // the top 3 write tokens, comma separated
+    // The metrics above are the first prompt's (ablated) run's; false for a node that only the second
+    // prompt has (then they are absent).
+    bool hasMain = true;
+    // With a comparison (RunResult::comparison): the baseline's or the second prompt's metrics of
+    // the same node; nullopt where that side does not have the node.
+    std::optional<NodeMetricsView> other;
 };
 
 void registerViewTypes();

@@ -6,6 +6,9 @@
 #include <QContextMenuEvent>
 #include <QHelpEvent>
 #include <QMenu>
+#include "ui/widgets/node_actions.h"
+
+#include <memory>
 #include <QKeyEvent>
 #include <QMouseEvent>
 #include <QPainter>
@@ -99,6 +102,12 @@ bool LayerGrid::isMarked(const NodeRef& node) const
     return isPinned(node) || (node.kind == NodeKind::AttnHead && m_pinnedHeads.contains(headKey(node)));
 }
 
+bool LayerGrid::isAblated(const NodeRef& node) const
+{
+    const int n = m_snapshot.tokenCount;
+    return m_actions && (m_actions->isAblated(ablationName(node, false, n)) || m_actions->isAblated(ablationName(node, true, n)));
+}
+
 bool LayerGrid::isPinned(const NodeRef& node) const
 {
     return m_pinned.contains(QString::fromStdString(node.name()));
@@ -120,6 +129,7 @@ void LayerGrid::rebuild()
     m_groupHeaders.clear();
     m_maxAbs = 0;
     if (!m_snapshot.has(m_metric) || m_token < 0 || m_token >= m_snapshot.tokenCount) {
+        setMinimumSize(0, 0);
         updateGeometry();
         update();
         return;
@@ -161,6 +171,9 @@ void LayerGrid::rebuild()
     }
     const int bottom = kHeader + m_snapshot.nLayers * (kCellH + kGap) + 10;
     m_legend = QRect(kLabelWidth, bottom, 240, 12);
+    // In its scroll area the grid is never squeezed below what it draws: every column group stays
+    // reachable through the scroll bars instead of being cut off at the panel's edge.
+    setMinimumSize(sizeHint());
     updateGeometry();
     update();
 }
@@ -220,6 +233,11 @@ void LayerGrid::paintEvent(QPaintEvent*)
             p.drawPolygon(corner);
             p.setBrush(Qt::NoBrush);
         }
+        if (isAblated(c.cell.node)) {
+            // Ablated at this token or at every token: a dashed outline, distinct from the selection's.
+            p.setPen(QPen(QColor(20, 20, 20), 2, Qt::DashLine));
+            p.drawRect(c.rect.adjusted(1, 1, -1, -1));
+        }
     }
     if (m_selected) {
         if (const Cell* c = cellFor(*m_selected)) {
@@ -269,6 +287,12 @@ void LayerGrid::keyPressEvent(QKeyEvent* event)
         event->accept();
         return;
     }
+    if (event->key() == Qt::Key_A && !(event->modifiers() & (Qt::ControlModifier | Qt::AltModifier | Qt::MetaModifier))) {
+        if (m_selected && m_actions)
+            m_actions->toggleAblation(*m_selected);
+        event->accept();
+        return;
+    }
     if (m_cells.isEmpty() || !(event->key() == Qt::Key_Left || event->key() == Qt::Key_Right || event->key() == Qt::Key_Up ||
                                event->key() == Qt::Key_Down)) {
         QWidget::keyPressEvent(event);
@@ -304,17 +328,24 @@ void LayerGrid::contextMenuEvent(QContextMenuEvent* event)
         QWidget::contextMenuEvent(event);
         return;
     }
-    const NodeRef node = c->cell.node;
+    std::unique_ptr<QMenu> menu(contextMenuFor(c->cell.node));
+    menu->exec(event->globalPos());
+}
+
+QMenu* LayerGrid::contextMenuFor(const NodeRef& node)
+{
     const QString name = QString::fromStdString(node.name());
-    QMenu menu(this);
-    menu.addAction(isPinned(node) ? tr("Unpin %1").arg(name) : tr("Pin %1").arg(name), this, [this, node] {
+    auto* menu = new QMenu(this);
+    menu->addAction(isPinned(node) ? tr("Unpin %1").arg(name) : tr("Pin %1").arg(name), this, [this, node] {
         Q_EMIT pinToggleRequested(node);
     })->setShortcut(QKeySequence(Qt::Key_P));
-    menu.addAction(tr("Select %1").arg(name), this, [this, node] {
+    menu->addAction(tr("Select %1").arg(name), this, [this, node] {
         if (const Cell* cell = cellFor(node))
             selectCell(*cell);
     });
-    menu.exec(event->globalPos());
+    if (m_actions)
+        m_actions->populate(menu, node);
+    return menu;
 }
 
 bool LayerGrid::event(QEvent* event)

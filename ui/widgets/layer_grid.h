@@ -11,7 +11,11 @@
 
 #include <optional>
 
+class QMenu;
+
 namespace cs::ui {
+
+class NodeActions;
 
 class LayerGrid : public QWidget {
     Q_OBJECT
@@ -26,6 +30,8 @@ public:
     // The names of the pinned nodes: their cells get a corner mark, and the context menu offers Unpin.
     void setPinnedNodes(const QSet<QString>& names);
     bool isPinned(const NodeRef& node) const;
+    // Whether the node is ablated at its token or at every token (a dashed outline; NodeActions knows).
+    bool isAblated(const NodeRef& node) const;
 
     GridMetric metric() const { return m_metric; }
     int tokenOfInterest() const { return m_token; }
@@ -44,6 +50,12 @@ public:
 
     QSize sizeHint() const override;
 
+    // Ablate/Trace entries in the context menu and key A (null: none).
+    void setNodeActions(NodeActions* actions) { m_actions = actions; }
+    // The context menu of a cell's node (Pin/Unpin, Select, Ablate, Trace), built on demand; the
+    // caller owns it.
+    QMenu* contextMenuFor(const NodeRef& node);
+
 Q_SIGNALS:
     void nodeClicked(const cs::NodeRef& node);
     // P on the selected cell, or Pin/Unpin in a cell's context menu: the window pins or unpins it.
@@ -61,6 +73,7 @@ private:
     const Cell* cellAt(const QPoint& pos) const;
     void selectCell(const Cell& cell);
 
+    NodeActions* m_actions = nullptr;
     GridSnapshot m_snapshot;
     GridMetric m_metric = GridMetric::Activation;
     int m_token = 0;

@@ -5,13 +5,23 @@
 #include "ui/charts/chart_widget.h"
 #include "ui/charts/circuit_report.h"
 #include "ui/engine/view_cache.h"
+#include "ui/widgets/ablations_panel.h"
+#include "ui/widgets/circuit_exporter.h"
 #include "ui/widgets/circuit_panel.h"
 #include "ui/widgets/examples_view.h"
 #include "ui/widgets/layer_grid.h"
+#include "ui/widgets/next_tokens_panel.h"
+#include "ui/widgets/node_actions.h"
 #include "ui/widgets/node_inspector.h"
 #include "ui/widgets/node_table_view.h"
+#include "ui/widgets/objective_editor.h"
 #include "ui/widgets/present_view.h"
+#include "ui/widgets/second_prompt_bar.h"
+#include "ui/widgets/session_controller.h"
+#include "ui/widgets/settings.h"
+#include "ui/widgets/token_effects_view.h"
 #include "ui/widgets/token_strip.h"
+#include "ui/widgets/trace_bar.h"
 
 #include <QAction>
 #include <QApplication>
@@ -34,10 +44,8 @@
 #include <QPushButton>
 #include <QScrollArea>
 #include <QScreen>
-#include <QSettings>
 #include <QWindow>
 #include <QSpinBox>
-#include <QUrl>
 #include <QSplitter>
 #include <QStatusBar>
 #include <QToolBar>
@@ -50,7 +58,6 @@ namespace cs::ui {
 
 namespace {
 
-constexpr int kMaxRecent = 8;
 constexpr int kGridTopNComputed = 32; // the engine ships this many per layer; the spin box shows fewer
 
 QString roleName(int role)
@@ -60,50 +67,57 @@ QString roleName(int role)
 
 } // namespace
 
-MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), m_engine(new EngineThread(this))
+MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), m_engine(new EngineClient(this))
 {
     setWindowTitle(tr("Circuitscope"));
     m_views = new NodeViewCache(m_engine, this);
+    // Nothing worth saving before a model has run a prompt.
+    m_sessions = new SessionController([this]() -> std::optional<Session> {
+        if (!m_model || !m_lastRun)
+            return std::nullopt;
+        return currentSession();
+    }, this);
+    m_actions = new NodeActions(this);
+    m_actions->setAblatedQuery([this](const QString& name) { return m_ablations && m_ablations->model()->rowOfNode(name) >= 0; });
+    connect(m_actions, &NodeActions::ablateRequested, this, &MainWindow::ablate);
+    connect(m_actions, &NodeActions::unablateRequested, this, &MainWindow::removeAblation);
+    connect(m_actions, &NodeActions::traceRequested, this, &MainWindow::trace);
     buildToolbar();
     buildCentral();
     buildCircuitDock();
+    buildInterventionDocks();
     buildStatusBar();
     connectEngine();
 
-    QSettings settings;
-    restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray());
-    restoreState(settings.value(QStringLiteral("window/state")).toByteArray());
-    m_prompt->setText(settings.value(QStringLiteral("prompt/text")).toString());
-    m_target->setText(settings.value(QStringLiteral("prompt/target")).toString());
-    m_distractor->setText(settings.value(QStringLiteral("prompt/distractor")).toString());
-
-    auto* autosave = new QTimer(this);
-    autosave->setInterval(20000);
-    connect(autosave, &QTimer::timeout, this, &MainWindow::autosaveNow);
-    autosave->start();
+    restoreGeometry(Settings::windowGeometry());
+    restoreState(Settings::windowState());
+    const LastPrompt last = Settings::lastPrompt();
+    setPrompt(last.text, last.target, last.distractor);
 }
 
 QString MainWindow::autosavePath()
 {
-    return QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + QStringLiteral("/autosave.circuitscope.json");
+    return SessionController::autosavePath();
 }
 
 bool MainWindow::autosaveNow()
 {
-    if (!m_model || !m_lastRun)
-        return false;
-    const Session s = currentSession();
-    const std::string text = sessionToJson(s).dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
-    if (text == m_lastAutosaved)
-        return true;
-    try {
-        QDir().mkpath(QFileInfo(autosavePath()).absolutePath());
-        cs::saveSession(autosavePath().toStdString(), s);
-        m_lastAutosaved = text;
-        return true;
-    } catch (const std::exception&) {
-        return false; // autosave is best effort; the user's own saves report errors
-    }
+    return m_sessions->autosaveNow();
+}
+
+QString MainWindow::sessionPath() const
+{
+    return m_sessions->path();
+}
+
+QStringList MainWindow::recentSessions()
+{
+    return SessionController::recentSessions();
+}
+
+void MainWindow::setModelLocator(ModelLocator locator)
+{
+    m_sessions->setModelLocator(std::move(locator));
 }
 
 MainWindow::~MainWindow() = default;
@@ -162,25 +176,19 @@ void MainWindow::buildToolbar()
     connect(m_prompt, &QLineEdit::returnPressed, this, &MainWindow::run);
     bar->addWidget(m_prompt);
 
-    auto tokenField = [this](const QString& placeholder, const QString& tip) {
-        auto* f = new QLineEdit;
-        f->setPlaceholderText(placeholder);
-        f->setToolTip(tip);
-        f->setMaximumWidth(130);
-        connect(f, &QLineEdit::returnPressed, this, &MainWindow::run);
-        return f;
-    };
-    bar->addWidget(new QLabel(tr("  target ")));
-    m_target = tokenField(tr("e.g. ␣Mary"), tr("A single token; its logit (minus the distractor's) is the objective.\nType the leading space: \" Mary\"."));
-    bar->addWidget(m_target);
-    bar->addWidget(new QLabel(tr("  distractor ")));
-    m_distractor = tokenField(tr("optional"), tr("A single token whose logit is subtracted from the target's."));
-    bar->addWidget(m_distractor);
+    m_objective = new ObjectiveEditor;
+    m_target = m_objective->targetField();
+    m_distractor = m_objective->distractorField();
+    connect(m_objective, &ObjectiveEditor::returnPressed, this, &MainWindow::run);
+    connect(m_prompt, &QLineEdit::textChanged, m_objective, &ObjectiveEditor::setPrompt);
+    bar->addWidget(m_objective);
 
     m_runButton = new QPushButton(tr("Run"));
     m_runButton->setDefault(true);
     connect(m_runButton, &QPushButton::clicked, this, &MainWindow::run);
     bar->addWidget(m_runButton);
+    m_secondPromptAction = bar->addAction(tr("Add second prompt"), this, &MainWindow::addSecondPrompt);
+    m_secondPromptAction->setToolTip(tr("Compare with a second prompt (a copy of this one, to edit): left / right / Δ"));
     bar->addSeparator();
 
     m_presentAction = new QAction(tr("Present"), this);
@@ -203,9 +211,20 @@ void MainWindow::buildCentral()
     m_error->hide();
     layout->addWidget(m_error);
 
+    m_second = new SecondPromptBar;
+    connect(m_second, &SecondPromptBar::removeRequested, this, &MainWindow::removeSecondPrompt);
+    connect(m_second, &SecondPromptBar::returnPressed, this, &MainWindow::run);
+    layout->addWidget(m_second);
+
     m_tokens = new TokenStrip;
     connect(m_tokens, &TokenStrip::tokenClicked, this, &MainWindow::onTokenOfInterest);
     layout->addWidget(m_tokens);
+    m_tokenEffects = new TokenEffectsView;
+    layout->addWidget(m_tokenEffects);
+    m_tokens2 = new TokenStrip;
+    m_tokens2->setToolTip(tr("The second prompt's tokens"));
+    m_tokens2->hide();
+    layout->addWidget(m_tokens2);
 
     // Grid panel: controls above the grid.
     auto* gridPanel = new QWidget;
@@ -225,15 +244,26 @@ void MainWindow::buildCentral()
     m_topN->setPrefix(tr("top "));
     m_topN->setToolTip(tr("Neurons and latents shown per layer, by |metric| at the token of interest"));
     connect(m_topN, &QSpinBox::valueChanged, this, [this](int n) { m_grid->setTopN(n); });
+    m_tableTopK = new QSpinBox;
+    m_tableTopK->setRange(1, 200);
+    m_tableTopK->setValue(Session::View().tableTopK);
+    m_tableTopK->setPrefix(tr("table top "));
+    m_tableTopK->setToolTip(tr("Nodes per metric in the node table (the top K by |value| of each metric, merged)"));
+    connect(m_tableTopK, &QSpinBox::valueChanged, this, [this] { rerun(); });
     m_goTo = new QLineEdit;
     m_goTo->setPlaceholderText(tr("Go to node: mlp 5 123, attn 3 7, L5/N123, attn_sae:1:42@-1"));
     connect(m_goTo, &QLineEdit::returnPressed, this, &MainWindow::onGoTo);
     controls->addWidget(new QLabel(tr("Metric")));
     controls->addWidget(m_metric);
     controls->addWidget(m_topN);
+    controls->addWidget(m_tableTopK);
     controls->addWidget(m_goTo, 1);
+    m_traceBar = new TraceBar;
+    connect(m_traceBar, &TraceBar::clearRequested, this, &MainWindow::clearTrace);
+    gridLayout->addWidget(m_traceBar);
     gridLayout->addLayout(controls);
     m_grid = new LayerGrid;
+    m_grid->setNodeActions(m_actions);
     connect(m_grid, &LayerGrid::nodeClicked, this, &MainWindow::selectNode);
     connect(m_grid, &LayerGrid::pinToggleRequested, this, &MainWindow::togglePin);
     auto* scroll = new QScrollArea;
@@ -242,6 +272,7 @@ void MainWindow::buildCentral()
     gridLayout->addWidget(scroll, 1);
 
     m_inspector = new NodeInspector;
+    m_inspector->setNodeActions(m_actions);
     connect(m_inspector, &NodeInspector::pinToggleRequested, this, &MainWindow::togglePin);
     // Dataset examples (issue 14): the tab owns its corpus index; a click runs the example as the prompt.
     m_examples = new ExamplesView;
@@ -267,12 +298,23 @@ void MainWindow::buildCentral()
     top->setSizes({800, 800});
 
     m_table = new NodeTableView;
+    m_table->setNodeActions(m_actions);
     connect(m_table, &NodeTableView::nodeActivated, this, &MainWindow::selectNode);
     connect(m_table, &NodeTableView::pinToggleRequested, this, &MainWindow::togglePin);
+    // The next-token candidates sit beside the table: with a comparison they need seven columns,
+    // more than a side dock holds.
+    m_nextTokens = new NextTokensPanel;
+    auto* bottom = new QSplitter(Qt::Horizontal);
+    bottom->setObjectName(QStringLiteral("bottomSplitter"));
+    bottom->addWidget(m_table);
+    bottom->addWidget(m_nextTokens);
+    bottom->setStretchFactor(0, 3);
+    bottom->setStretchFactor(1, 2);
+    bottom->setSizes({600, 480});
     auto* vertical = new QSplitter(Qt::Vertical);
     vertical->setObjectName(QStringLiteral("mainSplitter"));
     vertical->addWidget(top);
-    vertical->addWidget(m_table);
+    vertical->addWidget(bottom);
     vertical->setStretchFactor(0, 3);
     vertical->setStretchFactor(1, 2);
     layout->addWidget(vertical, 1);
@@ -294,9 +336,15 @@ void MainWindow::buildCircuitDock()
     connect(m_circuit, &CircuitPanel::nodeActivated, this, &MainWindow::onPinActivated);
     connect(m_circuit, &CircuitPanel::presentRequested, this, &MainWindow::present);
     connect(m_circuit, &CircuitPanel::exportRequested, this, &MainWindow::chooseCircuitExport);
-    // An export waits for the views of every pin; a new run while it waits asks for them again.
-    connect(m_views, &NodeViewCache::ready, this, &MainWindow::continueCircuitExport);
-    connect(m_views, &NodeViewCache::cleared, this, &MainWindow::continueCircuitExport);
+    m_exporter = new CircuitExporter(m_views, m_circuit, this);
+    connect(m_exporter, &CircuitExporter::exported, this, [this](const QString& path, int pages) {
+        statusBar()->showMessage(tr("Exported the circuit (%n pin(s)) to %1", nullptr, pages).arg(path), 6000);
+        Q_EMIT circuitExported(path);
+    });
+    connect(m_exporter, &CircuitExporter::failed, this, [this](const QString& message) {
+        statusBar()->clearMessage();
+        showError(message);
+    });
 }
 
 bool MainWindow::togglePin(const NodeRef& node)
@@ -387,69 +435,22 @@ void MainWindow::chooseCircuitExport(const QString& format)
 
 void MainWindow::exportCircuit(const QString& path)
 {
-    const QString suffix = QFileInfo(path).suffix().toLower();
-    if (suffix != u"csv" && suffix != u"pdf") {
-        showError(tr("Export circuit: use a .csv or .pdf file name, not “%1”.").arg(path));
-        return;
-    }
-    if (m_circuit->pins().empty()) {
-        showError(tr("Export circuit: nothing is pinned yet."));
-        return;
-    }
     if (!m_lastRun) {
         showError(tr("Export circuit: run a prompt first."));
         return;
     }
-    clearError();
-    m_pendingCircuitExport = path;
-    statusBar()->showMessage(tr("Exporting the circuit…"));
-    continueCircuitExport();
-}
-
-// Runs whenever a view arrives while an export waits: asks for what is missing, and writes the file
-// once every pin has its view (or the engine's reason why not).
-void MainWindow::continueCircuitExport()
-{
-    if (m_pendingCircuitExport.isEmpty())
-        return;
-    QStringList missing;
-    for (const auto& pin : m_circuit->pins()) {
-        const QString name = QString::fromStdString(pin.node);
-        if (!m_views->isReady(name) && !m_views->isWanted(name))
-            missing << name;
-    }
-    if (!missing.isEmpty())
-        m_views->want(missing);
-    for (const auto& pin : m_circuit->pins()) {
-        if (!m_views->isReady(QString::fromStdString(pin.node)))
-            return; // more to come
-    }
-    const QString path = std::exchange(m_pendingCircuitExport, QString());
-    CircuitReport report;
-    report.model = m_model ? m_model->name : QString();
-    if (m_lastRun) {
-        report.prompt = m_lastRun->prompt;
-        if (m_lastRun->hasObjective)
-            report.objective = m_lastRun->objectiveText;
-    }
-    for (const auto& pin : m_circuit->pins()) {
-        CircuitPage page;
-        page.node = QString::fromStdString(pin.node);
-        page.note = QString::fromStdString(pin.note);
-        if (const NodeView* v = m_views->view(page.node))
-            page.view = *v;
-        else
-            page.error = m_views->error(page.node);
-        report.pages.push_back(page);
-    }
+    CircuitReport header;
+    header.model = m_model ? m_model->name : QString();
+    header.prompt = m_lastRun->prompt;
+    if (m_lastRun->hasObjective)
+        header.objective = m_lastRun->objectiveText;
     QString error;
-    if (!writeCircuit(report, path, &error)) {
+    clearError();
+    statusBar()->showMessage(tr("Exporting the circuit…"));
+    if (!m_exporter->start(path, header, &error)) {
         statusBar()->clearMessage();
-        showError(tr("Export circuit: %1").arg(error));
-        return;
+        showError(error);
     }
-    statusBar()->showMessage(tr("Exported the circuit (%n pin(s)) to %1", nullptr, static_cast<int>(report.pages.size())).arg(path), 6000);
-    Q_EMIT circuitExported(path);
 }
 
 void MainWindow::buildStatusBar()
@@ -458,6 +459,9 @@ void MainWindow::buildStatusBar()
     m_saeLabel = new QLabel;
     m_tokenCountLabel = new QLabel;
     m_timeLabel = new QLabel;
+    // The objective line can be long (ablated, baseline, Δ, right prompt): it is elided by the status
+    // bar rather than widening the window past the screen; the tooltip has all of it.
+    m_timeLabel->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
     m_progress = new QProgressBar;
     m_progress->setMaximumWidth(180);
     m_progress->hide();
@@ -467,7 +471,7 @@ void MainWindow::buildStatusBar()
     statusBar()->addWidget(m_modelLabel);
     statusBar()->addWidget(m_saeLabel);
     statusBar()->addWidget(m_tokenCountLabel);
-    statusBar()->addWidget(m_timeLabel);
+    statusBar()->addWidget(m_timeLabel, 1);
     statusBar()->addPermanentWidget(m_progress);
     statusBar()->addPermanentWidget(m_cancelButton);
 }
@@ -487,7 +491,9 @@ void MainWindow::connectEngine()
         m_progress->setRange(0, total);
         m_progress->setValue(done);
     });
-    connect(e, &Engine::runCancelled, this, [this] {
+    connect(e, &Engine::runCancelled, this, [this](quint64 id) {
+        if (id != m_engine->latestRun())
+            return; // superseded by a newer run, which is on its way
         setBusy(false);
         statusBar()->showMessage(tr("Run cancelled; the previous results are kept."), 5000);
     });
@@ -534,7 +540,7 @@ void MainWindow::fillModelMenu()
             m_modelMenu->addAction(QString::fromStdString(c.name), this, [this, path] { openModel(path); })->setToolTip(path);
         }
     }
-    const QStringList recent = QSettings().value(QStringLiteral("models/recent")).toStringList();
+    const QStringList recent = Settings::recentModels().items();
     if (!recent.isEmpty()) {
         m_modelMenu->addSection(tr("Recent"));
         for (const QString& path : recent)
@@ -592,21 +598,15 @@ const char* const kTabNames[] = {"write", "read", "pairs", "activation"};
 
 Session::Objective MainWindow::objectiveFromFields() const
 {
-    // The fields hold the first target and distractor; the rest come from the restored session.
-    Session::Objective o = m_interventions.objective;
-    const auto replaceFirst = [](std::vector<std::string>& list, const QString& text) {
-        if (text.isEmpty()) {
-            list.clear();
-            return;
-        }
-        if (list.empty())
-            list.push_back(text.toStdString());
-        else
-            list.front() = text.toStdString();
-    };
-    replaceFirst(o.targets, m_target->text());
-    replaceFirst(o.distractors, m_distractor->text());
-    return o;
+    return m_objective->objective();
+}
+
+std::vector<std::string> MainWindow::ablationSpecs() const
+{
+    std::vector<std::string> out;
+    for (const QString& a : m_ablations->ablations())
+        out.push_back(a.toStdString());
+    return out;
 }
 
 Session MainWindow::currentSession() const
@@ -617,9 +617,9 @@ Session MainWindow::currentSession() const
         s.autoencoders.push_back({kRoleNames[role], spec.toStdString()});
     s.prompt = m_prompt->text().toStdString();
     s.objective = objectiveFromFields();
-    s.ablations = m_interventions.ablations;
-    s.trace = m_interventions.trace;
-    s.secondPrompt = m_interventions.secondPrompt;
+    s.ablations = ablationSpecs();
+    s.trace = m_trace;
+    s.secondPrompt = m_second->secondPrompt();
     if (m_lastRun && m_grid->tokenOfInterest() != m_lastRun->tokens.size() - 1)
         s.tokenOfInterest = m_grid->tokenOfInterest();
     if (m_selected)
@@ -627,6 +627,7 @@ Session MainWindow::currentSession() const
     s.pins = m_circuit->pins();
     s.view.metric = kMetricNames[std::clamp(m_metric->currentIndex(), 0, 3)];
     s.view.topN = m_topN->value();
+    s.view.tableTopK = m_tableTopK->value();
     s.view.perUnitWrite = m_inspector->perUnitWrite();
     s.view.inspectorTab = kTabNames[std::clamp(m_inspector->tabs()->currentIndex(), 0, 3)];
     return s;
@@ -634,52 +635,28 @@ Session MainWindow::currentSession() const
 
 bool MainWindow::saveSession(const QString& path)
 {
-    try {
-        cs::saveSession(path.toStdString(), currentSession());
-        statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
-        m_sessionPath = QFileInfo(path).absoluteFilePath();
-        rememberRecentSession(m_sessionPath);
-        return true;
-    } catch (const std::exception& e) {
-        showError(QString::fromUtf8(e.what()));
+    QString error;
+    if (!m_sessions->save(path, &error)) {
+        showError(error);
         return false;
     }
+    statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
+    return true;
 }
 
 void MainWindow::openSession(const QString& path, bool asTemplate)
 {
-    Session s;
-    try {
-        s = loadSession(path.toStdString());
-    } catch (const std::exception& e) {
-        showError(tr("Could not open session: %1").arg(QString::fromUtf8(e.what())));
+    QString error;
+    const std::optional<Session> s = m_sessions->open(path, asTemplate, &error);
+    if (!s) {
+        showError(error);
         return; // nothing changes
     }
-    QString model = QString::fromStdString(s.modelPath);
-    if (!QFileInfo::exists(model + QStringLiteral("/config.json"))) {
-        // A folder the user already pointed to for this missing path is used again without asking.
-        // QSettings keys cannot hold '/' as data, so the missing path is percent-encoded.
-        const QString key = QStringLiteral("sessions/relocated/") + QString::fromLatin1(QUrl::toPercentEncoding(model));
-        QString relocated = QSettings().value(key).toString();
-        if (relocated.isEmpty() || !QFileInfo::exists(relocated + QStringLiteral("/config.json")))
-            relocated = m_modelLocator ? m_modelLocator(model)
-                                       : QFileDialog::getExistingDirectory(this, tr("The session's model %1 is missing: where is it now?").arg(model));
-        if (relocated.isEmpty()) {
-            showError(tr("Session not opened: its model folder %1 is missing.").arg(model));
-            return;
-        }
-        QSettings().setValue(key, relocated);
-        model = relocated;
-        s.modelPath = relocated.toStdString();
-    }
     clearError();
-    m_sessionPath = asTemplate ? QString() : QFileInfo(path).absoluteFilePath();
-    if (!asTemplate)
-        rememberRecentSession(m_sessionPath);
     m_restoring = s;
-    m_circuit->setPins(s.pins);
+    m_circuit->setPins(s->pins);
     connect(this, &MainWindow::modelReady, this, &MainWindow::continueRestore, Qt::SingleShotConnection);
-    openModel(model);
+    openModel(QString::fromStdString(s->modelPath));
 }
 
 // Restoring runs in steps, each when the engine has answered the previous one: model → autoencoders
@@ -694,15 +671,25 @@ void MainWindow::continueRestore()
         const int role = a.role == "mlp" ? 0 : a.role == "attn" ? 1 : 2;
         addAutoencoder(role, QString::fromStdString(a.spec));
     }
-    m_interventions = s;
-    setPrompt(QString::fromStdString(s.prompt),
-              s.objective.targets.empty() ? QString() : QString::fromStdString(s.objective.targets.front()),
-              s.objective.distractors.empty() ? QString() : QString::fromStdString(s.objective.distractors.front()));
+    m_prompt->setText(QString::fromStdString(s.prompt));
+    m_objective->setObjective(s.objective);
+    QStringList ablations;
+    for (const auto& a : s.ablations)
+        ablations << QString::fromStdString(a);
+    m_ablations->setAblations(ablations);
+    m_trace = s.trace;
+    m_second->setSecondPrompt(s.secondPrompt);
+    m_secondPromptAction->setEnabled(!s.secondPrompt);
     for (int m = 0; m < 4; ++m) {
         if (s.view.metric == kMetricNames[m])
             m_metric->setCurrentIndex(m);
     }
     m_topN->setValue(s.view.topN);
+    {
+        // Part of the restore's one run, not a run of its own.
+        const QSignalBlocker block(m_tableTopK);
+        m_tableTopK->setValue(s.view.tableTopK);
+    }
     m_inspector->setPerUnitWrite(s.view.perUnitWrite);
     for (int t = 0; t < 4; ++t) {
         if (s.view.inspectorTab == kTabNames[t])
@@ -742,31 +729,16 @@ void MainWindow::chooseSessionToOpen()
 
 void MainWindow::saveCurrentSession()
 {
-    if (m_sessionPath.isEmpty())
+    if (m_sessions->path().isEmpty())
         chooseSessionToSave();
     else
-        saveSession(m_sessionPath);
-}
-
-QStringList MainWindow::recentSessions()
-{
-    return QSettings().value(QStringLiteral("sessions/recent")).toStringList();
-}
-
-void MainWindow::rememberRecentSession(const QString& path)
-{
-    QStringList recent = recentSessions();
-    recent.removeAll(path);
-    recent.prepend(path);
-    while (recent.size() > kMaxRecent)
-        recent.removeLast();
-    QSettings().setValue(QStringLiteral("sessions/recent"), recent);
+        saveSession(m_sessions->path());
 }
 
 void MainWindow::fillRecentSessionsMenu()
 {
     m_recentSessionsMenu->clear();
-    const QStringList recent = recentSessions();
+    const QStringList recent = Settings::recentSessions().items();
     for (const QString& path : recent)
         m_recentSessionsMenu->addAction(QFileInfo(path).fileName() + QStringLiteral("  —  ") + QFileInfo(path).absolutePath(),
                                         this, [this, path] { openSession(path); });
@@ -802,9 +774,10 @@ void MainWindow::run()
     RunRequest r;
     r.prompt = m_prompt->text();
     r.objective = objectiveFromFields();
-    r.ablations = m_interventions.ablations;
-    r.trace = m_interventions.trace;
-    r.secondPrompt = m_interventions.secondPrompt;
+    r.ablations = ablationSpecs();
+    r.trace = m_trace;
+    r.secondPrompt = m_second->secondPrompt();
+    r.tableTopK = m_tableTopK->value();
     r.gridTopN = kGridTopNComputed;
     setBusy(true);
     m_engine->run(r);
@@ -828,28 +801,22 @@ void MainWindow::onModelOpened(const ModelSummary& s)
     m_modelLabel->setText(tr("%1 · %2 layers × %3 heads · d %4").arg(s.name).arg(s.nLayer).arg(s.nHead).arg(s.dModel));
     m_modelLabel->setToolTip(s.path);
     m_tokens->setTokens({});
+    m_tokens2->hide();
+    m_tokenEffects->setEffects({}, {});
+    m_nextTokens->setCandidates({}, {}, Comparison::None, {});
     m_grid->setSnapshot({});
     m_table->setRows({});
     m_inspector->clear(tr("Run a prompt, then click a node."));
     if (!s.warnings.isEmpty())
         statusBar()->showMessage(s.warnings.join(QStringLiteral("; ")), 8000);
-    rememberRecentModel(s.path);
+    Settings::recentModels().remember(s.path);
     Q_EMIT modelReady();
-}
-
-void MainWindow::rememberRecentModel(const QString& dir)
-{
-    QSettings settings;
-    QStringList recent = settings.value(QStringLiteral("models/recent")).toStringList();
-    recent.removeAll(dir);
-    recent.prepend(dir);
-    while (recent.size() > kMaxRecent)
-        recent.removeLast();
-    settings.setValue(QStringLiteral("models/recent"), recent);
 }
 
 void MainWindow::onRunFinished(const RunResult& r)
 {
+    if (r.id != m_engine->latestRun())
+        return; // finished just before a newer request superseded it
     setBusy(false);
     clearError();
     m_lastRun = r;
@@ -859,15 +826,24 @@ void MainWindow::onRunFinished(const RunResult& r)
     m_grid->setTokenOfInterest(static_cast<int>(r.tokens.size()) - 1);
     updateMetricChooser();
     m_table->setEffectsAvailable(r.hasObjective);
+    m_table->setComparison(r.comparison);
     m_table->setProvenance(m_model ? m_model->name : QString(), r.prompt);
     m_table->setRows(r.table);
+    m_actions->setTokenCount(int(r.tokens.size()));
+    showInterventionResults(r);
     m_tokenCountLabel->setText(tr("· %n token(s)", nullptr, static_cast<int>(r.tokens.size())));
     QString timing = tr("· computed in %1 s").arg(r.seconds, 0, 'f', 2);
-    if (r.hasObjective)
-        timing += tr(" · %1 = %2").arg(r.objectiveText).arg(r.objective, 0, 'g', 4);
+    if (r.hasObjective) {
+        timing += tr(" · %1 = %2").arg(r.objectiveText).arg(r.objective, 0, 'g', 6);
+        if (r.baselineObjective)
+            timing += tr(" (ablated; baseline %1, Δ %2)").arg(*r.baselineObjective, 0, 'g', 6).arg(r.objective - *r.baselineObjective, 0, 'g', 6);
+    }
+    if (r.right && r.right->hasObjective)
+        timing += tr(" · right: %1 (Δ %2)").arg(r.right->objective, 0, 'g', 6).arg(r.right->objective - r.objective, 0, 'g', 6);
     if (!r.nextTokens.isEmpty())
         timing += tr(" · next: %1 (p = %2)").arg(r.nextTokens.first().token).arg(r.nextTokens.first().value, 0, 'g', 3);
     m_timeLabel->setText(timing);
+    m_timeLabel->setToolTip(timing);
     if (!r.warnings.isEmpty())
         statusBar()->showMessage(r.warnings.join(QStringLiteral("; ")), 8000);
     // Keep the selected node if it still exists in this prompt.
@@ -886,10 +862,7 @@ void MainWindow::onRunFinished(const RunResult& r)
         selectNode(r.table.first().node);
     else
         m_inspector->clear(tr("Click a node in the grid or the table."));
-    QSettings settings;
-    settings.setValue(QStringLiteral("prompt/text"), r.prompt);
-    settings.setValue(QStringLiteral("prompt/target"), m_target->text());
-    settings.setValue(QStringLiteral("prompt/distractor"), m_distractor->text());
+    Settings::setLastPrompt({r.prompt, m_target->text(), m_distractor->text()});
     Q_EMIT runReady();
 }
 
@@ -929,19 +902,24 @@ void MainWindow::onNodeReady(const NodeView& view)
     Q_EMIT nodeShown();
 }
 
-void MainWindow::onFailed(const QString& what, const QString& message)
+void MainWindow::onFailed(EngineJob job, const QString& message)
 {
-    if (what == u"open autoencoder" && !m_saeSpecs.isEmpty())
-        m_saeSpecs.removeLast(); // it was not added
-    if (m_restoring && what == u"run")
+    switch (job) {
+    case EngineJob::OpenAutoencoder:
+        if (!m_saeSpecs.isEmpty())
+            m_saeSpecs.removeLast(); // it was not added
+        break;
+    case EngineJob::Run:
         m_restoring.reset();
-    if (what == u"run")
         setBusy(false);
-    if (what == u"open model" && m_model)
-        m_modelLabel->setText(tr("%1 · %2 layers × %3 heads · d %4").arg(m_model->name).arg(m_model->nLayer).arg(m_model->nHead).arg(m_model->dModel));
-    else if (what == u"open model")
-        m_modelLabel->setText(tr("no model"));
-    showError(tr("Could not %1: %2").arg(what, message));
+        break;
+    case EngineJob::OpenModel:
+        m_modelLabel->setText(m_model ? tr("%1 · %2 layers × %3 heads · d %4").arg(m_model->name).arg(m_model->nLayer).arg(m_model->nHead).arg(m_model->dModel)
+                                      : tr("no model"));
+        break;
+    case EngineJob::Inspect: break;
+    }
+    showError(tr("Could not %1: %2").arg(engineJobText(job), message));
 }
 
 void MainWindow::onTokenOfInterest(int token)
@@ -960,13 +938,123 @@ void MainWindow::onGoTo()
     selectNode(*node);
 }
 
+void MainWindow::buildInterventionDocks()
+{
+    m_ablations = new AblationsPanel;
+    connect(m_ablations, &AblationsPanel::ablationsEdited, this, [this] { rerun(); });
+    auto* ablationsDock = new QDockWidget(tr("Ablations"), this);
+    ablationsDock->setObjectName(QStringLiteral("ablationsDock"));
+    ablationsDock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
+    ablationsDock->setWidget(m_ablations);
+    auto* circuitDock = findChild<QDockWidget*>(QStringLiteral("circuitDock"));
+    addDockWidget(Qt::RightDockWidgetArea, ablationsDock);
+    splitDockWidget(circuitDock, ablationsDock, Qt::Vertical);
+    resizeDocks({circuitDock, ablationsDock}, {600, 240}, Qt::Vertical);
+}
+
+void MainWindow::showInterventionResults(const RunResult& r)
+{
+    const NextTokensView& other = r.comparison == Comparison::Baseline ? r.baselineNext : r.right ? r.right->next : NextTokensView();
+    m_nextTokens->setCandidates(r.next, other, r.comparison, r.tokens.value(r.next.token));
+    m_tokenEffects->setEffects(r.tokenEffects, r.tokens);
+    m_traceBar->setTrace(m_trace, r.tokens);
+    m_tokens2->setVisible(r.right.has_value());
+    if (r.right) {
+        m_tokens2->setTokens(r.right->tokens);
+        // Positions whose token differs from the first prompt's are marked (colored) in the second row.
+        QVector<double> differs;
+        for (int i = 0; i < r.right->tokens.size(); ++i)
+            differs.push_back(i < r.tokens.size() && r.tokens[i] == r.right->tokens[i] ? 0.0 : 1.0);
+        m_tokens2->setActivations(differs);
+    }
+}
+
+void MainWindow::rerun()
+{
+    if (m_model && m_lastRun)
+        run();
+}
+
+void MainWindow::setAblations(const QStringList& specs)
+{
+    m_ablations->setAblations(specs);
+    rerun();
+}
+
+QStringList MainWindow::ablations() const
+{
+    return m_ablations->ablations();
+}
+
+void MainWindow::ablate(const QString& name, double value)
+{
+    QStringList specs = m_ablations->ablations();
+    const QString spec = AblationListModel::spec({name, value});
+    const int row = m_ablations->model()->rowOfNode(name);
+    if (row >= 0)
+        specs[row] = spec;
+    else
+        specs << spec;
+    statusBar()->showMessage(tr("Ablated %1").arg(spec), 4000);
+    setAblations(specs);
+}
+
+void MainWindow::removeAblation(const QString& name)
+{
+    const int row = m_ablations->model()->rowOfNode(name);
+    if (row < 0)
+        return;
+    QStringList specs = m_ablations->ablations();
+    specs.removeAt(row);
+    setAblations(specs);
+}
+
+void MainWindow::trace(const NodeRef& node, const QString& through)
+{
+    Session::Trace t;
+    t.node = m_lastRun ? portableNodeName(node, int(m_lastRun->tokens.size())) : node.name();
+    t.through = through.toStdString();
+    m_trace = t;
+    rerun();
+}
+
+void MainWindow::clearTrace()
+{
+    m_trace.reset();
+    m_traceBar->setTrace(std::nullopt, {});
+    rerun();
+}
+
+void MainWindow::addSecondPrompt()
+{
+    Session::SecondPrompt second;
+    second.prompt = m_prompt->text().toStdString();
+    const Session::Objective o = objectiveFromFields();
+    second.targets = o.targets;
+    second.distractors = o.distractors;
+    m_second->setSecondPrompt(second);
+    m_secondPromptAction->setEnabled(false);
+    m_second->promptField()->setFocus();
+    rerun();
+}
+
+void MainWindow::removeSecondPrompt()
+{
+    m_second->setSecondPrompt(std::nullopt);
+    m_secondPromptAction->setEnabled(true);
+    rerun();
+}
+
+QString MainWindow::statusText() const
+{
+    return m_timeLabel->text();
+}
+
 void MainWindow::closeEvent(QCloseEvent* event)
 {
-    QSettings settings;
-    settings.setValue(QStringLiteral("window/geometry"), saveGeometry());
-    settings.setValue(QStringLiteral("window/state"), saveState());
+    Settings::setWindow(saveGeometry(), saveState());
     m_engine->cancel();
-    QFile::remove(autosavePath()); // a clean exit: nothing to recover
+    m_sessions->removeAutosave(); // a clean exit: nothing to recover
     QMainWindow::closeEvent(event);
 }
 

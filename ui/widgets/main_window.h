@@ -24,7 +24,16 @@ class QToolButton;
 
 namespace cs::ui {
 
+class AblationsPanel;
+class CircuitExporter;
+class NextTokensPanel;
+class NodeActions;
+class ObjectiveEditor;
+class SecondPromptBar;
+class TokenEffectsView;
+class TraceBar;
 class CircuitPanel;
+class SessionController;
 class ExamplesView;
 class LayerGrid;
 class NodeInspector;
@@ -45,6 +54,20 @@ public:
     void run();
     void selectNode(const NodeRef& node);
 
+    // Testing a hypothesis (product.md §3, §5.1); each change reruns the prompt once one has run.
+    // Ablations as "NODE=VALUE"; ablate() adds one or changes its value.
+    void ablate(const QString& ablationName, double value = 0);
+    void removeAblation(const QString& ablationName);
+    void setAblations(const QStringList& specs);
+    QStringList ablations() const;
+    // Trace upstream from a node (through: "" for neurons and latents, q|k|qk|v for heads).
+    void trace(const NodeRef& node, const QString& through = {});
+    void clearTrace();
+    const std::optional<Session::Trace>& currentTrace() const { return m_trace; }
+    // A second prompt, first a copy of the first (prompt, targets, distractors).
+    void addSecondPrompt();
+    void removeSecondPrompt();
+
     // The circuit: pinned nodes with notes, in order (the Circuit panel; saved in sessions).
     // togglePin returns whether the node is pinned afterwards.
     bool togglePin(const NodeRef& node);
@@ -64,18 +87,18 @@ public:
     void openSession(const QString& path, bool asTemplate = false);
     // Save (Ctrl+S): to the session's file, or asks for one when it has none.
     void saveCurrentSession();
-    QString sessionPath() const { return m_sessionPath; }
-    // Sessions opened or saved most recently first (QSettings "sessions/recent", at most 8).
+    QString sessionPath() const;
+    // Sessions opened or saved most recently first (at most 8).
     static QStringList recentSessions();
     // Autosave: the current session is written every 20 s while it changes, to `autosavePath()`, and
     // removed when the window closes normally; a file left there means the app crashed or was killed.
     static QString autosavePath();
     bool autosaveNow();
     using ModelLocator = std::function<QString(const QString& missingPath)>;
-    void setModelLocator(ModelLocator locator) { m_modelLocator = std::move(locator); }
+    void setModelLocator(ModelLocator locator);
 
     // The parts, for tests and screenshots.
-    EngineThread* engine() const { return m_engine; }
+    EngineClient* engine() const { return m_engine; }
     LayerGrid* grid() const { return m_grid; }
     NodeInspector* inspector() const { return m_inspector; }
     NodeTableView* table() const { return m_table; }
@@ -93,6 +116,16 @@ public:
     QPushButton* runButton() const { return m_runButton; }
     QPushButton* cancelButton() const { return m_cancelButton; }
     QString errorText() const;
+    QString statusText() const;   // model-independent part of the status bar: time, objective, next token
+    ObjectiveEditor* objectiveEditor() const { return m_objective; }
+    AblationsPanel* ablationsPanel() const { return m_ablations; }
+    TraceBar* traceBar() const { return m_traceBar; }
+    NextTokensPanel* nextTokensPanel() const { return m_nextTokens; }
+    SecondPromptBar* secondPromptBar() const { return m_second; }
+    TokenEffectsView* tokenEffects() const { return m_tokenEffects; }
+    TokenStrip* secondTokenStrip() const { return m_tokens2; }
+    QSpinBox* tableTopK() const { return m_tableTopK; }
+    NodeActions* nodeActions() const { return m_actions; }
     const std::optional<RunResult>& lastRun() const { return m_lastRun; }
     const std::optional<ModelSummary>& model() const { return m_model; }
 
@@ -120,21 +153,22 @@ private:
     void onModelOpened(const ModelSummary& summary);
     void onRunFinished(const RunResult& result);
     void onNodeReady(const NodeView& view);
-    void onFailed(const QString& what, const QString& message);
+    void onFailed(cs::ui::EngineJob job, const QString& message);
+    void buildInterventionDocks();
+    void showInterventionResults(const RunResult& result);
+    void rerun();
+    std::vector<std::string> ablationSpecs() const;
     void onTokenOfInterest(int token);
     void onGoTo();
     void updateMetricChooser();
     void setBusy(bool busy);
-    void rememberRecentModel(const QString& dir);
-    void rememberRecentSession(const QString& path);
     void fillRecentSessionsMenu();
     void buildCircuitDock();
     void syncPins();
     void onPinActivated(const QString& name);
     void chooseCircuitExport(const QString& format);
-    void continueCircuitExport();
 
-    EngineThread* m_engine = nullptr;
+    EngineClient* m_engine = nullptr;
     QToolButton* m_modelButton = nullptr;
     QMenu* m_modelMenu = nullptr;
     QToolButton* m_saeButton = nullptr;
@@ -164,20 +198,25 @@ private:
     QString m_pendingModelPath;
     QVector<QPair<int, QString>> m_saeSpecs;   // autoencoders as added (role, spec), for sessions
     std::optional<Session> m_restoring;         // a session being restored, step by step
-    // What the window does not edit yet but must not lose: the restored session's objective kind,
-    // targets and distractors beyond the first, ablations, trace and second prompt. They go into every
-    // run and every saved session.
-    Session m_interventions;
-    QString m_sessionPath;                      // the file Save writes to (empty: untitled)
+    ObjectiveEditor* m_objective = nullptr;
+    AblationsPanel* m_ablations = nullptr;      // the ablations: what every run and session uses
+    TraceBar* m_traceBar = nullptr;
+    std::optional<Session::Trace> m_trace;
+    NextTokensPanel* m_nextTokens = nullptr;
+    SecondPromptBar* m_second = nullptr;        // the second prompt, when shown
+    QAction* m_secondPromptAction = nullptr;
+    TokenEffectsView* m_tokenEffects = nullptr;
+    TokenStrip* m_tokens2 = nullptr;            // the second prompt's tokens
+    QSpinBox* m_tableTopK = nullptr;
+    NodeActions* m_actions = nullptr;
+    SessionController* m_sessions = nullptr;    // the session file, recent sessions, autosave
+    CircuitExporter* m_exporter = nullptr;
     QMenu* m_recentSessionsMenu = nullptr;
     CircuitPanel* m_circuit = nullptr;          // the pins (live state; sessions save them)
     ExamplesView* m_examples = nullptr;         // the inspector's Examples tab (issue 14)
     NodeViewCache* m_views = nullptr;           // engine-computed views of pinned nodes
     QPointer<PresentView> m_present;
     QAction* m_presentAction = nullptr;
-    QString m_pendingCircuitExport;             // a path waiting for the pins' views
-    ModelLocator m_modelLocator;
-    std::string m_lastAutosaved;
     void continueRestore();
     void chooseSessionToOpen();
     void chooseSessionToSave();

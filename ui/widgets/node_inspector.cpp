@@ -1,4 +1,5 @@
 #include "ui/widgets/node_inspector.h"
+#include "ui/widgets/node_actions.h"
 
 #include "ui/charts/activation_chart.h"
 #include "ui/charts/export_button.h"
@@ -6,10 +7,16 @@
 #include "ui/charts/token_bar_chart.h"
 
 #include <QCheckBox>
+
+#include <algorithm>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QPushButton>
+#include <QMenu>
+#include <QScrollArea>
+#include <QSplitter>
 #include <QTabWidget>
+#include <QToolButton>
 #include <QVBoxLayout>
 
 namespace cs::ui {
@@ -32,6 +39,17 @@ QWidget* withExport(ChartWidget* chart, QWidget* extra = nullptr)
     return box;
 }
 
+// Two stacked charts need twice a chart's minimum height; in a scroll area they never force the
+// whole window taller than a 1280 × 800 screen, and scroll instead.
+QWidget* scrolled(QWidget* content)
+{
+    auto* area = new QScrollArea;
+    area->setWidget(content);
+    area->setWidgetResizable(true);
+    area->setFrameShape(QFrame::NoFrame);
+    return area;
+}
+
 // Four significant digits on screen; the exact values are in the tooltip and the exports.
 QString short4(double v)
 {
@@ -46,6 +64,23 @@ QString metricText(const NodeMetricsView& m)
     if (m.totalEffect)
         text += QStringLiteral(" &nbsp; estimated total effect <b>%1</b>").arg(short4(*m.totalEffect));
     return text;
+}
+
+// With ablations: each metric as ablated / baseline / Δ (Δ = ablated − baseline).
+QString comparedMetricText(const NodeMetricsView& m, const NodeMetricsView& b)
+{
+    const auto one = [](const QString& name, double ablated, double baseline) {
+        return QStringLiteral("%1 <b>%2</b> <span style='color:gray'>(baseline %3, Δ %4)</span>")
+            .arg(name, short4(ablated), short4(baseline), short4(ablated - baseline));
+    };
+    QStringList parts;
+    parts << one(QStringLiteral("activation"), m.activation, b.activation);
+    parts << one(QStringLiteral("write magnitude"), m.writeMagnitude, b.writeMagnitude);
+    if (m.directEffect && b.directEffect)
+        parts << one(QStringLiteral("direct effect"), *m.directEffect, *b.directEffect);
+    if (m.totalEffect && b.totalEffect)
+        parts << one(QStringLiteral("estimated total effect"), *m.totalEffect, *b.totalEffect);
+    return QStringLiteral("ablated: ") + parts.join(QStringLiteral(" &nbsp; "));
 }
 
 QString metricToolTip(const NodeMetricsView& m)
@@ -71,8 +106,10 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     m_title->setFont(big);
     m_title->setTextInteractionFlags(Qt::TextSelectableByMouse);
     m_subtitle = new QLabel;
+    m_subtitle->setWordWrap(true); // the hint shown before a node is chosen must not widen the window
     m_metrics = new QLabel;
     m_metrics->setTextFormat(Qt::RichText);
+    m_metrics->setWordWrap(true);
     m_metrics->setToolTip(tr("Direct effect: the node's write · ∂objective/∂(final residual), with the final layer norm's "
                              "scale held fixed (as TDB). Estimated total effect: activation × ∂objective/∂activation."));
     m_pin = new QPushButton(tr("Pin"));
@@ -81,8 +118,21 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
         if (m_hasView)
             Q_EMIT pinToggleRequested(m_view.node);
     });
+    m_interventions = new QToolButton;
+    m_interventions->setText(tr("Ablate / Trace"));
+    m_interventions->setPopupMode(QToolButton::InstantPopup);
+    m_interventions->setToolTip(tr("Ablate this node (hold it at a value) or trace upstream what caused it"));
+    auto* interventionMenu = new QMenu(m_interventions);
+    connect(interventionMenu, &QMenu::aboutToShow, this, [this, interventionMenu] {
+        interventionMenu->clear();
+        if (m_actions && m_hasView)
+            m_actions->populate(interventionMenu, m_view.node);
+    });
+    m_interventions->setMenu(interventionMenu);
+    m_interventions->setEnabled(false);
     auto* titleRow = new QHBoxLayout;
     titleRow->addWidget(m_title, 1);
+    titleRow->addWidget(m_interventions);
     titleRow->addWidget(m_pin);
     layout->addLayout(titleRow);
     layout->addWidget(m_subtitle);
@@ -98,15 +148,20 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     connect(m_perUnit, &QCheckBox::toggled, this, [this] { showWrite(); });
     m_tabs->addTab(withExport(m_write, m_perUnit), tr("Write tokens"));
 
-    auto* reads = new QWidget;
-    auto* readsLayout = new QHBoxLayout(reads);
-    readsLayout->setContentsMargins(0, 0, 0, 0);
+    // Two charts of a head (Q-read and K-read, the two pair maps) are stacked, not side by side: side
+    // by side at half the inspector's width their titles and token labels did not fit.
+    auto* reads = new QSplitter(Qt::Vertical);
+    reads->setChildrenCollapsible(false);
     m_read0 = new TokenBarChart;
     m_read1 = new TokenBarChart;
-    readsLayout->addWidget(withExport(m_read0), 1);
+    reads->addWidget(withExport(m_read0));
     m_read1Box = withExport(m_read1);
-    readsLayout->addWidget(m_read1Box, 1);
-    m_tabs->addTab(reads, tr("Read tokens"));
+    reads->addWidget(m_read1Box);
+    // Each stacked chart keeps the room of a chart of its own (titles, every token label); the tab
+    // scrolls to the second one when the inspector is shorter than both.
+    for (QWidget* box : {reads->widget(0), reads->widget(1)})
+        box->setMinimumHeight(420); // 2 × 20 bars with every token label
+    m_tabs->addTab(scrolled(reads), tr("Read tokens"));
 
     auto* pairs = new QWidget;
     auto* pairsLayout = new QVBoxLayout(pairs);
@@ -114,14 +169,17 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     m_pairsNote = new QLabel;
     m_pairsNote->setWordWrap(true);
     pairsLayout->addWidget(m_pairsNote);
-    auto* maps = new QHBoxLayout;
+    auto* maps = new QSplitter(Qt::Vertical);
+    maps->setChildrenCollapsible(false);
     m_pairs0 = new HeatmapChart;
     m_pairs1 = new HeatmapChart;
-    maps->addWidget(withExport(m_pairs0), 1);
+    maps->addWidget(withExport(m_pairs0));
     m_pairs1Box = withExport(m_pairs1);
-    maps->addWidget(m_pairs1Box, 1);
-    pairsLayout->addLayout(maps, 1);
-    m_tabs->addTab(pairs, tr("Token pairs"));
+    maps->addWidget(m_pairs1Box);
+    pairsLayout->addWidget(maps, 1);
+    for (QWidget* box : {maps->widget(0), maps->widget(1)})
+        box->setMinimumHeight(340);
+    m_tabs->addTab(scrolled(pairs), tr("Token pairs"));
 
     m_activation = new ActivationChart;
     m_tabs->addTab(withExport(m_activation), tr("Activation by token"));
@@ -135,6 +193,7 @@ void NodeInspector::clear(const QString& message)
     m_view = NodeView();
     m_title->setText(tr("No node selected"));
     m_pin->setEnabled(false);
+    m_interventions->setEnabled(false);
     setPinned(false);
     m_subtitle->setText(message);
     m_metrics->clear();
@@ -172,7 +231,20 @@ void NodeInspector::showWrite()
 {
     Provenance p = m_view.provenance;
     p.metric = m_perUnit->isChecked() ? QStringLiteral("write tokens per unit activation") : QStringLiteral("write tokens in context");
-    m_write->setData(shownWrite(), p);
+    // A node that writes nothing here (activation 0, e.g. ablated to 0) has no top tokens: its list is
+    // a tie of zeros, which as bars would only show arbitrary token labels.
+    const TopTokenList& shown = shownWrite();
+    const auto zero = [](const QVector<TokenValue>& list) {
+        return std::all_of(list.begin(), list.end(), [](const TokenValue& t) { return t.value == 0; });
+    };
+    if (m_hasView && !shown.top.isEmpty() && zero(shown.top) && zero(shown.bottom)) {
+        TopTokenList none;
+        none.title = shown.title;
+        m_write->setEmptyMessage(tr("Writes nothing here (activation 0)"));
+        m_write->setData(none, p);
+        return;
+    }
+    m_write->setData(shown, p);
 }
 
 void NodeInspector::setView(const NodeView& view)
@@ -181,9 +253,10 @@ void NodeInspector::setView(const NodeView& view)
     m_hasView = true;
     m_title->setText(view.name);
     m_pin->setEnabled(true);
+    m_interventions->setEnabled(view.node.kind != NodeKind::Embedding);
     m_subtitle->setText(view.node.kind == NodeKind::Embedding ? tr("embedding · token %1").arg(view.tokenLabel)
                                                               : tr("layer %1 · %2").arg(view.node.layer).arg(view.tokenLabel));
-    m_metrics->setText(metricText(view.metrics));
+    m_metrics->setText(view.baselineMetrics ? comparedMetricText(view.metrics, *view.baselineMetrics) : metricText(view.metrics));
     m_metrics->setToolTip(metricToolTip(view.metrics));
     showWrite();
 

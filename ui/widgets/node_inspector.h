@@ -12,11 +12,13 @@ class QLabel;
 class QPushButton;
 class QStackedWidget;
 class QTabWidget;
+class QToolButton;
 
 namespace cs::ui {
 
 class ActivationChart;
 class HeatmapChart;
+class NodeActions;
 class TokenBarChart;
 
 class NodeInspector : public QWidget {
@@ -42,6 +44,9 @@ public:
     // Whether the node shown is pinned: the header's button reads "Pin" or "Unpin" accordingly.
     void setPinned(bool pinned);
     QPushButton* pinButton() const { return m_pin; }
+    // The "Ablate / Trace" menu of the header, filled from `actions` for the node shown.
+    void setNodeActions(NodeActions* actions) { m_actions = actions; }
+    QToolButton* interventionButton() const { return m_interventions; }
 
 Q_SIGNALS:
     // The header's Pin/Unpin button was clicked for the node shown.
@@ -54,6 +59,8 @@ private:
     bool m_hasView = false;
     QLabel* m_title = nullptr;
     QPushButton* m_pin = nullptr;
+    QToolButton* m_interventions = nullptr;
+    NodeActions* m_actions = nullptr;
     QLabel* m_subtitle = nullptr;
     QLabel* m_metrics = nullptr;
     QTabWidget* m_tabs = nullptr;

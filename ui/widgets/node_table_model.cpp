@@ -84,7 +84,38 @@ void NodeTableModel::setEffectsAvailable(bool available)
 bool NodeTableModel::isNumericColumn(int column)
 {
     return column == LayerColumn || column == ActivationColumn || column == WriteMagnitudeColumn ||
-        isEffectColumn(column);
+        isEffectColumn(column) || isComparisonColumn(column);
+}
+
+bool NodeTableModel::isEffectColumn(int column)
+{
+    const int metric = metricColumnOf(column);
+    return metric == DirectEffectColumn || metric == TotalEffectColumn;
+}
+
+int NodeTableModel::metricColumnOf(int column)
+{
+    switch (column) {
+    case ActivationOtherColumn:
+    case ActivationDeltaColumn: return ActivationColumn;
+    case WriteMagnitudeOtherColumn:
+    case WriteMagnitudeDeltaColumn: return WriteMagnitudeColumn;
+    case DirectEffectOtherColumn:
+    case DirectEffectDeltaColumn: return DirectEffectColumn;
+    case TotalEffectOtherColumn:
+    case TotalEffectDeltaColumn: return TotalEffectColumn;
+    default: return column;
+    }
+}
+
+void NodeTableModel::setComparison(Comparison comparison)
+{
+    if (comparison == m_comparison)
+        return;
+    m_comparison = comparison;
+    if (!m_rows.isEmpty())
+        Q_EMIT dataChanged(index(0, 0), index(m_rows.size() - 1, ColumnCount - 1));
+    Q_EMIT headerDataChanged(Qt::Horizontal, 0, ColumnCount - 1);
 }
 
 QString NodeTableModel::kindLabel(NodeKind kind)
@@ -154,21 +185,42 @@ int NodeTableModel::columnCount(const QModelIndex& parent) const
     return parent.isValid() ? 0 : ColumnCount;
 }
 
+namespace {
+
+std::optional<double> metricOf(const NodeMetricsView& m, int metricColumn)
+{
+    switch (metricColumn) {
+    case NodeTableModel::ActivationColumn: return m.activation;
+    case NodeTableModel::WriteMagnitudeColumn: return m.writeMagnitude;
+    case NodeTableModel::DirectEffectColumn: return m.directEffect;
+    case NodeTableModel::TotalEffectColumn: return m.totalEffect;
+    default: return std::nullopt;
+    }
+}
+
+} // namespace
+
 std::optional<double> NodeTableModel::metric(const NodeRow& row, int column) const
 {
+    const int metricColumn = metricColumnOf(column);
+    if (metricColumn != column && m_comparison == Comparison::None)
+        return std::nullopt;
+    if (isEffectColumn(column) && !m_effectsAvailable)
+        return std::nullopt;
+    std::optional<double> main;
+    if (row.hasMain)
+        main = metricOf({row.activation, row.writeMagnitude, row.directEffect, row.totalEffect}, metricColumn);
+    const std::optional<double> other = row.other ? metricOf(*row.other, metricColumn) : std::nullopt;
     std::optional<double> v;
-    switch (column) {
-    case ActivationColumn: v = row.activation; break;
-    case WriteMagnitudeColumn: v = row.writeMagnitude; break;
-    case DirectEffectColumn:
-        if (m_effectsAvailable)
-            v = row.directEffect;
-        break;
-    case TotalEffectColumn:
-        if (m_effectsAvailable)
-            v = row.totalEffect;
-        break;
-    default: break;
+    if (metricColumn == column) {
+        v = main;
+    } else {
+        const bool isDelta = column == ActivationDeltaColumn || column == WriteMagnitudeDeltaColumn ||
+                             column == DirectEffectDeltaColumn || column == TotalEffectDeltaColumn;
+        if (!isDelta)
+            v = other;
+        else if (main && other)
+            v = m_comparison == Comparison::Baseline ? *main - *other : *other - *main;
     }
     if (v && std::isnan(*v))
         v.reset();
@@ -256,7 +308,19 @@ QVariant NodeTableModel::headerData(int section, Qt::Orientation orientation, in
 {
     if (orientation != Qt::Horizontal || section < 0 || section >= ColumnCount)
         return QAbstractTableModel::headerData(section, orientation, role);
-    if (role == Qt::DisplayRole) {
+    if (role == Qt::DisplayRole && (isComparisonColumn(section) || (isNumericColumn(section) && section != LayerColumn &&
+                                                                     m_comparison != Comparison::None))) {
+        const QString metric = headerData(metricColumnOf(section), orientation, Qt::UserRole).toString();
+        const bool baseline = m_comparison == Comparison::Baseline;
+        if (!isComparisonColumn(section))
+            return QString(metric % (baseline ? tr(" (ablated)") : tr(" (left)")));
+        const bool isDelta = section == ActivationDeltaColumn || section == WriteMagnitudeDeltaColumn ||
+                             section == DirectEffectDeltaColumn || section == TotalEffectDeltaColumn;
+        if (isDelta)
+            return QString(QStringLiteral("Δ ") % metric);
+        return QString(metric % (baseline ? tr(" (baseline)") : tr(" (right)")));
+    }
+    if (role == Qt::DisplayRole || role == Qt::UserRole) { // UserRole: the plain name, whatever the comparison
         switch (section) {
         case NameColumn: return tr("Name");
         case KindColumn: return tr("Kind");
@@ -277,6 +341,11 @@ QVariant NodeTableModel::headerData(int section, Qt::Orientation orientation, in
         case DirectEffectColumn: return tr("Direct effect on the target − distractor logit difference");
         case TotalEffectColumn: return tr("Estimated total effect (activation × gradient) on the logit difference");
         case TopWriteTokensColumn: return tr("The three tokens the node's write direction promotes most");
+        case ActivationDeltaColumn:
+        case WriteMagnitudeDeltaColumn:
+        case DirectEffectDeltaColumn:
+        case TotalEffectDeltaColumn:
+            return m_comparison == Comparison::Baseline ? tr("Ablated − baseline") : tr("Right prompt − left prompt");
         default: break;
         }
     } else if (role == Qt::TextAlignmentRole) {

@@ -9,7 +9,7 @@
 // spaces kept, " → " between a head's query and key token, ", " between the top write tokens); the
 // model makes leading spaces and line breaks visible for display and the CSV export keeps them raw.
 
-#include "ui/engine/view_types.h"
+#include "ui/engine/engine_types.h"
 
 #include <QAbstractTableModel>
 #include <QSortFilterProxyModel>
@@ -31,6 +31,16 @@ public:
         DirectEffectColumn,
         TotalEffectColumn,
         TopWriteTokensColumn,
+        // With a comparison (ablations or two prompts): each metric's other side and Δ. Last, so the
+        // plain table's columns keep their numbers; the view shows them next to their metric.
+        ActivationOtherColumn,
+        ActivationDeltaColumn,
+        WriteMagnitudeOtherColumn,
+        WriteMagnitudeDeltaColumn,
+        DirectEffectOtherColumn,
+        DirectEffectDeltaColumn,
+        TotalEffectOtherColumn,
+        TotalEffectDeltaColumn,
         ColumnCount
     };
     enum Role {
@@ -55,8 +65,15 @@ public:
     // Without a target the effect columns have no values; the view hides them (not zeros, not blanks).
     void setEffectsAvailable(bool available);
     bool effectsAvailable() const { return m_effectsAvailable; }
-    static bool isEffectColumn(int column) { return column == DirectEffectColumn || column == TotalEffectColumn; }
+    static bool isEffectColumn(int column);
     static bool isNumericColumn(int column);
+    // The comparison shown: None hides the other/Δ columns. Baseline: main = ablated, Δ = ablated −
+    // baseline; Prompts: main = left, other = right, Δ = right − left (product.md §5.1).
+    void setComparison(Comparison comparison);
+    Comparison comparison() const { return m_comparison; }
+    static bool isComparisonColumn(int column) { return column >= ActivationOtherColumn && column < ColumnCount; }
+    // The plain metric column a comparison column belongs to.
+    static int metricColumnOf(int column);
 
     // Short human-readable kind ("neuron", "head", "MLP latent", …) and display forms of token text.
     static QString kindLabel(NodeKind kind);
@@ -85,6 +102,7 @@ private:
 
     QVector<NodeRow> m_rows;
     bool m_effectsAvailable = true;
+    Comparison m_comparison = Comparison::None;
 };
 
 // Sorts by NodeTableModel::SortRole (numbers numerically, absent values last in either order) and

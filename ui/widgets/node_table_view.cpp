@@ -1,6 +1,7 @@
 #include "ui/widgets/node_table_view.h"
 
 #include "core/export/csv.h"
+#include "ui/widgets/node_actions.h"
 #include "ui/widgets/node_table_model.h"
 
 #include <QComboBox>
@@ -34,23 +35,31 @@ const char* csvColumnName(int column)
     case NodeTableModel::DirectEffectColumn: return "direct_effect";
     case NodeTableModel::TotalEffectColumn: return "total_effect";
     case NodeTableModel::TopWriteTokensColumn: return "top_write_tokens";
+    case NodeTableModel::ActivationOtherColumn: return "activation_other";
+    case NodeTableModel::ActivationDeltaColumn: return "activation_delta";
+    case NodeTableModel::WriteMagnitudeOtherColumn: return "write_magnitude_other";
+    case NodeTableModel::WriteMagnitudeDeltaColumn: return "write_magnitude_delta";
+    case NodeTableModel::DirectEffectOtherColumn: return "direct_effect_other";
+    case NodeTableModel::DirectEffectDeltaColumn: return "direct_effect_delta";
+    case NodeTableModel::TotalEffectOtherColumn: return "total_effect_other";
+    case NodeTableModel::TotalEffectDeltaColumn: return "total_effect_delta";
     }
     return "";
 }
 
-std::string csvField(const NodeRow& row, int column)
+std::string csvField(const NodeTableModel& model, const NodeRow& row, int sourceRow, int column)
 {
-    const auto number = [](const std::optional<double>& v) { return v ? CsvWriter::number(*v) : std::string(); };
+    if (column != NodeTableModel::LayerColumn && NodeTableModel::isNumericColumn(column)) {
+        // The model's raw value: exactly what is shown (absent where a side lacks the node or the metric).
+        const QVariant v = model.index(sourceRow, column).data(NodeTableModel::SortRole);
+        return v.isValid() ? CsvWriter::number(v.toDouble()) : std::string();
+    }
     switch (column) {
     case NodeTableModel::NameColumn: return row.name.toStdString();
     case NodeTableModel::KindColumn:
         return row.kind.isEmpty() ? std::string(nodeKindName(row.node.kind)) : row.kind.toStdString();
     case NodeTableModel::LayerColumn: return row.layer >= 0 ? std::to_string(row.layer) : std::string();
     case NodeTableModel::TokensColumn: return row.tokens.toStdString();
-    case NodeTableModel::ActivationColumn: return CsvWriter::number(row.activation);
-    case NodeTableModel::WriteMagnitudeColumn: return CsvWriter::number(row.writeMagnitude);
-    case NodeTableModel::DirectEffectColumn: return number(row.directEffect);
-    case NodeTableModel::TotalEffectColumn: return number(row.totalEffect);
     case NodeTableModel::TopWriteTokensColumn: return row.topWriteTokens.toStdString();
     }
     return {};
@@ -131,6 +140,16 @@ NodeTableView::NodeTableView(QWidget* parent)
     header->setDefaultAlignment(Qt::AlignLeft | Qt::AlignVCenter);
     header->setSortIndicatorShown(true);
     m_table->setSortingEnabled(true);
+    // Each metric's other side and Δ sit right after it on screen.
+    for (int metric : {int(NodeTableModel::ActivationColumn), int(NodeTableModel::WriteMagnitudeColumn),
+                       int(NodeTableModel::DirectEffectColumn), int(NodeTableModel::TotalEffectColumn)}) {
+        int other = NodeTableModel::ActivationOtherColumn;
+        while (NodeTableModel::metricColumnOf(other) != metric)
+            other += 2;
+        for (int k = 0; k < 2; ++k)
+            header->moveSection(header->visualIndex(other + k), header->visualIndex(metric) + 1 + k);
+    }
+    updateHiddenColumns();
     applyDefaultSort();
 
     auto* bar = new QHBoxLayout;
@@ -200,6 +219,8 @@ QMenu* NodeTableView::contextMenuForRow(int proxyRow)
     menu->addAction(m_pinned.contains(name) ? tr("Unpin %1").arg(name) : tr("Pin %1").arg(name), this,
                     [this, node] { Q_EMIT pinToggleRequested(node); });
     menu->addAction(tr("Select %1").arg(name), this, [this, proxyRow] { m_table->selectRow(proxyRow); });
+    if (m_actions)
+        m_actions->populate(menu, node);
     return menu;
 }
 
@@ -225,8 +246,7 @@ void NodeTableView::setEffectsAvailable(bool available)
     {
         const QScopedValueRollback guard(m_syncing, true);
         m_model->setEffectsAvailable(available);
-        m_table->setColumnHidden(NodeTableModel::DirectEffectColumn, !available);
-        m_table->setColumnHidden(NodeTableModel::TotalEffectColumn, !available);
+        updateHiddenColumns();
         const int sorted = m_table->horizontalHeader()->sortIndicatorSection();
         if (!available && NodeTableModel::isEffectColumn(sorted))
             applyDefaultSort();
@@ -234,6 +254,26 @@ void NodeTableView::setEffectsAvailable(bool available)
             applyDefaultSort();
     }
     restoreSelection();
+}
+
+void NodeTableView::setComparison(Comparison comparison)
+{
+    {
+        const QScopedValueRollback guard(m_syncing, true);
+        m_model->setComparison(comparison);
+        updateHiddenColumns();
+    }
+    restoreSelection();
+}
+
+// Effect columns (and their other side and Δ) need a target; comparison columns need a comparison.
+void NodeTableView::updateHiddenColumns()
+{
+    for (int c = 0; c < NodeTableModel::ColumnCount; ++c) {
+        const bool hidden = (NodeTableModel::isEffectColumn(c) && !m_model->effectsAvailable()) ||
+                            (NodeTableModel::isComparisonColumn(c) && m_model->comparison() == Comparison::None);
+        m_table->setColumnHidden(c, hidden);
+    }
 }
 
 void NodeTableView::setProvenance(const QString& model, const QString& prompt)
@@ -315,7 +355,7 @@ bool NodeTableView::exportCsv(const QString& path, QString* error) const
 
     QVector<int> columns;
     for (int c = 0; c < NodeTableModel::ColumnCount; ++c) {
-        if (!NodeTableModel::isEffectColumn(c) || m_model->effectsAvailable())
+        if (!m_table->isColumnHidden(c))
             columns.append(c);
     }
 
@@ -347,7 +387,7 @@ bool NodeTableView::exportCsv(const QString& path, QString* error) const
         const NodeRow& row = m_model->rowAt(m_proxy->mapToSource(m_proxy->index(r, 0)).row());
         fields.clear();
         for (int c : columns)
-            fields.push_back(csvField(row, c));
+            fields.push_back(csvField(*m_model, row, m_proxy->mapToSource(m_proxy->index(r, 0)).row(), c));
         csv.row(fields);
     }
 

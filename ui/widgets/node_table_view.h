@@ -7,7 +7,7 @@
 // row (or clears the selection when the node is not in the table) without emitting, so the two never
 // feed each other. The selected node is remembered across snapshots, sorting and filtering.
 
-#include "ui/engine/view_types.h"
+#include "ui/engine/engine_types.h"
 
 #include <QSet>
 #include <QWidget>
@@ -24,6 +24,7 @@ class QTableView;
 
 namespace cs::ui {
 
+class NodeActions;
 class NodeTableModel;
 class NodeTableProxy;
 
@@ -36,6 +37,8 @@ public:
     void setRows(QVector<NodeRow> rows);
     // false without a target: the effect columns are hidden and left out of the CSV.
     void setEffectsAvailable(bool available);
+    // Ablated / baseline / Δ or left / right / Δ columns for every metric (None: the plain table).
+    void setComparison(Comparison comparison);
     // Written into the CSV's comment header.
     void setProvenance(const QString& model, const QString& prompt);
 
@@ -46,7 +49,9 @@ public:
 
     // The names of the pinned nodes: a row's context menu offers Pin or Unpin accordingly.
     void setPinnedNodes(const QSet<QString>& names) { m_pinned = names; }
-    // The context menu of a table row (Pin/Unpin, Select), built on demand; null for no row.
+    // Ablate/Trace entries in the rows' context menus (null: none).
+    void setNodeActions(NodeActions* actions) { m_actions = actions; }
+    // The context menu of a table row (Pin/Unpin, Select, Ablate, Trace), built on demand; null for no row.
     QMenu* contextMenuForRow(int proxyRow);
 
     // The node whose row is selected (or was last selected, if it is filtered out), if any.
@@ -75,6 +80,7 @@ private:
     void selectProxyRow(int proxyRow);
     void applyDefaultSort();
     void updateCount();
+    void updateHiddenColumns();
 
     NodeTableModel* m_model = nullptr;
     NodeTableProxy* m_proxy = nullptr;
@@ -84,6 +90,7 @@ private:
     QLabel* m_count = nullptr;
     QPushButton* m_export = nullptr;
 
+    NodeActions* m_actions = nullptr;
     QSet<QString> m_pinned;
     QString m_modelName;
     QString m_prompt;

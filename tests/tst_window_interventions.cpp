@@ -1,0 +1,466 @@
+// Testing a hypothesis in the real window (offscreen), driven like a user: ablate a head from the
+// grid's context menu, trace a neuron from the table, compare two prompts, the next-token panel, the
+// token effect rows, a session round trip with all of it, rapid toggling, and every new model under
+// QAbstractItemModelTester. Each figure is checked against the core's own analysis of the same query
+// (what `circuitscope-cli nodes --ablate/--trace/--prompt2` prints: the CLI calls the same
+// analysisQueryOf + analyzePrompt + nodeTable).
+
+#include "core/analysis/analysis.h"
+#include "core/analysis/converters.h"
+#include "core/commands/session_query.h"
+#include "core/model/forward.h"
+#include "test_support.h"
+#include "ui/widgets/ablations_panel.h"
+#include "ui/widgets/layer_grid.h"
+#include "ui/widgets/main_window.h"
+#include "ui/widgets/next_tokens_panel.h"
+#include "ui/widgets/node_inspector.h"
+#include "ui/widgets/node_actions.h"
+#include "ui/widgets/node_table_model.h"
+#include "ui/widgets/node_table_view.h"
+#include "ui/widgets/objective_editor.h"
+#include "ui/widgets/second_prompt_bar.h"
+#include "ui/widgets/token_effects_view.h"
+#include "ui/widgets/token_strip.h"
+#include "ui/widgets/trace_bar.h"
+
+#include <QAbstractItemModelTester>
+#include <QAction>
+#include <QComboBox>
+#include <QLineEdit>
+#include <QMenu>
+#include <QPushButton>
+#include <QSettings>
+#include <QSignalSpy>
+#include <QSpinBox>
+#include <QStandardPaths>
+#include <QTableView>
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <cmath>
+#include <memory>
+
+using namespace cs;
+using namespace cs::ui;
+
+using test::kPrompt;
+using test::tinyModel;
+
+namespace {
+
+// The core's analysis of what the window ran (the CLI's path).
+struct Reference {
+    std::shared_ptr<const Gpt2Model> model = loadHfGpt2(test::dataDir() / "tiny-gpt2");
+    SaeSet saes;
+    Analysis analyze(const Session& s) const
+    {
+        return analyzePrompt(*model, saes, analysisQueryOf(s.prompt, s.objective, s.ablations, s.trace, s.secondPrompt));
+    }
+};
+
+QAction* findAction(QMenu* menu, const QString& startsWith)
+{
+    for (QAction* a : menu->actions()) {
+        if (a->text().startsWith(startsWith))
+            return a;
+        if (a->menu()) {
+            if (QAction* inner = findAction(a->menu(), startsWith))
+                return inner;
+        }
+    }
+    return nullptr;
+}
+
+bool close(double a, double b, double tol = 1e-6)
+{
+    return std::abs(a - b) <= tol * std::max(1.0, std::abs(b));
+}
+
+} // namespace
+
+class TestWindowInterventions : public QObject {
+    Q_OBJECT
+
+    std::unique_ptr<MainWindow> m_window;
+    Reference m_ref;
+
+    // Waits for the run the window has just started (or the next one) to be shown.
+    bool waitForRun(QSignalSpy& ready)
+    {
+        if (!test::waitForSignal(ready, 60000))
+            return false;
+        // Superseded runs are dropped; wait for the one asked for last.
+        return QTest::qWaitFor([&] { return m_window->lastRun() && m_window->lastRun()->id == m_window->engine()->latestRun(); }, 60000);
+    }
+
+    void typeAndRun(const QString& prompt, const QString& target, const QString& distractor)
+    {
+        m_window->setPrompt(prompt, target, distractor);
+        QSignalSpy ready(m_window.get(), &MainWindow::runReady);
+        QTest::mouseClick(m_window->runButton(), Qt::LeftButton);
+        QVERIFY2(waitForRun(ready), qPrintable(m_window->errorText()));
+    }
+
+    template <typename F>
+    void actAndWait(F&& act)
+    {
+        QSignalSpy ready(m_window.get(), &MainWindow::runReady);
+        act();
+        QVERIFY2(waitForRun(ready), qPrintable(m_window->errorText()));
+    }
+
+    const NodeTableModel* table() const { return m_window->table()->model(); }
+
+private Q_SLOTS:
+    void initTestCase()
+    {
+        QStandardPaths::setTestModeEnabled(true);
+        QSettings().clear();
+    }
+
+    void init()
+    {
+        m_window = std::make_unique<MainWindow>();
+        m_window->resize(1600, 1000);
+        m_window->show();
+        // Every model the window adds is watched for the whole test.
+        new QAbstractItemModelTester(m_window->ablationsPanel()->model(), QAbstractItemModelTester::FailureReportingMode::QtTest, m_window.get());
+        new QAbstractItemModelTester(m_window->nextTokensPanel()->model(), QAbstractItemModelTester::FailureReportingMode::QtTest, m_window.get());
+        new QAbstractItemModelTester(m_window->table()->model(), QAbstractItemModelTester::FailureReportingMode::QtTest, m_window.get());
+        QSignalSpy ready(m_window.get(), &MainWindow::modelReady);
+        m_window->openModel(tinyModel());
+        QVERIFY(test::waitForSignal(ready, 30000));
+    }
+    void cleanup() { m_window.reset(); }
+
+    // The window fits a 1280 × 800 screen, before and after a run with a comparison (every panel's
+    // minimum together: long hints and status text wrap or elide instead of widening it).
+    void fitsA1280By800Screen()
+    {
+        MainWindow w;
+        QVERIFY2(w.minimumSizeHint().width() <= 1280 && w.minimumSizeHint().height() <= 800, qPrintable(QStringLiteral("%1×%2").arg(w.minimumSizeHint().width()).arg(w.minimumSizeHint().height())));
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        actAndWait([&] { m_window->ablate(QStringLiteral("attn:1:2@-1")); });
+        actAndWait([&] { m_window->addSecondPrompt(); });
+        const QSize min = m_window->minimumSizeHint();
+        QVERIFY2(min.width() <= 1280 && min.height() <= 800, qPrintable(QStringLiteral("%1×%2").arg(min.width()).arg(min.height())));
+    }
+
+    void ablateAHeadFromTheGridAndRemoveIt()
+    {
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        const RunResult before = *m_window->lastRun();
+        QCOMPARE(before.comparison, Comparison::None);
+        const LayerGrid::Cell* head = nullptr;
+        for (const auto& c : m_window->grid()->cells()) {
+            if (c.cell.node.kind == NodeKind::AttnHead && c.layer == 1) {
+                head = &c;
+                break;
+            }
+        }
+        QVERIFY(head);
+        const NodeRef node = head->cell.node;
+        std::unique_ptr<QMenu> menu(m_window->grid()->contextMenuFor(node));
+        QAction* ablate = findAction(menu.get(), QStringLiteral("Ablate head L1H%1 at this token").arg(node.index));
+        QVERIFY(ablate);
+        actAndWait([&] { ablate->trigger(); });
+
+        // At the last token, written from the end (so it means the same in a second prompt).
+        QCOMPARE(node.token, int(before.tokens.size()) - 1);
+        const QString spec = QStringLiteral("attn:1:%1@-1=0").arg(node.index);
+        QCOMPARE(m_window->ablationsPanel()->ablations(), QStringList{spec});
+        QCOMPARE(m_window->ablationsPanel()->model()->rowCount(), 1);
+        QVERIFY(m_window->grid()->isAblated(node)); // the cell is outlined
+        const RunResult& r = *m_window->lastRun();
+        QCOMPARE(r.comparison, Comparison::Baseline);
+        QCOMPARE(r.ablations, QStringList{spec});
+
+        // The objective in the status bar is the core's (= `nodes --ablate`), with the baseline.
+        const Session s = m_window->currentSession();
+        const Analysis ref = m_ref.analyze(s);
+        QVERIFY(close(r.objective, ref.left.run.effects.objective));
+        QVERIFY(ref.left.baseline);
+        QVERIFY(r.baselineObjective && close(*r.baselineObjective, ref.left.baseline->effects.objective));
+        QVERIFY(close(*r.baselineObjective, before.objective));
+        QVERIFY(std::abs(r.objective - before.objective) > 1e-9); // the ablation changed something
+        QVERIFY2(m_window->statusText().contains(QString::number(r.objective, 'g', 6)), qPrintable(m_window->statusText()));
+
+        // The table: ablated = the core's run, baseline = the core's baseline, Δ = ablated − baseline.
+        const std::vector<NodeTableRow> refRows = nodeTable(*m_ref.model, m_ref.saes, ref, m_window->tableTopK()->value());
+        QVERIFY(!m_window->table()->tableView()->isColumnHidden(NodeTableModel::TotalEffectDeltaColumn));
+        int compared = 0;
+        for (int row = 0; row < table()->rowCount(); ++row) {
+            const NodeRow& shown = table()->rowAt(row);
+            for (const auto& refRow : refRows) {
+                if (refRow.node != shown.node || !refRow.left || !refRow.baseline)
+                    continue;
+                QVERIFY(shown.other);
+                QVERIFY(close(*shown.totalEffect, refRow.left->totalEffect));
+                QVERIFY(close(*shown.other->totalEffect, refRow.baseline->totalEffect));
+                QVERIFY(close(shown.activation, refRow.left->activation));
+                QVERIFY(close(shown.other->activation, refRow.baseline->activation));
+                const double delta = table()->index(row, NodeTableModel::TotalEffectDeltaColumn).data(NodeTableModel::SortRole).toDouble();
+                QVERIFY(close(delta, refRow.left->totalEffect - refRow.baseline->totalEffect, 1e-5));
+                ++compared;
+            }
+        }
+        QCOMPARE(compared, table()->rowCount());
+        // The next-token panel shows both sides.
+        QCOMPARE(m_window->nextTokensPanel()->model()->comparison(), Comparison::Baseline);
+
+        // Remove it with its × button: the figures are the baseline's again, exactly.
+        actAndWait([&] { m_window->ablationsPanel()->removeAt(0); });
+        const RunResult& after = *m_window->lastRun();
+        QVERIFY(m_window->ablationsPanel()->ablations().isEmpty());
+        QVERIFY(!m_window->grid()->isAblated(node));
+        QCOMPARE(after.comparison, Comparison::None);
+        QCOMPARE(after.objective, before.objective);
+        QCOMPARE(after.table.size(), before.table.size());
+        for (int i = 0; i < after.table.size(); ++i) {
+            QCOMPARE(after.table[i].node, before.table[i].node);
+            QVERIFY(after.table[i].activation == before.table[i].activation);
+            QVERIFY(after.table[i].totalEffect == before.table[i].totalEffect);
+        }
+        QVERIFY(m_window->table()->tableView()->isColumnHidden(NodeTableModel::TotalEffectDeltaColumn));
+    }
+
+    void traceANeuronFromTheTable()
+    {
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        const RunResult logit = *m_window->lastRun();
+        int proxyRow = -1;
+        NodeRef neuron;
+        for (int r = 0; r < m_window->table()->proxy()->rowCount(); ++r) {
+            const NodeRef n = qvariant_cast<NodeRef>(m_window->table()->proxy()->index(r, 0).data(NodeTableModel::NodeRole));
+            if (n.kind == NodeKind::MlpNeuron && n.layer == 1) {
+                proxyRow = r;
+                neuron = n;
+                break;
+            }
+        }
+        QVERIFY(proxyRow >= 0);
+        std::unique_ptr<QMenu> menu(m_window->table()->contextMenuForRow(proxyRow));
+        QAction* trace = findAction(menu.get(), QStringLiteral("Trace upstream"));
+        QVERIFY(trace);
+        actAndWait([&] { trace->trigger(); });
+
+        const QString head = QStringLiteral("mlp:1:%1").arg(neuron.index);
+        QVERIFY2(m_window->traceBar()->text().startsWith(QStringLiteral("What caused %1 at ").arg(head)), qPrintable(m_window->traceBar()->text()));
+        QVERIFY(m_window->traceBar()->text().contains(m_window->lastRun()->tokens[neuron.token]));
+        const RunResult& r = *m_window->lastRun();
+        const Analysis ref = m_ref.analyze(m_window->currentSession());
+        QCOMPARE(ref.left.run.effects.objectiveKind, ObjectiveKind::Activation);
+        QVERIFY(close(r.objective, ref.left.run.effects.objective));
+        const std::vector<NodeTableRow> refRows = nodeTable(*m_ref.model, m_ref.saes, ref, m_window->tableTopK()->value());
+        QCOMPARE(r.table.size(), qsizetype(refRows.size()));
+        for (std::size_t i = 0; i < refRows.size(); ++i) {
+            QCOMPARE(r.table[qsizetype(i)].node, refRows[i].node);
+            QVERIFY(close(*r.table[qsizetype(i)].directEffect, refRows[i].left->directEffect));
+            QVERIFY(close(*r.table[qsizetype(i)].totalEffect, refRows[i].left->totalEffect));
+        }
+
+        // Clear: back to the logit objective.
+        actAndWait([&] { QTest::mouseClick(m_window->traceBar()->clearButton(), Qt::LeftButton); });
+        QVERIFY(m_window->traceBar()->text().isEmpty());
+        QVERIFY(!m_window->currentTrace());
+        QCOMPARE(m_window->lastRun()->objectiveText, logit.objectiveText);
+        QCOMPARE(m_window->lastRun()->objective, logit.objective);
+    }
+
+    void twoPromptsOfDifferentLengths()
+    {
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        actAndWait([&] { m_window->addSecondPrompt(); });
+        QCOMPARE(m_window->secondPromptBar()->promptField()->text(), kPrompt);
+        const QString shorter = QStringLiteral("When John and Mary went to the park, Mary gave it to");
+        actAndWait([&] {
+            m_window->secondPromptBar()->promptField()->setText(shorter);
+            m_window->run();
+        });
+        const RunResult& r = *m_window->lastRun();
+        QCOMPARE(r.comparison, Comparison::Prompts);
+        QVERIFY(r.right);
+        QVERIFY(r.right->tokens.size() != r.tokens.size());
+        QVERIFY(m_window->secondTokenStrip()->isVisible());
+        QCOMPARE(table()->headerData(NodeTableModel::ActivationColumn, Qt::Horizontal).toString(), QStringLiteral("Activation (left)"));
+        QCOMPARE(table()->headerData(NodeTableModel::ActivationOtherColumn, Qt::Horizontal).toString(), QStringLiteral("Activation (right)"));
+        QVERIFY(!m_window->table()->tableView()->isColumnHidden(NodeTableModel::ActivationDeltaColumn));
+
+        const Analysis ref = m_ref.analyze(m_window->currentSession());
+        QVERIFY(ref.right);
+        QVERIFY(close(r.objective, ref.left.run.effects.objective));
+        QVERIFY(close(r.right->objective, ref.right->run.effects.objective));
+        const std::vector<NodeTableRow> refRows = nodeTable(*m_ref.model, m_ref.saes, ref, m_window->tableTopK()->value());
+        int both = 0, oneSide = 0;
+        for (int row = 0; row < table()->rowCount(); ++row) {
+            const NodeRow& shown = table()->rowAt(row);
+            const auto it = std::find_if(refRows.begin(), refRows.end(), [&](const NodeTableRow& x) { return x.node == shown.node; });
+            QVERIFY(it != refRows.end());
+            const QVariant delta = table()->index(row, NodeTableModel::TotalEffectDeltaColumn).data(NodeTableModel::SortRole);
+            if (it->left && it->right) {
+                QVERIFY(close(delta.toDouble(), it->right->totalEffect - it->left->totalEffect, 1e-5));
+                QVERIFY(close(shown.other->totalEffect.value(), it->right->totalEffect));
+                ++both;
+            } else {
+                QVERIFY(!delta.isValid()); // one side lacks the node: no Δ
+                ++oneSide;
+            }
+        }
+        QVERIFY(both > 0);
+        Q_UNUSED(oneSide);
+
+        // The next-token panel pins the target and the distractor at the top, both prompts' values.
+        const NextTokensModel* next = m_window->nextTokensPanel()->model();
+        QCOMPARE(next->comparison(), Comparison::Prompts);
+        QCOMPARE(next->index(0, NextTokensModel::RoleColumn).data().toString(), QStringLiteral("target"));
+        QCOMPARE(next->index(0, NextTokensModel::TokenColumn).data().toString(), QStringLiteral("·Mary"));
+        QCOMPARE(next->index(1, NextTokensModel::RoleColumn).data().toString(), QStringLiteral("distractor"));
+        QCOMPARE(next->index(1, NextTokensModel::TokenColumn).data().toString(), QStringLiteral("·John"));
+        QVERIFY(close(next->rows()[0].token.logit, ref.left.run.next.targets[0].logit));
+        QVERIFY(next->rows()[0].other && close(next->rows()[0].other->logit, ref.right->run.next.targets[0].logit));
+        QCOMPARE(next->index(0, NextTokensModel::VsTargetColumn).data(NextTokensModel::SortRole).toDouble(), 0.0);
+        QVERIFY(close(next->index(1, NextTokensModel::VsTargetColumn).data(NextTokensModel::SortRole).toDouble(),
+                      ref.left.run.next.distractors[0].logit - ref.left.run.next.targets[0].logit));
+
+        // Remove: one prompt again.
+        actAndWait([&] { QTest::mouseClick(m_window->secondPromptBar()->removeButton(), Qt::LeftButton); });
+        QCOMPARE(m_window->lastRun()->comparison, Comparison::None);
+        QVERIFY(!m_window->secondPromptBar()->secondPrompt());
+    }
+
+    void tokenEffectsAndObjectiveEditor()
+    {
+        typeAndRun(kPrompt, QString(), QString());
+        QVERIFY(!m_window->tokenEffects()->isVisible()); // no objective: hidden
+        ObjectiveEditor* editor = m_window->objectiveEditor();
+        editor->kindChooser()->setCurrentIndex(editor->kindChooser()->findData(QStringLiteral("prob")));
+        QVERIFY(!editor->distractorField()->isEnabled());
+        typeAndRun(kPrompt, QStringLiteral(" Mary| John"), QString());
+        Session::Objective o = m_window->objectiveFromFields();
+        QCOMPARE(o.kind, std::string("prob"));
+        QCOMPARE(o.targets, (std::vector<std::string>{" Mary", " John"}));
+        const Analysis ref = m_ref.analyze(m_window->currentSession());
+        QCOMPARE(ref.left.run.effects.objectiveKind, ObjectiveKind::Prob);
+        QVERIFY(close(m_window->lastRun()->objective, ref.left.run.effects.objective));
+        // The token effect rows are the core's sums, one row per kind, and hover names the exact value.
+        TokenEffectsView* effects = m_window->tokenEffects();
+        QVERIFY(effects->isVisible());
+        QCOMPARE(effects->rows().size(), qsizetype(ref.left.run.tokenEffects.rows.size()));
+        for (int k = 0; k < effects->rows().size(); ++k) {
+            const auto& refRow = ref.left.run.tokenEffects.rows[std::size_t(k)];
+            QCOMPARE(effects->rows()[k].kind, QString::fromStdString(refRow.kind));
+            for (std::size_t t = 0; t < refRow.values.size(); ++t)
+                QVERIFY(close(effects->rows()[k].values[qsizetype(t)], refRow.values[t]));
+        }
+        const QString tip = effects->toolTipAt(effects->cellRect(0, 2).center());
+        QVERIFY2(tip.contains(QString::number(effects->rows()[0].values[2], 'g', 8)), qPrintable(tip));
+
+        // Swap, and the warnings for a trailing space and a target without its leading space.
+        editor->kindChooser()->setCurrentIndex(0);
+        m_window->setPrompt(kPrompt + u' ', QStringLiteral("Mary"), QStringLiteral(" John"));
+        QVERIFY(editor->warning().contains(QStringLiteral("ends with a space")));
+        QVERIFY(editor->warning().contains(QStringLiteral("“Mary” has no leading space")));
+        editor->swap();
+        QCOMPARE(m_window->targetField()->text(), QStringLiteral(" John"));
+        QCOMPARE(m_window->distractorField()->text(), QStringLiteral("Mary"));
+    }
+
+    void sessionRoundTripWithInterventions()
+    {
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        actAndWait([&] { m_window->ablate(QStringLiteral("mlp:0:3@*"), 0.5); });
+        actAndWait([&] { m_window->trace(NodeRef::parse("mlp:1:5@-1").resolved(int(m_window->lastRun()->tokens.size()))); });
+        actAndWait([&] { m_window->addSecondPrompt(); });
+        actAndWait([&] {
+            m_window->secondPromptBar()->promptField()->setText(QStringLiteral("Then John gave a drink to"));
+            m_window->run();
+        });
+        actAndWait([&] { m_window->tableTopK()->setValue(7); });
+        const Session saved = m_window->currentSession();
+        QCOMPARE(saved.view.tableTopK, 7);
+        QCOMPARE(saved.ablations, std::vector<std::string>{"mlp:0:3@*=0.5"});
+        QVERIFY(saved.trace && saved.trace->node == "mlp:1:5@-1");
+        QVERIFY(saved.secondPrompt && saved.secondPrompt->prompt == "Then John gave a drink to");
+        QTemporaryDir dir;
+        const QString path = dir.filePath(QStringLiteral("hypothesis.circuitscope.json"));
+        QVERIFY(m_window->saveSession(path));
+        // What autosave writes is the same session.
+        QVERIFY(m_window->autosaveNow());
+        QVERIFY(loadSession(MainWindow::autosavePath().toStdString()) == loadSession(path.toStdString()));
+
+        MainWindow other;
+        QSignalSpy restored(&other, &MainWindow::sessionRestored);
+        other.openSession(path);
+        QVERIFY2(test::waitForSignal(restored, 60000), qPrintable(other.errorText()));
+        const Session back = other.currentSession();
+        QCOMPARE(back.ablations, saved.ablations);
+        QVERIFY(back.trace == saved.trace);
+        QVERIFY(back.secondPrompt == saved.secondPrompt);
+        QVERIFY(back.objective == saved.objective);
+        QCOMPARE(back.view.tableTopK, 7);
+        QCOMPARE(other.lastRun()->table.size(), m_window->lastRun()->table.size());
+        QCOMPARE(other.ablationsPanel()->ablations(), QStringList{QStringLiteral("mlp:0:3@*=0.5")});
+        QVERIFY(!other.traceBar()->text().isEmpty());
+        QCOMPARE(other.lastRun()->comparison, Comparison::Prompts);
+        QCOMPARE(other.lastRun()->objective, m_window->lastRun()->objective);
+        QCOMPARE(other.lastRun()->right->objective, m_window->lastRun()->right->objective);
+
+        // A version-1 session (one target and distractor, no interventions) still opens.
+        const QString old = dir.filePath(QStringLiteral("old.circuitscope.json"));
+        QFile f(old);
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write(QStringLiteral(R"({"schema":"circuitscope-session","version":1,"model":"%1","prompt":"%2","target":" Mary","distractor":" John"})")
+                    .arg(tinyModel(), kPrompt)
+                    .toUtf8());
+        f.close();
+        MainWindow third;
+        QSignalSpy restored3(&third, &MainWindow::sessionRestored);
+        third.openSession(old);
+        QVERIFY2(test::waitForSignal(restored3, 60000), qPrintable(third.errorText()));
+        QVERIFY(third.ablations().isEmpty() && !third.currentTrace() && !third.currentSession().secondPrompt);
+        QCOMPARE(third.targetField()->text(), QStringLiteral(" Mary"));
+        QCOMPARE(third.lastRun()->comparison, Comparison::None);
+    }
+
+    void rapidTogglingLeavesNoQueueAndTheLastStateWins()
+    {
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        const NodeRef neuron = NodeRef::parse("mlp:1:7@4");
+        int maxPending = 0;
+        for (int i = 0; i < 201; ++i) {
+            m_window->nodeActions()->toggleAblation(neuron);
+            maxPending = std::max(maxPending, m_window->engine()->engine()->pendingRuns());
+        }
+        QVERIFY(maxPending <= 1);
+        QTRY_VERIFY_WITH_TIMEOUT(m_window->lastRun()->id == m_window->engine()->latestRun(), 60000);
+        QCOMPARE(m_window->engine()->engine()->pendingRuns(), 0);
+        // An odd number of toggles: ablated.
+        QCOMPARE(m_window->ablations(), QStringList{QStringLiteral("mlp:1:7@4=0")});
+        QCOMPARE(m_window->lastRun()->ablations, QStringList{QStringLiteral("mlp:1:7@4=0")});
+        const Analysis ref = m_ref.analyze(m_window->currentSession());
+        QVERIFY(close(m_window->lastRun()->objective, ref.left.run.effects.objective));
+    }
+
+    void ablationValueIsEditable()
+    {
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        actAndWait([&] { m_window->ablate(QStringLiteral("mlp:1:7@4")); });
+        AblationListModel* model = m_window->ablationsPanel()->model();
+        actAndWait([&] { QVERIFY(model->setData(model->index(0, AblationListModel::ValueColumn), 2.5)); });
+        QCOMPARE(m_window->ablations(), QStringList{QStringLiteral("mlp:1:7@4=2.5")});
+        const Analysis ref = m_ref.analyze(m_window->currentSession());
+        QVERIFY(close(m_window->lastRun()->objective, ref.left.run.effects.objective));
+        // The inspector shows ablated / baseline / Δ for the selected node.
+        m_window->selectNode(NodeRef::parse("mlp:1:7@4"));
+        QTRY_VERIFY_WITH_TIMEOUT(m_window->inspector()->hasView() && m_window->inspector()->view().name == u"mlp:1:7@4", 30000);
+        const NodeView& v = m_window->inspector()->view();
+        QVERIFY(v.baselineMetrics);
+        QCOMPARE(v.metrics.activation, 2.5);
+        const AnalysisInput base{*m_ref.model, m_ref.saes, ref.left.baseline->record};
+        QVERIFY(close(v.baselineMetrics->activation, nodeActivation(base, v.node)));
+    }
+};
+
+QTEST_MAIN(TestWindowInterventions)
+#include "tst_window_interventions.moc"
