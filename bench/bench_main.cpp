@@ -193,11 +193,8 @@ void click(const cs::AnalysisInput& in, const cs::NodeRef& node)
         if (*read)
             reads.push_back(**read);
     }
-    const cs::TokenLenses lenses = cs::tokenLenses(in.model, cs::residualWritePerUnit(in, node).unsqueeze(0), at::stack(reads));
-    (void)cs::topTokens(*in.model.tokenizer, lenses.writes[0], 20);
-    (void)cs::topTokens(*in.model.tokenizer, lenses.writes[0] * cs::nodeActivation(in, node), 20);
-    for (std::int64_t i = 0; i < lenses.reads.size(0); ++i)
-        (void)cs::topTokens(*in.model.tokenizer, lenses.reads[i], 20);
+    const cs::LensTopTokens lenses = cs::lensTopTokens(in.model, cs::residualWritePerUnit(in, node).unsqueeze(0), at::stack(reads), 20);
+    (void)cs::scaledTopTokens(lenses.writes[0], cs::nodeActivation(in, node));
     if (node.kind == cs::NodeKind::AttnHead)
         (void)cs::headMaps(in, node.layer, node.index).writeMagnitude.contiguous();
     if (node.kind == cs::NodeKind::AttnSaeLatent)
@@ -446,6 +443,8 @@ nlohmann::ordered_json longPromptFigures(const cs::Gpt2Model& model, const std::
             stageRss.push_back(currentRssMb());
             stagePeak.push_back(vmHwmMb());
         };
+        if (std::getenv("CS_TRACE_RSS"))
+            control.progress = [&](int done, int total) { std::cerr << "progress " << done << "/" << total << " rss " << currentRssMb() << " hwm " << vmHwmMb() << "\n"; };
         std::optional<cs::Analysis> analysis;
         const double ms = medianMs(repeats, [&] {
             stages.clear();

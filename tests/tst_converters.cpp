@@ -12,6 +12,8 @@
 
 #include <QTest>
 
+#include <set>
+
 using namespace cs;
 using test::AnalysisFixture;
 
@@ -388,10 +390,42 @@ private Q_SLOTS:
         }
         const at::Tensor batchedW = tokenWrite(*m_fx->model, at::stack(writes));
         const at::Tensor batchedR = tokenRead(*m_fx->model, at::stack(reads));
-        // The fused lens (one product against the tied matrix) equals the two separate ones.
-        const TokenLenses fused = tokenLenses(*m_fx->model, at::stack(writes), at::stack(reads));
-        CS_COMPARE_TENSORS(fused.writes, batchedW, 1e-5 * batchedW.abs().max().item<double>());
-        CS_COMPARE_TENSORS(fused.reads, batchedR, 1e-5 * batchedR.abs().max().item<double>());
+        // The click's lists (one ranked pass over the tied matrix for all rows) equal topTokens of the
+        // exact lenses: the same tokens, values within 1e-5 of the largest.
+        const LensTopTokens ranked = lensTopTokens(*m_fx->model, at::stack(writes), at::stack(reads), 12);
+        QCOMPARE(ranked.writes.size(), writes.size());
+        QCOMPARE(ranked.reads.size(), reads.size());
+        // Equal up to float32 ties: value by value within 1e-5 of the largest, and each listed token's
+        // exact score is the value shown for it (two tokens whose scores agree to rounding may swap).
+        const auto sameLists = [&](const TopTokens& actual, const at::Tensor& scores) {
+            const TopTokens expected = topTokens(*m_fx->model->tokenizer, scores, 12);
+            const double tolerance = 1e-5 * scores.abs().max().item<double>();
+            for (const auto& [a, e] : {std::pair{&actual.top, &expected.top}, std::pair{&actual.bottom, &expected.bottom}}) {
+                if (a->size() != e->size())
+                    return false;
+                std::set<int> ids;
+                for (std::size_t i = 0; i < a->size(); ++i) {
+                    const TokenScore& got = (*a)[i];
+                    if (std::abs(got.value - (*e)[i].value) > tolerance || std::abs(scores[got.id].item<double>() - got.value) > tolerance
+                        || got.token != m_fx->model->tokenizer->tokenString(got.id) || !ids.insert(got.id).second) {
+                        qWarning("entry %zu: id %d value %.9g, expected id %d value %.9g", i, got.id, double(got.value), (*e)[i].id,
+                                 double((*e)[i].value));
+                        return false;
+                    }
+                }
+            }
+            return true;
+        };
+        for (std::size_t i = 0; i < writes.size(); ++i)
+            QVERIFY2(sameLists(ranked.writes[i], batchedW[static_cast<std::int64_t>(i)]), qPrintable(QString::number(i)));
+        for (std::size_t i = 0; i < reads.size(); ++i)
+            QVERIFY2(sameLists(ranked.reads[i], batchedR[static_cast<std::int64_t>(i)]), qPrintable(QString::number(i)));
+        // In context: the per-unit lists times the activation (a negative one swaps the lists).
+        const TopTokens perUnit = ranked.writes[0];
+        const TopTokens negative = scaledTopTokens(perUnit, -2.0);
+        QCOMPARE(negative.top.front().id, perUnit.bottom.front().id);
+        QCOMPARE(negative.top.front().value, static_cast<float>(perUnit.bottom.front().value * -2.0));
+        QCOMPARE(scaledTopTokens(perUnit, 3.0).top.back().id, perUnit.top.back().id);
         for (std::size_t i = 0; i < writes.size(); ++i) {
             const at::Tensor single = tokenWrite(*m_fx->model, writes[i]);
             const double rel = (batchedW[i] - single).abs().max().item<double>() / single.abs().max().item<double>();
@@ -401,6 +435,69 @@ private Q_SLOTS:
             const at::Tensor single = tokenRead(*m_fx->model, reads[i]);
             const double rel = (batchedR[i] - single).abs().max().item<double>() / single.abs().max().item<double>();
             QVERIFY2(rel <= 1e-5, qPrintable(QString::number(rel)));
+        }
+    }
+
+    // ---- issue 15: the click's half-precision ranking never misses the exact top-k -----------------
+    // VocabRanker's bound (vocab_ranker.h/.cpp) makes the candidate set provably contain the exact top
+    // and bottom k; here the bound is checked to hold on every row and the result to equal the exact
+    // product's top-k, on a random matrix and on one built so that half precision cannot tell the best
+    // rows apart.
+
+    void vocabRankerBoundHoldsAndMatchesExact()
+    {
+        at::manual_seed(7);
+        const at::Tensor M = at::randn({6000, 100}) * 0.3; // d = 100: 12 vectors of 8 and a tail of 4
+        const VocabRanker ranker(M);
+        const at::Tensor X = at::randn({5, 100}) * at::tensor({1.0f, 0.01f, 30.0f, 1.0f, 1.0f}).unsqueeze(1);
+        const at::Tensor exact = at::mm(X.to(at::kDouble), M.to(at::kDouble).t()); // the real values, in double
+        if (!ranker.halfPrecisionAvailable())
+            QSKIP("this CPU has no F16C/AVX2/FMA: the ranker uses the exact product");
+        const at::Tensor approx = ranker.approximateScores(X).to(at::kDouble);
+        for (std::int64_t q = 0; q < X.size(0); ++q) {
+            const double error = (approx[q] - exact[q]).abs().max().item<double>();
+            const double bound = ranker.errorBound(X[q]);
+            QVERIFY2(error <= bound, qPrintable(QStringLiteral("row %1: error %2 > bound %3").arg(q).arg(error).arg(bound)));
+            QVERIFY2(bound < 1e-2 * exact[q].abs().max().item<double>(), "the bound is too loose to be useful");
+        }
+        const RankedRows ranked = ranker.rank(X, 25);
+        QVERIFY(ranked.usedHalfPrecision);
+        QVERIFY2(ranked.candidatesRescored < 5 * 2 * 25 * 4, qPrintable(QString::number(ranked.candidatesRescored)));
+        for (std::int64_t q = 0; q < X.size(0); ++q) {
+            const auto [topV, topI] = exact[q].topk(25);
+            const auto [botV, botI] = exact[q].topk(25, 0, false);
+            const RankedRows::Row& row = ranked.rows[static_cast<std::size_t>(q)];
+            for (std::int64_t i = 0; i < 25; ++i) {
+                QCOMPARE(row.topIds[i], topI[i].item<std::int64_t>());
+                QCOMPARE(row.bottomIds[i], botI[i].item<std::int64_t>());
+                QVERIFY(std::abs(row.topValues[i] - topV[i].item<double>()) <= 1e-5 * std::abs(topV[0].item<double>()));
+                QVERIFY(std::abs(row.bottomValues[i] - botV[i].item<double>()) <= 1e-5 * std::abs(botV[0].item<double>()));
+            }
+        }
+    }
+
+    void vocabRankerFindsTopRowsHalfPrecisionCannotSeparate()
+    {
+        at::manual_seed(8);
+        const std::int64_t V = 4000, d = 64;
+        at::Tensor M = at::randn({V, d}) * 0.1;
+        const at::Tensor x = at::randn({d});
+        // 150 rows along x, 1e-5 apart (relative) — far below half precision's 2^-11 resolution, so their
+        // approximate scores tie or come out in the wrong order, yet far above float32's.
+        const at::Tensor base = x / x.norm() * 2.0;
+        const at::Tensor rows = at::randperm(V).narrow(0, 0, 150);
+        const at::Tensor offsets = at::randperm(150).to(at::kFloat) * 1e-5;
+        M.index_copy_(0, rows, base.unsqueeze(0) * (1.0 + offsets.unsqueeze(1)));
+        const VocabRanker ranker(M);
+        const RankedRows ranked = ranker.rank(x.unsqueeze(0), 20);
+        const at::Tensor exact = at::mv(M.to(at::kDouble), x.to(at::kDouble));
+        const at::Tensor expected = std::get<1>(exact.topk(20));
+        for (std::int64_t i = 0; i < 20; ++i)
+            QCOMPARE(ranked.rows[0].topIds[i], expected[i].item<std::int64_t>());
+        if (ranked.usedHalfPrecision) {
+            // The approximate order alone is wrong here: the rescoring is what makes the lists exact.
+            const at::Tensor approximate = std::get<1>(ranker.approximateScores(x.unsqueeze(0))[0].topk(20));
+            QVERIFY(!at::equal(approximate, expected));
         }
     }
 

@@ -149,20 +149,6 @@ at::Tensor tokenWrite(const Gpt2Model& model, const at::Tensor& writes)
     return single ? out.squeeze(0) : out;
 }
 
-TokenLenses tokenLenses(const Gpt2Model& model, const at::Tensor& writes, const at::Tensor& reads)
-{
-    at::NoGradGuard noGrad;
-    const Gpt2Weights& w = model.weights;
-    const bool tied = w.unembedding.data_ptr() == w.tokenEmbedding.data_ptr() && w.unembedding.sizes() == w.tokenEmbedding.sizes();
-    if (!tied || writes.size(0) == 0 || reads.size(0) == 0)
-        return {writes.size(0) ? tokenWrite(model, writes) : at::empty({0, w.unembedding.size(0)}),
-                reads.size(0) ? tokenRead(model, reads) : at::empty({0, w.tokenEmbedding.size(0)})};
-    const at::Tensor rows = at::cat({writes * w.lnFinalGain, reads}, 0);
-    const at::Tensor all = at::mm(rows, w.tokenEmbedding.t());
-    const at::Tensor z = all.narrow(0, 0, writes.size(0));
-    return {z - z.mean(1, /*keepdim=*/true), all.narrow(0, writes.size(0), reads.size(0))};
-}
-
 at::Tensor tokenRead(const Gpt2Model& model, const at::Tensor& reads)
 {
     at::NoGradGuard noGrad;
@@ -391,6 +377,67 @@ TopTokens topTokens(const Gpt2Tokenizer& tokenizer, const at::Tensor& scores, in
     };
     fill(true, out.top);
     fill(false, out.bottom);
+    return out;
+}
+
+LensTopTokens lensTopTokens(const Gpt2Model& model, const at::Tensor& writes, const at::Tensor& reads, int k)
+{
+    at::NoGradGuard noGrad;
+    const Gpt2Tokenizer& tokenizer = *model.tokenizer;
+    LensTopTokens out;
+    if (!model.embeddingRanker || !model.unembeddingRanker) {
+        for (std::int64_t i = 0; i < writes.size(0); ++i)
+            out.writes.push_back(topTokens(tokenizer, tokenWrite(model, writes[i]), k));
+        for (std::int64_t i = 0; i < reads.size(0); ++i)
+            out.reads.push_back(topTokens(tokenizer, tokenRead(model, reads[i]), k));
+        return out;
+    }
+    const auto lists = [&](const RankedRows::Row& row, double shift) {
+        TopTokens t;
+        const auto fill = [&](const std::vector<std::int64_t>& ids, const std::vector<float>& values, std::vector<TokenScore>& list) {
+            for (std::size_t i = 0; i < ids.size(); ++i) {
+                const int id = static_cast<int>(ids[i]);
+                list.push_back({id, tokenizer.hasId(id) ? tokenizer.tokenString(id) : std::string(),
+                                static_cast<float>(values[i] - shift)});
+            }
+        };
+        fill(row.topIds, row.topValues, t.top);
+        fill(row.bottomIds, row.bottomValues, t.bottom);
+        return t;
+    };
+    // (w ⊙ g_f)·U_j minus its mean over j, which is (w ⊙ g_f)·ū: ranking needs no centering.
+    const at::Tensor gained = writes.to(at::kFloat) * model.weights.lnFinalGain;
+    const at::Tensor shifts = at::mv(gained, model.unembeddingRanker->meanRow()).to(at::kDouble).contiguous();
+    const auto addWrites = [&](const RankedRows& ranked, std::size_t first) {
+        for (std::int64_t i = 0; i < writes.size(0); ++i)
+            out.writes.push_back(lists(ranked.rows[first + static_cast<std::size_t>(i)], shifts[i].item<double>()));
+    };
+    const auto addReads = [&](const RankedRows& ranked, std::size_t first) {
+        for (std::int64_t i = 0; i < reads.size(0); ++i)
+            out.reads.push_back(lists(ranked.rows[first + static_cast<std::size_t>(i)], 0.0));
+    };
+    if (model.embeddingRanker == model.unembeddingRanker) {
+        const RankedRows ranked = model.embeddingRanker->rank(at::cat({gained, reads.to(at::kFloat)}, 0), k);
+        addWrites(ranked, 0);
+        addReads(ranked, static_cast<std::size_t>(writes.size(0)));
+    } else {
+        addWrites(model.unembeddingRanker->rank(gained, k), 0);
+        addReads(model.embeddingRanker->rank(reads, k), 0);
+    }
+    return out;
+}
+
+TopTokens scaledTopTokens(const TopTokens& t, double factor)
+{
+    TopTokens out;
+    const auto scaled = [&](const std::vector<TokenScore>& list) {
+        std::vector<TokenScore> s = list;
+        for (TokenScore& entry : s)
+            entry.value = static_cast<float>(entry.value * factor);
+        return s;
+    };
+    out.top = scaled(factor < 0 ? t.bottom : t.top);
+    out.bottom = scaled(factor < 0 ? t.top : t.bottom);
     return out;
 }
 

@@ -53,14 +53,6 @@ at::Tensor residualWritePerUnit(const AnalysisInput& in, const NodeRef& node);
 // `writes` is [d] or [m, d] (batched: one matmul against U_g); result [V] or [m, V].
 at::Tensor tokenWrite(const Gpt2Model& model, const at::Tensor& writes);
 
-// Both lenses at once: token writes of `writes` ([a, d]) and token reads of `reads` ([b, d]). When the
-// model ties its unembedding to its embedding (GPT-2 does), this is one product against the shared
-// [V × d] matrix instead of two, which halves the memory traffic of a node click.
-struct TokenLenses {
-    at::Tensor writes; // [a, V]
-    at::Tensor reads;  // [b, V]
-};
-TokenLenses tokenLenses(const Gpt2Model& model, const at::Tensor& writes, const at::Tensor& reads);
 
 // Read directions (math §5.3, D1, D2, D5), [d]. Neurons and latents: one read; attention heads: the
 // Q-read (w.r.t. the query token's residual, K fixed) and K-read (w.r.t. the key token's residual,
@@ -109,6 +101,20 @@ struct TopTokens {
     bool operator==(const TopTokens&) const = default;
 };
 TopTokens topTokens(const Gpt2Tokenizer& tokenizer, const at::Tensor& scores, int k);
+
+// A click's token lists: topTokens(tokenWrite(model, writes[i]), k) for every row of `writes` ([a, d])
+// and topTokens(tokenRead(model, reads[i]), k) for every row of `reads` ([b, d]) — ranked by the
+// model's VocabRankers (one half-precision pass over the tied vocabulary matrix for all rows, then the
+// candidates rescored exactly: the same tokens and float32 values, at half the memory traffic), or by
+// the exact products for a model without rankers.
+struct LensTopTokens {
+    std::vector<TopTokens> writes, reads;
+};
+LensTopTokens lensTopTokens(const Gpt2Model& model, const at::Tensor& writes, const at::Tensor& reads, int k);
+
+// The lists of scores multiplied by `factor` (the write in context is the write per unit activation
+// times the activation); a negative factor swaps the top and bottom lists.
+TopTokens scaledTopTokens(const TopTokens& t, double factor);
 
 // Top and bottom K write tokens of every neuron of one layer, per unit of activation (W_out[f] through
 // the logit lens of math §5.2). Streams blocks of `blockSize` neurons through one matmul each, so the

@@ -3,6 +3,7 @@
 
 #include "core/model/gpt2_config.h"
 #include "core/model/gpt2_weights.h"
+#include "core/model/vocab_ranker.h"
 #include "core/tokenizer/gpt2_tokenizer.h"
 
 #include <filesystem>
@@ -19,6 +20,9 @@ struct Gpt2Model {
     Gpt2Weights weights;
     std::shared_ptr<const Gpt2Tokenizer> tokenizer;
     std::vector<std::string> warnings;   // things the loader tolerated (e.g. unknown extra tensors)
+    // Top/bottom-k tokens of the read (embedding) and write (unembedding) lenses; one object when tied.
+    // Null for models not made by loadHfGpt2: the lenses then use the exact product over the matrix.
+    std::shared_ptr<const VocabRanker> embeddingRanker, unembeddingRanker;
 };
 
 // Opens `dir` (config.json + model.safetensors or pytorch_model.bin + vocab.json/merges.txt or

@@ -151,6 +151,10 @@ std::shared_ptr<const Gpt2Model> loadHfGpt2(const std::filesystem::path& dir)
     if (model->tokenizer->vocabSize() > model->config.vocabSize)
         throwInputError(dir, "tokenizer has " + std::to_string(model->tokenizer->vocabSize()) +
                                  " tokens but config.json vocab_size is " + std::to_string(model->config.vocabSize));
+    const Gpt2Weights& w = model->weights;
+    model->embeddingRanker = std::make_shared<const VocabRanker>(w.tokenEmbedding);
+    const bool tied = w.unembedding.data_ptr() == w.tokenEmbedding.data_ptr() && w.unembedding.sizes() == w.tokenEmbedding.sizes();
+    model->unembeddingRanker = tied ? model->embeddingRanker : std::make_shared<const VocabRanker>(w.unembedding);
     return model;
 }
 

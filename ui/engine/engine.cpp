@@ -519,12 +519,12 @@ NodeView buildNodeView(const AnalysisInput& in, const Effects& effects, const No
         readTitles << QStringLiteral("K-read tokens (key side)");
     }
     const at::Tensor perUnit = residualWritePerUnit(in, node).unsqueeze(0);
-    const TokenLenses lenses = tokenLenses(model, perUnit, readRows.empty() ? at::empty({0, model.config.dModel}) : at::stack(readRows));
+    const LensTopTokens lenses = lensTopTokens(model, perUnit, readRows.empty() ? at::empty({0, model.config.dModel}) : at::stack(readRows), k);
     const double activation = node.kind == NodeKind::Embedding ? 1.0 : m.activation;
-    v.writePerUnit = toList(topTokens(*model.tokenizer, lenses.writes[0], k), QStringLiteral("Write tokens (per unit activation)"));
-    v.writeInContext = toList(topTokens(*model.tokenizer, lenses.writes[0] * activation, k), QStringLiteral("Write tokens (this context)"));
+    v.writePerUnit = toList(lenses.writes[0], QStringLiteral("Write tokens (per unit activation)"));
+    v.writeInContext = toList(scaledTopTokens(lenses.writes[0], activation), QStringLiteral("Write tokens (this context)"));
     for (int i = 0; i < readTitles.size(); ++i)
-        v.reads.push_back(toList(topTokens(*model.tokenizer, lenses.reads[i], k), readTitles[i]));
+        v.reads.push_back(toList(lenses.reads[static_cast<std::size_t>(i)], readTitles[i]));
 
     const int n = rec.tokenCount();
     const double nan = std::numeric_limits<double>::quiet_NaN();

@@ -1,0 +1,216 @@
+#include "core/model/vocab_ranker.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <immintrin.h>
+#include <stdexcept>
+
+namespace cs {
+
+namespace {
+
+constexpr double kHalfUnitRoundoff = 1.0 / 2048.0;        // 2^-11: relative error of rounding to float16 (normal range)
+constexpr double kHalfSubnormalError = 1.0 / 33554432.0;  // 2^-25: absolute error below float16's normal range (2^-14)
+constexpr double kFloatUnitRoundoff = 1.0 / 16777216.0;   // 2^-24
+constexpr float kHalfMax = 65504.0f;
+
+bool cpuHasHalfKernels()
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return false;
+#endif
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// out[q, j] = Σ_i X[q, i] · half(M[j, i]) for rows j in [begin, end), R directions at a time, so each
+// half-precision row is read once for all of them. float32 accumulation (8 lanes, then a horizontal sum).
+template <int R>
+__attribute__((target("avx2,fma,f16c"))) void halfScoresBlock(const std::uint16_t* M, std::int64_t d, const float* X,
+                                                             float* out, std::int64_t V, std::int64_t begin, std::int64_t end)
+{
+    const std::int64_t vectorEnd = d - d % 8;
+    for (std::int64_t j = begin; j < end; ++j) {
+        const std::uint16_t* row = M + j * d;
+        __m256 acc[R];
+        for (int q = 0; q < R; ++q)
+            acc[q] = _mm256_setzero_ps();
+        for (std::int64_t i = 0; i < vectorEnd; i += 8) {
+            const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i)));
+            for (int q = 0; q < R; ++q)
+                acc[q] = _mm256_fmadd_ps(m, _mm256_loadu_ps(X + q * d + i), acc[q]);
+        }
+        for (int q = 0; q < R; ++q) {
+            const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc[q]), _mm256_extractf128_ps(acc[q], 1));
+            const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+            float sum = _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+            for (std::int64_t i = vectorEnd; i < d; ++i)
+                sum += _cvtsh_ss(row[i]) * X[q * d + i];
+            out[q * V + j] = sum;
+        }
+    }
+}
+#endif
+
+} // namespace
+
+VocabRanker::VocabRanker(at::Tensor matrix) : matrix_(std::move(matrix))
+{
+    if (matrix_.dim() != 2 || matrix_.scalar_type() != at::kFloat)
+        throw std::invalid_argument("VocabRanker: expected a float32 [V, d] matrix");
+}
+
+void VocabRanker::prepare() const
+{
+    std::call_once(prepared_, [this] {
+        at::NoGradGuard noGrad;
+        const at::Tensor m = matrix_.detach();
+        meanRow_ = m.mean(0);
+        if (!cpuHasHalfKernels() || matrix_.numel() == 0)
+            return;
+        if (!m.isfinite().all().item<bool>() || m.abs().max().item<float>() >= kHalfMax)
+            return;
+        // Computed in float32; the 1.001 in errorBound covers its rounding (relative error ≤ d·2^-24).
+        maxRowNorm_ = m.norm(2, 1).max().item<double>();
+        half_ = m.to(at::kHalf).contiguous();
+    });
+}
+
+bool VocabRanker::halfPrecisionAvailable() const
+{
+    prepare();
+    return half_.defined();
+}
+
+const at::Tensor& VocabRanker::meanRow() const
+{
+    prepare();
+    return meanRow_;
+}
+
+at::Tensor VocabRanker::exactScores(const at::Tensor& directions) const
+{
+    at::NoGradGuard noGrad;
+    return at::mm(directions.detach().to(at::kFloat), matrix_.t());
+}
+
+at::Tensor VocabRanker::approximateScores(const at::Tensor& directions) const
+{
+    if (!halfPrecisionAvailable())
+        return {};
+#if defined(__x86_64__) || defined(__i386__)
+    at::NoGradGuard noGrad;
+    const at::Tensor X = directions.detach().to(at::kFloat).contiguous();
+    const std::int64_t r = X.size(0), V = half_.size(0), d = half_.size(1);
+    if (X.dim() != 2 || X.size(1) != d)
+        throw std::invalid_argument("VocabRanker: directions must be [r, " + std::to_string(d) + "]");
+    at::Tensor out = at::empty({r, V}, at::kFloat);
+    const auto* M = reinterpret_cast<const std::uint16_t*>(half_.data_ptr<at::Half>());
+    const float* x = X.data_ptr<float>();
+    float* o = out.data_ptr<float>();
+    // Four directions per pass over M (a click has one write and at most two reads).
+    for (std::int64_t first = 0; first < r; first += 4) {
+        const int count = static_cast<int>(std::min<std::int64_t>(4, r - first));
+        const float* xs = x + first * d;
+        float* os = o + first * V;
+        at::parallel_for(0, V, 2048, [&](std::int64_t begin, std::int64_t end) {
+            switch (count) {
+            case 1: halfScoresBlock<1>(M, d, xs, os, V, begin, end); break;
+            case 2: halfScoresBlock<2>(M, d, xs, os, V, begin, end); break;
+            case 3: halfScoresBlock<3>(M, d, xs, os, V, begin, end); break;
+            default: halfScoresBlock<4>(M, d, xs, os, V, begin, end); break;
+            }
+        });
+    }
+    return out;
+#else
+    return {};
+#endif
+}
+
+// |ŝ_j − s_j| for row e = M_j, direction x, ê = half(e), s_j = x·e and ŝ_j = fl(Σ x_i ê_i):
+//   |ŝ_j − s_j| ≤ |fl(Σ x_i ê_i) − Σ x_i ê_i| + |Σ x_i (ê_i − e_i)|.
+// Rounding to float16 moves each entry by at most 2^-11·|e_i| in the normal range and by at most 2^-25
+// below it, so the second term is ≤ 2^-11·‖x‖₂‖e‖₂ + 2^-25·‖x‖₁ (Cauchy–Schwarz). A float32 sum of d
+// products in any order (with or without FMA) errs by at most γ_d·Σ|x_i||ê_i|, γ_d = d·u/(1 − d·u),
+// u = 2^-24, and Σ|x_i||ê_i| ≤ ‖x‖₂‖ê‖₂ ≤ ‖x‖₂(‖e‖₂(1 + 2^-11) + 2^-25·√d). With R = max_j ‖M_j‖₂:
+//   ε = ‖x‖₂·R·(2^-11 + γ_d(1 + 2^-11)) + 2^-25·(‖x‖₁ + γ_d·√d·‖x‖₂), times 1.001 for the float32
+// rounding of R and of the norms themselves.
+double VocabRanker::errorBound(const at::Tensor& direction) const
+{
+    prepare();
+    const at::Tensor x = direction.detach().to(at::kDouble);
+    const double d = static_cast<double>(matrix_.size(1));
+    const double gamma = d * kFloatUnitRoundoff / (1.0 - d * kFloatUnitRoundoff);
+    const double norm2 = x.norm(2).item<double>(), norm1 = x.abs().sum().item<double>();
+    const double bound = norm2 * maxRowNorm_ * (kHalfUnitRoundoff + gamma * (1.0 + kHalfUnitRoundoff))
+                         + kHalfSubnormalError * (norm1 + gamma * std::sqrt(d) * norm2);
+    return 1.001 * bound;
+}
+
+RankedRows VocabRanker::rank(const at::Tensor& directions, std::int64_t k) const
+{
+    at::NoGradGuard noGrad;
+    const at::Tensor X = directions.detach().to(at::kFloat).contiguous();
+    const std::int64_t V = matrix_.size(0);
+    k = std::clamp<std::int64_t>(k, 0, V);
+    RankedRows out;
+    out.rows.resize(static_cast<std::size_t>(X.size(0)));
+    if (k == 0 || X.size(0) == 0)
+        return out;
+
+    const auto fill = [&](RankedRows::Row& row, const at::Tensor& values, const at::Tensor& ids, bool top) {
+        const at::Tensor v = values.contiguous(), i = ids.contiguous();
+        auto& outIds = top ? row.topIds : row.bottomIds;
+        auto& outValues = top ? row.topValues : row.bottomValues;
+        outIds.assign(i.data_ptr<std::int64_t>(), i.data_ptr<std::int64_t>() + i.numel());
+        outValues.assign(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+    };
+    const auto exactRow = [&](RankedRows::Row& row, const at::Tensor& scores) {
+        const auto [topV, topI] = scores.topk(k, 0, /*largest=*/true, /*sorted=*/true);
+        const auto [botV, botI] = scores.topk(k, 0, /*largest=*/false, /*sorted=*/true);
+        fill(row, topV, topI, true);
+        fill(row, botV, botI, false);
+    };
+
+    const at::Tensor approx = approximateScores(X);
+    if (!approx.defined()) {
+        const at::Tensor exact = exactScores(X);
+        for (std::int64_t q = 0; q < X.size(0); ++q)
+            exactRow(out.rows[static_cast<std::size_t>(q)], exact[q]);
+        return out;
+    }
+    out.usedHalfPrecision = true;
+    // Past this many candidates rescoring costs about as much as the exact product (a degenerate matrix
+    // or direction); then the row is scored exactly in full.
+    const std::int64_t limit = std::max<std::int64_t>(4 * k, V / 16);
+    for (std::int64_t q = 0; q < X.size(0); ++q) {
+        RankedRows::Row& row = out.rows[static_cast<std::size_t>(q)];
+        const at::Tensor a = approx[q];
+        const double margin = 2.0 * errorBound(X[q]);
+        const double kthTop = std::get<0>(a.topk(k, 0, true, false)).min().item<double>();
+        const double kthBottom = std::get<0>(a.topk(k, 0, false, false)).max().item<double>();
+        const at::Tensor topCandidates = (a.to(at::kDouble) >= kthTop - margin).nonzero().squeeze(1);
+        const at::Tensor bottomCandidates = (a.to(at::kDouble) <= kthBottom + margin).nonzero().squeeze(1);
+        if (topCandidates.numel() + bottomCandidates.numel() > limit) {
+            exactRow(row, exactScores(X[q].unsqueeze(0))[0]);
+            out.candidatesRescored += V;
+            continue;
+        }
+        for (const bool top : {true, false}) {
+            const at::Tensor& candidates = top ? topCandidates : bottomCandidates;
+            const at::Tensor exact = at::mv(matrix_.index_select(0, candidates), X[q]);
+            const auto [values, where] = exact.topk(k, 0, top, /*sorted=*/true);
+            fill(row, values, candidates.index_select(0, where), top);
+            out.candidatesRescored += candidates.numel();
+        }
+    }
+    return out;
+}
+
+} // namespace cs
