@@ -29,33 +29,61 @@ bool cpuHasHalfKernels()
 
 #if defined(__x86_64__) || defined(__i386__)
 // out[q, j] = Σ_i X[q, i] · half(M[j, i]) for rows j in [begin, end), R directions at a time, so each
-// half-precision row is read once for all of them. float32 accumulation (8 lanes, then a horizontal sum).
-template <int R>
+// half-precision row is read once for all of them. float32 accumulation in U independent 8-lane sums
+// per direction (one FMA chain would wait on its own latency every step), then a horizontal sum.
+template <int R, int U>
 __attribute__((target("avx2,fma,f16c"))) void halfScoresBlock(const std::uint16_t* M, std::int64_t d, const float* X,
                                                              float* out, std::int64_t V, std::int64_t begin, std::int64_t end)
 {
-    const std::int64_t vectorEnd = d - d % 8;
+    constexpr std::int64_t step = 8 * U;
+    const std::int64_t unrolledEnd = d - d % step, vectorEnd = d - d % 8;
     for (std::int64_t j = begin; j < end; ++j) {
         const std::uint16_t* row = M + j * d;
-        __m256 acc[R];
+        __m256 acc[R][U];
         for (int q = 0; q < R; ++q)
-            acc[q] = _mm256_setzero_ps();
-        for (std::int64_t i = 0; i < vectorEnd; i += 8) {
+            for (int u = 0; u < U; ++u)
+                acc[q][u] = _mm256_setzero_ps();
+        std::int64_t i = 0;
+        for (; i < unrolledEnd; i += step) {
+            for (int u = 0; u < U; ++u) {
+                const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i + 8 * u)));
+                for (int q = 0; q < R; ++q)
+                    acc[q][u] = _mm256_fmadd_ps(m, _mm256_loadu_ps(X + q * d + i + 8 * u), acc[q][u]);
+            }
+        }
+        for (; i < vectorEnd; i += 8) {
             const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i)));
             for (int q = 0; q < R; ++q)
-                acc[q] = _mm256_fmadd_ps(m, _mm256_loadu_ps(X + q * d + i), acc[q]);
+                acc[q][0] = _mm256_fmadd_ps(m, _mm256_loadu_ps(X + q * d + i), acc[q][0]);
         }
         for (int q = 0; q < R; ++q) {
-            const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc[q]), _mm256_extractf128_ps(acc[q], 1));
+            __m256 total = acc[q][0];
+            for (int u = 1; u < U; ++u)
+                total = _mm256_add_ps(total, acc[q][u]);
+            const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(total), _mm256_extractf128_ps(total, 1));
             const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
             float sum = _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
-            for (std::int64_t i = vectorEnd; i < d; ++i)
-                sum += _cvtsh_ss(row[i]) * X[q * d + i];
+            for (std::int64_t t = vectorEnd; t < d; ++t)
+                sum += _cvtsh_ss(row[t]) * X[q * d + t];
             out[q * V + j] = sum;
         }
     }
 }
 #endif
+
+// The largest float ≤ x and the smallest float ≥ x: thresholds compared against float scores without
+// losing a candidate to the rounding of the threshold itself.
+float floatAtMost(double x)
+{
+    const float f = static_cast<float>(x);
+    return static_cast<double>(f) > x ? std::nextafter(f, -INFINITY) : f;
+}
+
+float floatAtLeast(double x)
+{
+    const float f = static_cast<float>(x);
+    return static_cast<double>(f) < x ? std::nextafter(f, INFINITY) : f;
+}
 
 } // namespace
 
@@ -120,10 +148,10 @@ at::Tensor VocabRanker::approximateScores(const at::Tensor& directions) const
         float* os = o + first * V;
         at::parallel_for(0, V, 2048, [&](std::int64_t begin, std::int64_t end) {
             switch (count) {
-            case 1: halfScoresBlock<1>(M, d, xs, os, V, begin, end); break;
-            case 2: halfScoresBlock<2>(M, d, xs, os, V, begin, end); break;
-            case 3: halfScoresBlock<3>(M, d, xs, os, V, begin, end); break;
-            default: halfScoresBlock<4>(M, d, xs, os, V, begin, end); break;
+            case 1: halfScoresBlock<1, 4>(M, d, xs, os, V, begin, end); break;
+            case 2: halfScoresBlock<2, 4>(M, d, xs, os, V, begin, end); break;
+            case 3: halfScoresBlock<3, 2>(M, d, xs, os, V, begin, end); break;
+            default: halfScoresBlock<4, 2>(M, d, xs, os, V, begin, end); break;
             }
         });
     }
@@ -195,8 +223,8 @@ RankedRows VocabRanker::rank(const at::Tensor& directions, std::int64_t k) const
         const double margin = 2.0 * errorBound(X[q]);
         const double kthTop = std::get<0>(a.topk(k, 0, true, false)).min().item<double>();
         const double kthBottom = std::get<0>(a.topk(k, 0, false, false)).max().item<double>();
-        const at::Tensor topCandidates = (a.to(at::kDouble) >= kthTop - margin).nonzero().squeeze(1);
-        const at::Tensor bottomCandidates = (a.to(at::kDouble) <= kthBottom + margin).nonzero().squeeze(1);
+        const at::Tensor topCandidates = (a >= floatAtMost(kthTop - margin)).nonzero().squeeze(1);
+        const at::Tensor bottomCandidates = (a <= floatAtLeast(kthBottom + margin)).nonzero().squeeze(1);
         if (topCandidates.numel() + bottomCandidates.numel() > limit) {
             exactRow(row, exactScores(X[q].unsqueeze(0))[0]);
             out.candidatesRescored += V;
