@@ -159,15 +159,24 @@ int main(int argc, char** argv)
 {
     std::int64_t tokens = 1000000, ratioTokens = 200000, shapeWindows = 400;
     int nodes = 200;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--tokens"))
-            tokens = std::atoll(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--ratio-tokens"))
-            ratioTokens = std::atoll(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--shape-windows"))
-            shapeWindows = std::atoll(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--nodes"))
-            nodes = std::atoi(argv[i + 1]);
+    // --index-only: just the CLI's job (for a profiler: perf record -g ... --index-only --tokens N).
+    bool indexOnly = false;
+    for (int i = 1; i < argc; ++i) {
+        const bool hasValue = i + 1 < argc;
+        if (!std::strcmp(argv[i], "--index-only"))
+            indexOnly = true;
+        else if (!std::strcmp(argv[i], "--tokens") && hasValue)
+            tokens = std::atoll(argv[++i]);
+        else if (!std::strcmp(argv[i], "--ratio-tokens") && hasValue)
+            ratioTokens = std::atoll(argv[++i]);
+        else if (!std::strcmp(argv[i], "--shape-windows") && hasValue)
+            shapeWindows = std::atoll(argv[++i]);
+        else if (!std::strcmp(argv[i], "--nodes") && hasValue)
+            nodes = std::atoi(argv[++i]);
+        else {
+            std::cerr << "circuitscope-bench-examples: unknown argument '" << argv[i] << "'\n";
+            return 2;
+        }
     }
     cs::initializeRuntime();
     const int cores = at::get_num_threads();
@@ -185,6 +194,12 @@ int main(int argc, char** argv)
     nlohmann::ordered_json forward, indexRate, ratios;
     const char* tmp = std::getenv("TMPDIR");
     const fs::path cacheBase = fs::path(tmp && *tmp ? tmp : "/tmp") / "circuitscope-bench" / "examples-cache";
+    if (indexOnly) {
+        const IndexRun job = index(*model, saes, corpus, tokens, cacheBase / "job", 1);
+        std::cout << nlohmann::json{{"tokens", job.tokens}, {"seconds", job.seconds}, {"pass_tokens_per_second", job.passTokensPerSecond}}.dump()
+                  << '\n';
+        return 0;
+    }
     for (const bool withSaes : {false, true}) {
         const char* what = withSaes ? "with_8_autoencoders" : "neurons_and_heads";
         const cs::SaeSet* set = withSaes ? &saes : nullptr;

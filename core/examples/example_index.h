@@ -20,6 +20,7 @@
 
 #include "core/analysis/node.h"
 #include "core/examples/corpus.h"
+#include "core/examples/window_batch.h"
 #include "core/model/forward.h"
 #include "core/model/gpt2_model.h"
 #include "core/model/sae_set.h"
@@ -173,12 +174,17 @@ struct IndexOptions {
     std::function<void(const IndexProgress&)> progress;
     std::function<void(const std::string&)> message;    // "rebuilding: ...", "resuming ..."
     double checkpointSeconds = 20;                      // how often the partial index is saved
-    std::optional<std::int64_t> stopAfterWindows;       // test hook: cancel after this many windows in this run
-    // Threads that run forward passes, one window each, one intra-op thread each. A window of n_ctx
-    // tokens is too small to split across cores (the demo's: 2 ms), and split work stalls whenever
-    // another process takes a core (measured: 10× slower on a busy 2-core machine); whole windows per
-    // thread avoid that. The updates stay in window order, so the index does not depend on it. More
-    // than one worker measured slower on a busy 2-core machine (bench/bench_examples.cpp).
+    // Test hook: cancel once this many windows are done in this run (rounded up to a whole pass).
+    std::optional<std::int64_t> stopAfterWindows;
+    // Windows per forward pass (window_batch.h): the passes cover windows [k·W, (k+1)·W) (the last,
+    // shorter window in a pass of its own), so every window is computed in the same company whether
+    // the index is built in one go or resumed: the two give the same bytes. 16 windows of the demo's
+    // 64 tokens make 1,024-row products, where OpenBLAS's packing of the weights is a few percent of
+    // the arithmetic (bench/bench_examples.cpp measures the rate against the batch size).
+    int windowsPerPass = 16;
+    // Threads that run passes, one pass each with one intra-op thread. Split work stalls whenever
+    // another process takes a core (measured: 10× slower on a busy 2-core machine); whole passes per
+    // thread avoid that. The updates stay in window order, so the index does not depend on it.
     int workers = 1;
 };
 
@@ -202,14 +208,5 @@ std::filesystem::path exampleIndexPath(const std::filesystem::path& cacheDir, co
 // was done) when options.cancelled returns true or stopAfterWindows is reached; InputError for bad input.
 IndexResult ensureExampleIndex(const Gpt2Model& model, const SaeSet& saes, const std::filesystem::path& corpus,
                                const IndexOptions& options);
-
-// The activations of every node of `groups` in one forward record, as the index sees them: for each
-// group a row-major [n, count] matrix (heads: max_k P[q,k,h], query 0 included) and, for heads, the
-// arg-max key per (q, h). Shared with the tests' brute force so that both read the same record fields.
-struct GroupActivations {
-    at::Tensor values;               // [n, count], float32, contiguous
-    std::vector<int> keyArgMax;      // heads only, [n * count]: the smallest k with the largest P[q,k,h]
-};
-std::vector<GroupActivations> groupActivations(const ActivationRecord& record, const std::vector<ExampleNodeGroup>& groups);
 
 } // namespace cs
