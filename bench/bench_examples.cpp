@@ -233,7 +233,7 @@ struct IndexRun {
 };
 
 IndexRun index(const cs::Gpt2Model& model, const cs::SaeSet& saes, const fs::path& corpus, std::int64_t tokens, const fs::path& cache,
-               int workers, int perPass = cs::IndexOptions{}.windowsPerPass)
+               int workers, int perPass = 0)
 {
     fs::remove_all(cache);
     cs::IndexOptions o;
@@ -306,7 +306,7 @@ int main(int argc, char** argv)
         return 0;
     }
     const std::string loadBefore = loadAverage();
-    const int perPass = cs::IndexOptions{}.windowsPerPass;
+    const int perPass = std::max(1, cs::kExampleRowsPerPass / model->config.nCtx); // the indexer's default
     const std::string shape = std::to_string(perPass) + "_windows_per_pass";
     nlohmann::ordered_json floors, sweep;
     // The matrix products' floor of the batched pass, without and with the autoencoders.

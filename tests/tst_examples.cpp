@@ -481,7 +481,7 @@ private Q_SLOTS:
         IndexOptions two = options("whole");
         two.workers = 2;
         const IndexResult whole = ensureExampleIndex(*m_model, saes, m_corpus, two);
-        const std::int64_t perPass = two.windowsPerPass;
+        const std::int64_t perPass = kExampleRowsPerPass / m_model->config.nCtx; // the default
         QVERIFY2(whole.windows > 4 * perPass, qPrintable(QString::number(whole.windows))); // several passes
 
         IndexOptions o = options("resumed");

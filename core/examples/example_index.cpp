@@ -911,7 +911,7 @@ IndexResult ensureExampleIndex(const Gpt2Model& model, const SaeSet& saes, const
     };
     report();
     const int workers = std::max(1, o.workers);
-    const std::int64_t perPass = std::max(1, o.windowsPerPass);
+    const std::int64_t perPass = o.windowsPerPass > 0 ? o.windowsPerPass : std::max(1, kExampleRowsPerPass / model.config.nCtx);
     const std::int64_t windows = builder->windows();
     // A pass ends at the next multiple of perPass (see IndexOptions::windowsPerPass).
     const auto passEnd = [&](std::int64_t w) { return std::min(windows, (w / perPass + 1) * perPass); };

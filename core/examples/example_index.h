@@ -45,6 +45,11 @@ inline constexpr int kExamplesPerBand = 10;
 inline constexpr int kExampleSample = kExampleBands * kExamplesPerBand;
 inline constexpr int kExampleShown = 32;     // tokens shown around a maximum
 inline constexpr int kExampleShownBefore = 23;
+// Tokens per forward pass of the indexer: 16 of the demo's 64-token windows make 1,024-row products,
+// where OpenBLAS's packing of each weight is a few percent of the arithmetic (at 64 rows it took as
+// long as the arithmetic); a model with n_ctx 1,024 keeps one window per pass, so the activations a
+// pass holds (rows × every node) stay what one window of it needs.
+inline constexpr int kExampleRowsPerPass = 1024;
 
 // A node of the index: `mlp:1:5`, `attn:2:0`, `attn_sae:1:42` (no token: examples span the corpus).
 struct ExampleNodeId {
@@ -176,12 +181,11 @@ struct IndexOptions {
     double checkpointSeconds = 20;                      // how often the partial index is saved
     // Test hook: cancel once this many windows are done in this run (rounded up to a whole pass).
     std::optional<std::int64_t> stopAfterWindows;
-    // Windows per forward pass (window_batch.h): the passes cover windows [k·W, (k+1)·W) (the last,
-    // shorter window in a pass of its own), so every window is computed in the same company whether
-    // the index is built in one go or resumed: the two give the same bytes. 16 windows of the demo's
-    // 64 tokens make 1,024-row products, where OpenBLAS's packing of the weights is a few percent of
-    // the arithmetic (bench/bench_examples.cpp measures the rate against the batch size).
-    int windowsPerPass = 16;
+    // Windows per forward pass (window_batch.h); 0: as many as make kExampleRowsPerPass tokens (at
+    // least one). The passes cover windows [k·W, (k+1)·W) (the last, shorter window in a pass of its
+    // own), so every window is computed in the same company whether the index is built in one go or
+    // resumed: the two give the same bytes.
+    int windowsPerPass = 0;
     // Threads that run passes, one pass each with one intra-op thread. Split work stalls whenever
     // another process takes a core (measured: 10× slower on a busy 2-core machine); whole passes per
     // thread avoid that. The updates stay in window order, so the index does not depend on it.
