@@ -477,27 +477,34 @@ private Q_SLOTS:
     void resumeEqualsUninterrupted()
     {
         const SaeSet saes = tinySaes(*m_model, test::dataDir() / "sae/mlp_post_act.relu.pt", test::dataDir() / "sae/resid_delta_attn.relu.pt");
-        // In one go, on two threads (a window each): the same index as one thread, interrupted twice.
+        // In one go, on two threads (a pass each): the same index as one thread, interrupted twice.
         IndexOptions two = options("whole");
         two.workers = 2;
         const IndexResult whole = ensureExampleIndex(*m_model, saes, m_corpus, two);
+        const std::int64_t perPass = kExampleRowsPerPass / m_model->config.nCtx; // the default
+        QVERIFY2(whole.windows > 4 * perPass, qPrintable(QString::number(whole.windows))); // several passes
 
         IndexOptions o = options("resumed");
         std::vector<std::string> messages;
         o.message = [&](const std::string& m) { messages.push_back(m); };
+        // Stopped after 17 windows: the pass in progress is finished (passes are whole).
         o.stopAfterWindows = 17;
         QVERIFY_THROWS_EXCEPTION(Cancelled, ensureExampleIndex(*m_model, saes, m_corpus, o));
         const auto partial = exampleIndexPath(o.cacheDir, *m_model, saes, m_corpus);
         QVERIFY(std::filesystem::exists(partial));
-        QCOMPARE(ExampleIndex::open(partial)->windowsDone(), std::int64_t(17));
-        // A second interruption, this time by the cancel predicate in the middle of the pass.
+        QCOMPARE(ExampleIndex::open(partial)->windowsDone(), (17 + perPass - 1) / perPass * perPass);
+        // A second interruption, by the cancel predicate in the middle of a pass (between its layers):
+        // that pass is dropped and redone on resume.
         o.stopAfterWindows.reset();
-        int calls = 0;
-        o.cancelled = [&] { return ++calls > 100; };
+        std::int64_t reported = 0;
+        int checksAfter = 0;
+        o.progress = [&](const IndexProgress& p) { reported = p.windowsDone; };
+        o.cancelled = [&] { return reported >= 3 * perPass && ++checksAfter > 2; };
         QVERIFY_THROWS_EXCEPTION(Cancelled, ensureExampleIndex(*m_model, saes, m_corpus, o));
         const std::int64_t done = ExampleIndex::open(partial)->windowsDone();
-        QVERIFY2(done > 17 && done < whole.windows, qPrintable(QString::number(done)));
+        QCOMPARE(done, 3 * perPass);
         o.cancelled = nullptr;
+        o.progress = nullptr;
         const IndexResult resumed = ensureExampleIndex(*m_model, saes, m_corpus, o);
         QVERIFY(resumed.resumed);
         QVERIFY(std::any_of(messages.begin(), messages.end(), [](const auto& m) { return m.find("resuming") != std::string::npos; }));
@@ -506,6 +513,52 @@ private Q_SLOTS:
         // Reopening is reuse.
         const IndexResult again = ensureExampleIndex(*m_model, saes, m_corpus, o);
         QVERIFY(again.reused);
+    }
+
+    void batchedPassesEqualOneWindowPasses()
+    {
+        // Each window is its own forward pass whether it runs alone or stacked with others: an index
+        // built a window at a time equals the batched one (every node: the same windows and positions,
+        // values within 1e-5; the products' rounding may differ in the last bits with their shapes).
+        const SaeSet saes = tinySaes(*m_model, test::dataDir() / "sae/mlp_post_act.relu.pt", test::dataDir() / "sae/resid_delta_attn.relu.pt");
+        IndexOptions batched = options("batched");
+        batched.windowsPerPass = 16;
+        IndexOptions single = options("single");
+        single.windowsPerPass = 1;
+        const IndexResult a = ensureExampleIndex(*m_model, saes, m_corpus, batched);
+        const IndexResult b = ensureExampleIndex(*m_model, saes, m_corpus, single);
+        QCOMPARE(a.windows, b.windows);
+        QVERIFY(a.windows % 16 != 0 && windowAt(a.windows - 1, a.tokens, m_model->config.nCtx).length < m_model->config.nCtx);
+        int compared = 0;
+        const auto same = [&](const Example& x, const Example& y, const QByteArray& what) {
+            QVERIFY2(x.position == y.position && x.keyPosition == y.keyPosition && x.shownStart == y.shownStart, what);
+            QVERIFY2(std::abs(x.max - y.max) <= 1e-5, what);
+            QCOMPARE(x.activations.size(), y.activations.size());
+            for (std::size_t t = 0; t < x.activations.size(); ++t)
+                QVERIFY2(std::abs(x.activations[t] - y.activations[t]) <= 1e-5, what);
+        };
+        for (const auto& g : a.index->groups()) {
+            for (int j = 0; j < g.count; ++j) {
+                const ExampleNodeId id{g.kind, g.layer, j};
+                const QByteArray what = QByteArray::fromStdString(id.name());
+                const NodeExamples x = a.index->examples(id), y = b.index->examples(id);
+                QCOMPARE(x.activeWindows, y.activeWindows);
+                QVERIFY2(std::abs(x.corpusMax - y.corpusMax) <= 1e-5, what);
+                QCOMPARE(x.top.size(), y.top.size());
+                for (std::size_t i = 0; i < x.top.size(); ++i)
+                    same(x.top[i], y.top[i], what);
+                QCOMPARE(x.bands.size(), y.bands.size());
+                for (std::size_t bi = 0; bi < x.bands.size(); ++bi) {
+                    QCOMPARE(x.bands[bi].examples.size(), y.bands[bi].examples.size());
+                    for (std::size_t i = 0; i < x.bands[bi].examples.size(); ++i)
+                        same(x.bands[bi].examples[i], y.bands[bi].examples[i], what);
+                }
+                if (QTest::currentTestFailed())
+                    return;
+                ++compared;
+            }
+        }
+        qInfo("compared %d nodes over %lld windows", compared, static_cast<long long>(a.windows));
     }
 
     void changedFilesInvalidate()

@@ -40,8 +40,9 @@ IndexOptions cliOptions(std::ostream& log)
     IndexOptions o;
     if (const char* dir = std::getenv("CIRCUITSCOPE_CACHE_DIR"); dir && *dir)
         o.cacheDir = dir;
-    // One worker: on the busy 2-core machine two workers (a window each) measured 3× slower than one
-    // (bench/bench_examples.cpp), the join waiting for whichever thread another process held up.
+    // One worker: on the busy 2-core machine two workers (a pass each) measured 0.7× as fast as one for
+    // neurons and heads and 1.2× with the demo's autoencoders (bench/bench_examples.cpp, DEVELOPERS.md),
+    // the join waiting for whichever thread another process held up; one leaves a core to the others.
     o.workers = 1;
     o.message = [&log](const std::string& m) { log << m << '\n'; };
     // One progress line a second at most: enough to watch, few enough for a log file.

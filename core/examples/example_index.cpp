@@ -168,54 +168,6 @@ std::vector<ExampleNodeGroup> exampleNodeGroups(const Gpt2Config& config, const 
     return groups;
 }
 
-std::vector<GroupActivations> groupActivations(const ActivationRecord& record, const std::vector<ExampleNodeGroup>& groups)
-{
-    std::vector<GroupActivations> out(groups.size());
-    const std::int64_t n = record.tokenCount();
-    for (std::size_t g = 0; g < groups.size(); ++g) {
-        const ExampleNodeGroup& G = groups[g];
-        const LayerRecord& L = record.layers.at(static_cast<std::size_t>(G.layer));
-        if (G.kind == NodeKind::AttnHead) {
-            // probs is a (q, k, head) view of a contiguous (head, q, k) tensor.
-            const at::Tensor p = L.probs.permute({2, 0, 1}).contiguous().to(at::kFloat);
-            const float* P = p.data_ptr<float>();
-            at::Tensor values = at::empty({n, G.count}, at::kFloat);
-            float* V = values.data_ptr<float>();
-            out[g].keyArgMax.assign(static_cast<std::size_t>(n * G.count), 0);
-            for (int h = 0; h < G.count; ++h) {
-                for (std::int64_t q = 0; q < n; ++q) {
-                    const float* row = P + (h * n + q) * n;
-                    float best = row[0];
-                    int arg = 0;
-                    for (std::int64_t k = 1; k <= q; ++k) {
-                        if (row[k] > best) {
-                            best = row[k];
-                            arg = static_cast<int>(k);
-                        }
-                    }
-                    V[q * G.count + h] = best;
-                    out[g].keyArgMax[static_cast<std::size_t>(q * G.count + h)] = arg;
-                }
-            }
-            out[g].values = values;
-            continue;
-        }
-        if (G.kind == NodeKind::MlpNeuron) {
-            out[g].values = L.mlpPost.detach().to(at::kFloat).contiguous();
-            continue;
-        }
-        const SaeRecord* found = nullptr;
-        for (const auto& r : L.saes) {
-            if (nodeKindFromName(saeKindName(r.bound.location)) == G.kind)
-                found = &r;
-        }
-        if (!found)
-            throw std::logic_error("groupActivations: no autoencoder record for a latent group");
-        out[g].values = found->latents.detach().to(at::kFloat).contiguous();
-    }
-    return out;
-}
-
 // ---- Keys ---------------------------------------------------------------------------------------
 
 nlohmann::json ExampleIndexKey::toJson() const
@@ -524,6 +476,10 @@ public:
         m_topThreshold.assign(static_cast<std::size_t>(m_nodeCount), -std::numeric_limits<float>::infinity());
         m_topWorst.assign(static_cast<std::size_t>(m_nodeCount), -1);
         m_sampleWorst.assign(static_cast<std::size_t>(m_nodeCount), -1);
+        m_sampleWorstKey.assign(static_cast<std::size_t>(m_nodeCount), 0);
+        m_sampleCount.assign(static_cast<std::size_t>(m_nodeCount), 0);
+        m_activeWindows.assign(static_cast<std::size_t>(m_nodeCount), 0);
+        m_minActive.assign(static_cast<std::size_t>(m_nodeCount), 0.f);
     }
 
     // From a partial index (its blocks already checked).
@@ -538,6 +494,10 @@ public:
             const NodeHeader* h = headerOf(b->block(i));
             if (h->topCount > unsigned(kExampleTop) || h->sampleCount > unsigned(kExampleSample))
                 throwInputError(index.file(), "is damaged (node block counts)");
+            const std::size_t ni = static_cast<std::size_t>(i);
+            b->m_sampleCount[ni] = h->sampleCount;
+            b->m_activeWindows[ni] = h->activeWindows;
+            b->m_minActive[ni] = h->minActive;
             b->refreshTop(i);
             b->refreshSample(i);
         }
@@ -548,28 +508,49 @@ public:
     std::int64_t windowsDone() const { return m_windowsDone; }
     std::int64_t tokenCount() const { return static_cast<std::int64_t>(m_tokens.size()); }
 
-    // The forward pass of window `w` and its nodes' activations; thread-safe (reads only).
-    std::vector<GroupActivations> computeWindow(std::int64_t w, const Gpt2Model& model, const SaeSet& saes,
-                                                const std::function<bool()>& cancelled) const
+    // The windows [w0, w1) of a pass (window_batch.h), in window order: the full-length ones in one
+    // batch, the corpus's last, shorter window (if it is among them) in a batch of its own.
+    // Thread-safe (reads only).
+    struct Chunk {
+        std::int64_t first = 0, count = 0;
+        int length = 0;
+        std::vector<GroupActivations> acts;
+    };
+    std::vector<Chunk> computePass(std::int64_t w0, std::int64_t w1, const Gpt2Model& model, const SaeSet& saes,
+                                   const std::function<bool()>& cancelled) const
     {
-        const WindowSpan span = windowAt(w, tokenCount(), m_nCtx);
-        const std::vector<int> ids(m_tokens.begin() + span.start, m_tokens.begin() + span.start + span.length);
-        ForwardOptions fo;
-        fo.saes = saes.empty() ? nullptr : &saes;
-        fo.cancelled = cancelled;
-        c10::NoGradGuard noGrad;
-        const ActivationRecord rec = runForward(model, ids, fo);
-        return groupActivations(rec, m_groups);
+        std::vector<Chunk> chunks;
+        std::int64_t w = w0;
+        while (w < w1) {
+            const int length = windowAt(w, tokenCount(), m_nCtx).length;
+            std::vector<std::vector<int>> ids;
+            std::int64_t end = w;
+            for (; end < w1; ++end) {
+                const WindowSpan span = windowAt(end, tokenCount(), m_nCtx);
+                if (span.length != length)
+                    break;
+                ids.emplace_back(m_tokens.begin() + span.start, m_tokens.begin() + span.start + span.length);
+            }
+            chunks.push_back({w, end - w, length, windowBatchActivations(model, saes, m_groups, ids, cancelled)});
+            w = end;
+        }
+        return chunks;
     }
 
-    // Folds the next window (m_windowsDone) into the samplers.
-    void applyWindow(const std::vector<GroupActivations>& acts)
+    // Folds the windows of a pass into the samplers; the chunks must start at windowsDone().
+    void applyPass(const std::vector<Chunk>& chunks)
     {
-        const WindowSpan span = windowAt(m_windowsDone, tokenCount(), m_nCtx);
-        const std::uint64_t key = exampleSampleKey(m_windowsDone);
-        for (std::size_t g = 0; g < m_groups.size(); ++g)
-            updateGroup(m_groups[g], acts[g], span, key);
-        ++m_windowsDone;
+        for (const Chunk& c : chunks) {
+            if (c.first != m_windowsDone)
+                throw std::logic_error("applyPass: windows out of order");
+            for (std::int64_t i = 0; i < c.count; ++i) {
+                const WindowSpan span = windowAt(m_windowsDone, tokenCount(), m_nCtx);
+                const std::uint64_t key = exampleSampleKey(m_windowsDone);
+                for (std::size_t g = 0; g < m_groups.size(); ++g)
+                    updateGroup(m_groups[g], c.acts[g], i * c.length, span, key);
+                ++m_windowsDone;
+            }
+        }
     }
 
     // Sorts the kept examples (top: largest first; sample: by value, for the bands).
@@ -596,8 +577,9 @@ public:
         }
     }
 
-    void save(const std::filesystem::path& file) const
+    void save(const std::filesystem::path& file)
     {
+        syncHeaders();
         const std::int64_t n = m_nodeCount;
         std::vector<float> maxima(static_cast<std::size_t>(n), 0.f);
         std::string hashes(static_cast<std::size_t>(n * 32), '\0');
@@ -698,6 +680,7 @@ private:
                 worst = s;
         }
         m_sampleWorst[static_cast<std::size_t>(node)] = worst;
+        m_sampleWorstKey[static_cast<std::size_t>(node)] = slotOf(b, worst)->sampleKey;
     }
 
     void fill(char* b, int slot, float value, std::int64_t row, std::int64_t keyPosition, const WindowSpan& span,
@@ -717,64 +700,89 @@ private:
             a[t] = t < shown ? values[(startRel + t) * columns + column] : 0.f;
     }
 
-    void updateGroup(const ExampleNodeGroup& G, const GroupActivations& acts, const WindowSpan& span, std::uint64_t key)
+    // Window rows [rowOffset, rowOffset + span.length) of a pass's group matrix. Only the compact
+    // per-node arrays are read for every node; a node's block (6.7 KB, a page apart from the next) is
+    // touched only when one of its examples changes.
+    void updateGroup(const ExampleNodeGroup& G, const GroupActivations& acts, std::int64_t rowOffset, const WindowSpan& span,
+                     std::uint64_t key)
     {
         const int C = G.count;
-        const float* V = acts.values.data_ptr<float>();
+        const float* V = acts.values.data_ptr<float>() + rowOffset * C;
         const bool head = G.kind == NodeKind::AttnHead;
         // A head's query 0 sees only itself (activation 1 for every head): never a maximum.
         const int firstRow = head ? 1 : 0;
         if (span.length <= firstRow)
             return;
-        m_max.assign(static_cast<std::size_t>(C), 0.f);
+        m_max.assign(static_cast<std::size_t>(C), -std::numeric_limits<float>::infinity());
         m_arg.assign(static_cast<std::size_t>(C), -1);
-        for (int j = 0; j < C; ++j) {
-            m_max[static_cast<std::size_t>(j)] = V[firstRow * C + j];
-            m_arg[static_cast<std::size_t>(j)] = std::isnan(m_max[static_cast<std::size_t>(j)]) ? -1 : firstRow;
-        }
-        for (int t = firstRow + 1; t < span.length; ++t) {
+        float* mx = m_max.data();
+        int* arg = m_arg.data();
+        // Each column's maximum and its first row, branch-free so that it vectorizes: strictly greater,
+        // so the smallest position wins a tie, and NaN never wins.
+        for (int t = firstRow; t < span.length; ++t) {
             const float* row = V + std::int64_t(t) * C;
+#pragma omp simd
             for (int j = 0; j < C; ++j) {
-                // Strictly greater: the first (smallest) position wins a tie; NaN never wins.
-                if (row[j] > m_max[static_cast<std::size_t>(j)] || (m_arg[static_cast<std::size_t>(j)] < 0 && !std::isnan(row[j]))) {
-                    m_max[static_cast<std::size_t>(j)] = row[j];
-                    m_arg[static_cast<std::size_t>(j)] = t;
-                }
+                const int greater = row[j] > mx[j];
+                arg[j] += greater * (t - arg[j]);
+                mx[j] = std::max(mx[j], row[j]);
             }
         }
         for (int j = 0; j < C; ++j) {
-            const int row = m_arg[static_cast<std::size_t>(j)];
+            const int row = arg[j];
             if (row < 0)
                 continue;
-            const float value = m_max[static_cast<std::size_t>(j)];
+            const float value = mx[j];
             const std::int64_t node = G.first + j;
             const std::size_t ni = static_cast<std::size_t>(node);
+            const bool top = value > m_topThreshold[ni];
+            const bool active = value > 0;
+            const bool sample = active && (m_sampleCount[ni] < unsigned(kExampleSample) || key < m_sampleWorstKey[ni]);
+            if (active) {
+                m_minActive[ni] = m_activeWindows[ni] == 0 ? value : std::min(m_minActive[ni], value);
+                ++m_activeWindows[ni];
+            }
+            if (!top && !sample)
+                continue;
             char* b = block(node);
             NodeHeader* h = headerOf(b);
-            const std::int64_t keyPosition = head ? span.start + acts.keyArgMax[static_cast<std::size_t>(row * C + j)] : -1;
+            const std::int64_t keyPosition =
+                head ? span.start + acts.keyArgMax[static_cast<std::size_t>((rowOffset + row) * C + j)] : -1;
             // Top: a later window only displaces the worst kept one with a strictly larger value (the
-            // kept one has the smaller position, which wins a tie).
-            if (h->topCount < unsigned(kExampleTop)) {
-                fill(b, static_cast<int>(h->topCount++), value, row, keyPosition, span, V, C, j, key);
-                if (h->topCount == unsigned(kExampleTop))
+            // kept one has the smaller position, which wins a tie). −∞ threshold: not full yet.
+            if (top) {
+                if (h->topCount < unsigned(kExampleTop)) {
+                    fill(b, static_cast<int>(h->topCount++), value, row, keyPosition, span, V, C, j, key);
+                    if (h->topCount == unsigned(kExampleTop))
+                        refreshTop(node);
+                } else {
+                    fill(b, m_topWorst[ni], value, row, keyPosition, span, V, C, j, key);
                     refreshTop(node);
-            } else if (value > m_topThreshold[ni]) {
-                fill(b, m_topWorst[ni], value, row, keyPosition, span, V, C, j, key);
-                refreshTop(node);
+                }
             }
             // Sample: bottom-k by the window's key among the windows where the node is active.
-            if (value > 0) {
-                h->minActive = h->activeWindows == 0 ? value : std::min(h->minActive, value);
-                ++h->activeWindows;
-                if (h->sampleCount < unsigned(kExampleSample)) {
+            if (sample) {
+                if (m_sampleCount[ni] < unsigned(kExampleSample)) {
                     fill(b, kExampleTop + static_cast<int>(h->sampleCount++), value, row, keyPosition, span, V, C, j, key);
+                    m_sampleCount[ni] = h->sampleCount;
                     if (h->sampleCount == unsigned(kExampleSample))
                         refreshSample(node);
-                } else if (key < slotOf(b, m_sampleWorst[ni])->sampleKey) {
+                } else {
                     fill(b, m_sampleWorst[ni], value, row, keyPosition, span, V, C, j, key);
                     refreshSample(node);
                 }
             }
+        }
+    }
+
+    // The per-window counters live in compact arrays while building; the blocks get them before they
+    // are hashed and saved.
+    void syncHeaders()
+    {
+        for (std::int64_t i = 0; i < m_nodeCount; ++i) {
+            NodeHeader* h = headerOf(block(i));
+            h->activeWindows = m_activeWindows[static_cast<std::size_t>(i)];
+            h->minActive = m_minActive[static_cast<std::size_t>(i)];
         }
     }
 
@@ -788,6 +796,10 @@ private:
     std::vector<float> m_topThreshold;  // value of the worst kept top example (−∞ while not full)
     std::vector<int> m_topWorst;        // its slot
     std::vector<int> m_sampleWorst;     // slot with the largest key while the sample is full
+    std::vector<std::uint64_t> m_sampleWorstKey; // its key
+    std::vector<std::uint32_t> m_sampleCount;    // = the block's sampleCount
+    std::vector<std::int64_t> m_activeWindows;   // the block's activeWindows and minActive (syncHeaders)
+    std::vector<float> m_minActive;
     std::vector<float> m_max;           // scratch
     std::vector<int> m_arg;
 };
@@ -899,30 +911,34 @@ IndexResult ensureExampleIndex(const Gpt2Model& model, const SaeSet& saes, const
     };
     report();
     const int workers = std::max(1, o.workers);
+    const std::int64_t perPass = o.windowsPerPass > 0 ? o.windowsPerPass : std::max(1, kExampleRowsPerPass / model.config.nCtx);
+    const std::int64_t windows = builder->windows();
+    // A pass ends at the next multiple of perPass (see IndexOptions::windowsPerPass).
+    const auto passEnd = [&](std::int64_t w) { return std::min(windows, (w / perPass + 1) * perPass); };
+    using Chunks = std::vector<ExampleIndexBuilder::Chunk>;
     SingleThreaded oneThread;
-    while (builder->windowsDone() < builder->windows()) {
+    while (builder->windowsDone() < windows) {
         const bool stop = (o.cancelled && o.cancelled()) ||
                           (o.stopAfterWindows && builder->windowsDone() - firstWindow >= *o.stopAfterWindows);
         if (stop) {
             builder->save(file);
             throw Cancelled();
         }
-        std::int64_t batch = std::min<std::int64_t>(workers, builder->windows() - builder->windowsDone());
-        if (o.stopAfterWindows)
-            batch = std::min<std::int64_t>(batch, firstWindow + *o.stopAfterWindows - builder->windowsDone());
-        const std::int64_t w0 = builder->windowsDone();
         try {
-            // Windows w0+1.. on helper threads, w0 on this one; folded in in window order.
-            std::vector<std::future<std::vector<GroupActivations>>> others;
-            for (std::int64_t i = 1; i < batch; ++i)
-                others.push_back(std::async(std::launch::async, [&, w = w0 + i] {
+            // Passes 2.. on helper threads, the first on this one; folded in in window order.
+            std::vector<std::pair<std::int64_t, std::int64_t>> passes;
+            for (std::int64_t w = builder->windowsDone(); w < windows && int(passes.size()) < workers; w = passEnd(w))
+                passes.emplace_back(w, passEnd(w));
+            std::vector<std::future<Chunks>> others;
+            for (std::size_t i = 1; i < passes.size(); ++i)
+                others.push_back(std::async(std::launch::async, [&, p = passes[i]] {
                     SingleThreaded helperThread;
-                    return builder->computeWindow(w, model, saes, o.cancelled);
+                    return builder->computePass(p.first, p.second, model, saes, o.cancelled);
                 }));
-            std::vector<std::vector<GroupActivations>> results;
+            std::vector<Chunks> results;
             std::exception_ptr failure;
             try {
-                results.push_back(builder->computeWindow(w0, model, saes, o.cancelled));
+                results.push_back(builder->computePass(passes[0].first, passes[0].second, model, saes, o.cancelled));
             } catch (...) {
                 failure = std::current_exception();
             }
@@ -937,14 +953,14 @@ IndexResult ensureExampleIndex(const Gpt2Model& model, const SaeSet& saes, const
             if (failure)
                 std::rethrow_exception(failure);
             for (const auto& r : results)
-                builder->applyWindow(r);
+                builder->applyPass(r);
         } catch (const Cancelled&) {
-            builder->save(file); // the windows in progress are redone on resume
+            builder->save(file); // the passes in progress are redone on resume
             throw;
         }
         report();
         const auto now = std::chrono::steady_clock::now();
-        if (std::chrono::duration<double>(now - lastSave).count() >= o.checkpointSeconds && builder->windowsDone() < builder->windows()) {
+        if (std::chrono::duration<double>(now - lastSave).count() >= o.checkpointSeconds && builder->windowsDone() < windows) {
             builder->save(file);
             lastSave = now;
         }

@@ -20,6 +20,7 @@
 
 #include "core/analysis/node.h"
 #include "core/examples/corpus.h"
+#include "core/examples/window_batch.h"
 #include "core/model/forward.h"
 #include "core/model/gpt2_model.h"
 #include "core/model/sae_set.h"
@@ -44,6 +45,11 @@ inline constexpr int kExamplesPerBand = 10;
 inline constexpr int kExampleSample = kExampleBands * kExamplesPerBand;
 inline constexpr int kExampleShown = 32;     // tokens shown around a maximum
 inline constexpr int kExampleShownBefore = 23;
+// Tokens per forward pass of the indexer: 16 of the demo's 64-token windows make 1,024-row products,
+// where OpenBLAS's packing of each weight is a few percent of the arithmetic (at 64 rows it took as
+// long as the arithmetic); a model with n_ctx 1,024 keeps one window per pass, so the activations a
+// pass holds (rows × every node) stay what one window of it needs.
+inline constexpr int kExampleRowsPerPass = 1024;
 
 // A node of the index: `mlp:1:5`, `attn:2:0`, `attn_sae:1:42` (no token: examples span the corpus).
 struct ExampleNodeId {
@@ -173,12 +179,16 @@ struct IndexOptions {
     std::function<void(const IndexProgress&)> progress;
     std::function<void(const std::string&)> message;    // "rebuilding: ...", "resuming ..."
     double checkpointSeconds = 20;                      // how often the partial index is saved
-    std::optional<std::int64_t> stopAfterWindows;       // test hook: cancel after this many windows in this run
-    // Threads that run forward passes, one window each, one intra-op thread each. A window of n_ctx
-    // tokens is too small to split across cores (the demo's: 2 ms), and split work stalls whenever
-    // another process takes a core (measured: 10× slower on a busy 2-core machine); whole windows per
-    // thread avoid that. The updates stay in window order, so the index does not depend on it. More
-    // than one worker measured slower on a busy 2-core machine (bench/bench_examples.cpp).
+    // Test hook: cancel once this many windows are done in this run (rounded up to a whole pass).
+    std::optional<std::int64_t> stopAfterWindows;
+    // Windows per forward pass (window_batch.h); 0: as many as make kExampleRowsPerPass tokens (at
+    // least one). The passes cover windows [k·W, (k+1)·W) (the last, shorter window in a pass of its
+    // own), so every window is computed in the same company whether the index is built in one go or
+    // resumed: the two give the same bytes.
+    int windowsPerPass = 0;
+    // Threads that run passes, one pass each with one intra-op thread. Split work stalls whenever
+    // another process takes a core (measured: 10× slower on a busy 2-core machine); whole passes per
+    // thread avoid that. The updates stay in window order, so the index does not depend on it.
     int workers = 1;
 };
 
@@ -202,14 +212,5 @@ std::filesystem::path exampleIndexPath(const std::filesystem::path& cacheDir, co
 // was done) when options.cancelled returns true or stopAfterWindows is reached; InputError for bad input.
 IndexResult ensureExampleIndex(const Gpt2Model& model, const SaeSet& saes, const std::filesystem::path& corpus,
                                const IndexOptions& options);
-
-// The activations of every node of `groups` in one forward record, as the index sees them: for each
-// group a row-major [n, count] matrix (heads: max_k P[q,k,h], query 0 included) and, for heads, the
-// arg-max key per (q, h). Shared with the tests' brute force so that both read the same record fields.
-struct GroupActivations {
-    at::Tensor values;               // [n, count], float32, contiguous
-    std::vector<int> keyArgMax;      // heads only, [n * count]: the smallest k with the largest P[q,k,h]
-};
-std::vector<GroupActivations> groupActivations(const ActivationRecord& record, const std::vector<ExampleNodeGroup>& groups);
 
 } // namespace cs
