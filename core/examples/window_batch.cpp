@@ -12,7 +12,7 @@ namespace cs {
 namespace {
 
 // Heads: for every (window, query, head) the largest probability over the window's keys k ≤ q and the
-// smallest k that has it. probs: [B·H, n, n] contiguous, (window, head, q, k); the entries k > q are 0.
+// smallest k that has it. probs: [B, H, n, n] (window, head, q, k), contiguous; the entries k > q are 0.
 GroupActivations headActivations(const at::Tensor& probsBhqk, std::int64_t B, std::int64_t H, std::int64_t n)
 {
     const at::Tensor p = probsBhqk.to(at::kFloat).contiguous();
@@ -48,7 +48,6 @@ std::vector<GroupActivations> windowBatchActivations(const Gpt2Model& model, con
                                                      const std::vector<std::vector<int>>& windows, const std::function<bool()>& cancelled)
 {
     const Gpt2Config& c = model.config;
-    const Gpt2Weights& w = model.weights;
     const std::int64_t B = static_cast<std::int64_t>(windows.size());
     if (B < 1)
         throw std::invalid_argument("windowBatchActivations: no windows");
@@ -71,39 +70,25 @@ std::vector<GroupActivations> windowBatchActivations(const Gpt2Model& model, con
     }
 
     c10::NoGradGuard noGrad;
-    const std::int64_t R = B * n, d = c.dModel, H = c.nHead, dh = c.dHead();
-    const at::Tensor ids = at::tensor(idList, at::kLong);
-    // r0 = E[tok] + Π[pos], the position embedding broadcast over the windows.
-    at::Tensor resid = (w.tokenEmbedding.index_select(0, ids).view({B, n, d}) + w.positionEmbedding.narrow(0, 0, n)).view({R, d});
-    // The causal mask inside each window (−∞ for k > q), broadcast over (window, head) in the scores.
-    const at::Tensor futureBias = at::zeros({n, n}, resid.options()).masked_fill_(at::ones({n, n}, at::kBool).triu(1), -INFINITY);
-
+    // The model's own pass over all windows at once (each attends within itself), no autograd, no
+    // logits; the autoencoders are encoded below from their recorded inputs.
+    ForwardOptions options;
+    options.logits = RecordLogits::None;
+    options.windowLength = n;
+    options.cancelled = cancelled;
+    const std::vector<int> flat(idList.begin(), idList.end());
+    const ActivationRecord record = runForward(model, flat, options);
+    const std::int64_t H = c.nHead;
     std::vector<GroupActivations> out(groups.size());
-    std::vector<LayerRecord> layers(static_cast<std::size_t>(c.nLayer));
     for (int layer = 0; layer < c.nLayer; ++layer) {
-        if (cancelled && cancelled())
-            throw Cancelled();
-        const Gpt2LayerWeights& lw = w.layers[static_cast<std::size_t>(layer)];
-        LayerRecord& L = layers[static_cast<std::size_t>(layer)];
-        L.residIn = resid;
-        const at::Tensor x1 = layerNorm(resid, lw.ln1Gain, lw.ln1Bias, c.layerNormEps, nullptr);
-        const at::Tensor qkv = at::addmm(lw.attnQkvBias, x1, lw.attnQkvWeight).view({B, n, 3, H, dh}); // [R, 3d]
-        const at::Tensor qh = qkv.select(2, 0).permute({0, 2, 1, 3}).reshape({B * H, n, dh});
-        const at::Tensor kh = qkv.select(2, 1).permute({0, 2, 3, 1}).reshape({B * H, dh, n});
-        const at::Tensor vh = qkv.select(2, 2).permute({0, 2, 1, 3}).reshape({B * H, n, dh});
-        const at::Tensor scores = at::baddbmm(futureBias, qh, kh, /*beta=*/1, /*alpha=*/attentionScale(c, layer)); // [B·H, n, n]
-        const at::Tensor probs = at::softmax(scores, -1);
-        out[static_cast<std::size_t>(2 * layer)] = headActivations(probs, B, H, n);
-        L.attnZ = at::bmm(probs, vh).view({B, H, n, dh}).permute({0, 2, 1, 3}).reshape({R, d});
-        L.attnOut = at::addmm(lw.attnOutBias, L.attnZ, lw.attnOutWeight);
-        L.residMid = resid + L.attnOut;
-        const at::Tensor x2 = layerNorm(L.residMid, lw.ln2Gain, lw.ln2Bias, c.layerNormEps, nullptr);
-        L.mlpPost = mlpActivation(at::addmm(lw.mlpInBias, x2, lw.mlpInWeight), c.activation);
+        const LayerRecord& L = record.layers[static_cast<std::size_t>(layer)];
+        // [W, q, k, H] ([q, k, H] for one window) is a view of the pass's (window, head, q, k) tensor:
+        // permuting back copies nothing.
+        const at::Tensor probs = L.probs.dim() == 3 ? L.probs.unsqueeze(0) : L.probs;
+        out[static_cast<std::size_t>(2 * layer)] = headActivations(probs.permute({0, 3, 1, 2}), B, H, n);
         out[static_cast<std::size_t>(2 * layer + 1)].values = L.mlpPost.to(at::kFloat).contiguous();
-        L.mlpOut = at::addmm(lw.mlpOutBias, L.mlpPost, lw.mlpOutWeight);
-        L.residOut = L.residMid + L.mlpOut;
-        resid = L.residOut;
     }
+    const std::vector<LayerRecord>& layers = record.layers;
     // The autoencoders, from their inputs (they do not change the pass).
     for (std::size_t i = 0; i < saes.all().size(); ++i) {
         if (cancelled && cancelled())

@@ -8,10 +8,9 @@
 // for 64 rows (OpenBLAS's copy took as long as the arithmetic: perf, bench/bench_examples.cpp), and
 // every small operator pays libtorch's dispatch once per window; a batch pays both once per B windows.
 //
-// Inference only: no autograd, no ablations, no logits (the index needs none of them). The layer math
-// is runForward's (core/model/forward.cpp), reusing its layerNorm, mlpActivation and attentionScale;
-// autoencoders are encoded after the pass from their recorded inputs, as runForward's deferred ones
-// are (they leave the pass unchanged). tst_examples checks the index built from these passes against
+// Inference only: no autograd, no ablations, no logits (the index needs none of them). The pass is
+// runForward's own (ForwardOptions::windowLength); autoencoders are encoded after it from their
+// recorded inputs, as runForward's deferred ones are (they leave the pass unchanged). tst_examples checks the index built from these passes against
 // runForward window by window, and a batched index against one built a window at a time.
 
 #include "core/model/gpt2_model.h"

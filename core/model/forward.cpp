@@ -247,8 +247,13 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
     const Gpt2Config& c = model.config;
     const Gpt2Weights& w = model.weights;
     const std::int64_t n = static_cast<std::int64_t>(ids.size());
-    if (n < 1 || n > c.nCtx)
-        throw std::invalid_argument("runForward: " + std::to_string(n) + " tokens, expected 1.." + std::to_string(c.nCtx));
+    const std::int64_t windowLength = options.windowLength > 0 ? options.windowLength : n; // tokens per window
+    const std::int64_t windows = windowLength > 0 ? n / windowLength : 0;
+    if (windowLength < 1 || windowLength > c.nCtx || n % windowLength != 0)
+        throw std::invalid_argument("runForward: " + std::to_string(n) + " tokens in windows of " + std::to_string(windowLength)
+                                    + ", expected windows of 1.." + std::to_string(c.nCtx));
+    if (windows > 1 && (options.withGrad || options.ablations || options.logits != RecordLogits::None))
+        throw std::invalid_argument("runForward: several windows in one pass need withGrad, ablations and logits off");
     for (int id : ids) {
         if (id < 0 || id >= c.vocabSize)
             throw std::invalid_argument("runForward: token id " + std::to_string(id) + " out of range");
@@ -263,7 +268,9 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
     if (options.ablations)
         rec.ablations = *options.ablations;
     const at::Tensor idTensor = at::tensor(std::vector<std::int64_t>(ids.begin(), ids.end()), at::kLong);
-    at::Tensor resid = w.tokenEmbedding.index_select(0, idTensor) + w.positionEmbedding.narrow(0, 0, n);
+    // r0 = E[tok] + Π[pos], the positions counted within each window.
+    at::Tensor resid = (w.tokenEmbedding.index_select(0, idTensor).view({windows, windowLength, d})
+                        + w.positionEmbedding.narrow(0, 0, windowLength)).view({n, d});
     if (options.withGrad)
         resid = resid.detach().requires_grad_(true);
     rec.embeddings = resid;
@@ -272,7 +279,8 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
     // (k > q), 0 elsewhere. Added inside the score product (baddbmm) with the scale as its alpha, so a
     // long prompt makes one [H, n, n] tensor per layer before the softmax instead of three (each a
     // 50 MB write and, in the backward pass, a 50 MB gradient at 1,024 tokens).
-    const at::Tensor futureBias = at::zeros({n, n}).masked_fill_(at::ones({n, n}, at::kBool).triu(1), -INFINITY);
+    const at::Tensor futureBias = at::zeros({windowLength, windowLength})
+                                      .masked_fill_(at::ones({windowLength, windowLength}, at::kBool).triu(1), -INFINITY);
 
     rec.layers.reserve(c.nLayer);
     for (int layer = 0; layer < c.nLayer; ++layer) {
@@ -296,17 +304,30 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
         L.value = qkv.narrow(1, 2 * d, d).view({n, H, dh});
 
         const double scale = attentionScale(c, layer);
-        const at::Tensor qh = L.query.permute({1, 0, 2});   // [H, n, dh]
-        const at::Tensor kh = L.key.permute({1, 2, 0});     // [H, dh, n]
-        const at::Tensor vh = L.value.permute({1, 0, 2});   // [H, n, dh]
-        const at::Tensor scoresHqk = at::baddbmm(futureBias, qh, kh, /*beta=*/1, /*alpha=*/scale);
-        const at::Tensor probsHqk = at::softmax(scoresHqk, -1);
-        L.probs = probsHqk.permute({1, 2, 0});
-        if (ablations)
-            L.probs = withAblatedProbs(L.probs, ablations->probs);
-        // The weighted sum reads L.probs (not probsHqk) so that autograd can differentiate w.r.t. the
-        // recorded probabilities (act×grad of heads, math §6.2).
-        L.headOut = at::bmm(L.probs.permute({2, 0, 1}), vh).permute({1, 0, 2}); // [n, H, dh]
+        if (windows == 1) {
+            const at::Tensor qh = L.query.permute({1, 0, 2});   // [H, n, dh]
+            const at::Tensor kh = L.key.permute({1, 2, 0});     // [H, dh, n]
+            const at::Tensor vh = L.value.permute({1, 0, 2});   // [H, n, dh]
+            const at::Tensor scoresHqk = at::baddbmm(futureBias, qh, kh, /*beta=*/1, /*alpha=*/scale);
+            const at::Tensor probsHqk = at::softmax(scoresHqk, -1);
+            L.probs = probsHqk.permute({1, 2, 0});
+            if (ablations)
+                L.probs = withAblatedProbs(L.probs, ablations->probs);
+            // The weighted sum reads L.probs (not probsHqk) so that autograd can differentiate w.r.t. the
+            // recorded probabilities (act×grad of heads, math §6.2).
+            L.headOut = at::bmm(L.probs.permute({2, 0, 1}), vh).permute({1, 0, 2}); // [n, H, dh]
+        } else {
+            // (window, head) pairs as the batch of the products: [W·H, n, dh] etc.
+            const auto perWindow = [&](const at::Tensor& t, std::initializer_list<std::int64_t> order, std::int64_t rows, std::int64_t cols) {
+                return t.view({windows, windowLength, H, dh}).permute(order).reshape({windows * H, rows, cols});
+            };
+            const at::Tensor qh = perWindow(L.query, {0, 2, 1, 3}, windowLength, dh);
+            const at::Tensor kh = perWindow(L.key, {0, 2, 3, 1}, dh, windowLength);
+            const at::Tensor vh = perWindow(L.value, {0, 2, 1, 3}, windowLength, dh);
+            const at::Tensor probsWhqk = at::softmax(at::baddbmm(futureBias, qh, kh, /*beta=*/1, /*alpha=*/scale), -1);
+            L.probs = probsWhqk.view({windows, H, windowLength, windowLength}).permute({0, 2, 3, 1}); // [W, q, k, H]
+            L.headOut = at::bmm(probsWhqk, vh).view({windows, H, windowLength, dh}).permute({0, 2, 1, 3}).reshape({n, H, dh});
+        }
         L.attnZ = L.headOut.reshape({n, d});
         const at::Tensor z = sae(SaeLocation::AttnZ, L.attnZ);
         L.attnOut = sae(SaeLocation::ResidDeltaAttn, at::addmm(lw.attnOutBias, z, lw.attnOutWeight));

@@ -144,10 +144,18 @@ struct ForwardOptions {
     // they can be encoded after it: with `deferSaes` the record has their SaeRecords only once
     // encodeSaes is called (the model's own nodes can be shown first); otherwise runForward does it.
     bool deferSaes = false;
+    // Several independent windows in one pass (the dataset-examples index): `ids` is W windows of
+    // `windowLength` tokens each, one after another; each window attends only within itself and its
+    // positions start at 0, so every window's activations equal a pass over it alone, in GEMMs W times
+    // as tall. The record's rows are then (window, token); LayerRecord::probs is [W, n, n, H] (the usual
+    // [n, n, H] when W = 1). 0: one window of all the ids (the usual pass). More than one window needs
+    // withGrad, ablations and logits off.
+    std::int64_t windowLength = 0;
 };
 
 // Runs the model on token ids (1 ≤ n ≤ n_ctx, each id < vocab_size; std::invalid_argument otherwise —
-// callers validate user prompts with tokenizePrompt first).
+// callers validate user prompts with tokenizePrompt first; with windowLength, 1 ≤ windowLength ≤ n_ctx
+// and n a multiple of it).
 ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids, const ForwardOptions& options = {});
 
 // The recorded tensor at an autoencoder location: the autoencoder's input there (for the deferred ones,
