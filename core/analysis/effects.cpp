@@ -4,6 +4,7 @@
 
 #include "core/util/errors.h"
 
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
@@ -171,48 +172,105 @@ const LayerEffects::KeyMaxima& LayerEffects::headKeyMaxima(Metric metric) const
     std::optional<KeyMaxima>& slot = keyMaximaCache[static_cast<std::size_t>(metric)];
     if (slot)
         return *slot;
-    slot.emplace();
-    if (metricNeedsObjective(metric) && !hasObjective)
+    if (metricNeedsObjective(metric) && !hasObjective) {
+        slot.emplace();
         return *slot;
+    }
+    if (metric != Metric::DirectEffect) {
+        fillKeyMaxima();
+        return *slot;
+    }
+    slot.emplace();
     at::NoGradGuard noGrad;
     const std::int64_t n = probs.size(0), H = probs.size(2);
     at::Tensor key = at::zeros({n, H}, at::kLong);
     at::Tensor best = at::zeros({n, H}, probs.options());
-    // The compute layout is [H, q, k] (keys contiguous, as the forward pass made P): the reduction over
-    // keys runs along memory, and the total effect's products are one batched matmul per block.
-    const at::Tensor P = probs.permute({2, 0, 1}); // [H, q, k]
-    const at::Tensor valueHdk = value.permute({1, 2, 0}); // [H, dh, k]
-    // v: [H, m, k] for the query rows `rows` (a block, or the rows of G).
-    const auto reduce = [&](const at::Tensor& rows, const at::Tensor& v) {
-        const auto [magnitude, index] = v.abs().max(-1); // [H, m]
-        (void)magnitude;
-        key.index_copy_(0, rows, index.t());
-        best.index_copy_(0, rows, v.gather(-1, index.unsqueeze(-1)).squeeze(-1).t());
-    };
-    if (metric == Metric::DirectEffect) {
-        // Zero outside the rows of G.
-        if (directRows.numel() > 0)
-            reduce(directRows, P.index_select(1, directRows) * at::bmm(headDirectFactor.permute({1, 0, 2}), valueHdk));
-    } else {
-        const at::Tensor norms = valueWriteNorm.t().unsqueeze(1); // [H, 1, k]
-        const std::int64_t block = queryBlock(n, H);
-        for (std::int64_t first = 0; first < n; first += block) {
-            const std::int64_t m = std::min(block, n - first);
-            const at::Tensor Pb = P.narrow(1, first, m);
-            const at::Tensor rows = at::arange(first, first + m, at::kLong);
-            switch (metric) {
-            case Metric::Activation: reduce(rows, Pb); break;
-            case Metric::WriteMagnitude: reduce(rows, Pb * norms); break;
-            case Metric::TotalEffect:
-                reduce(rows, Pb * at::bmm(headOutGradient.narrow(0, first, m).permute({1, 0, 2}), valueHdk));
-                break;
-            case Metric::DirectEffect: break;
-            }
-        }
+    // Zero outside the rows of G; there, one batched product [H, r, dh]·[H, dh, k] and a reduction over keys.
+    if (directRows.numel() > 0) {
+        const at::Tensor P = probs.permute({2, 0, 1}); // [H, q, k]
+        const at::Tensor v = P.index_select(1, directRows) * at::bmm(headDirectFactor.permute({1, 0, 2}), value.permute({1, 2, 0}));
+        const at::Tensor index = std::get<1>(v.abs().max(-1)); // [H, r]
+        key.index_copy_(0, directRows, index.t());
+        best.index_copy_(0, directRows, v.gather(-1, index.unsqueeze(-1)).squeeze(-1).t());
     }
     slot->key = key;
     slot->value = best;
     return *slot;
+}
+
+// The key maxima of the activation, the write magnitude and (with an objective) the total effect in one
+// pass over the probabilities: for each (head, query) row, the key k with the largest |P[q,k,h]·f| for
+// f = 1, ‖V[k,h]·W_O[h]‖ and x[q,h]·V[k,h] (x = ∂O/∂Z), and that signed value. One fused loop reads P
+// once for all three (the [H, q, k] tensor is 50 MB a layer at 1,024 tokens; a reduction per metric made
+// four passes and two temporaries of that size each). The total effect's x·V products come from one
+// batched product per block of query rows, as before; the loop keeps the first key of a tie, as max does.
+void LayerEffects::fillKeyMaxima() const
+{
+    at::NoGradGuard noGrad;
+    const std::int64_t n = probs.size(0), H = probs.size(2);
+    const at::Tensor P = probs.permute({2, 0, 1}).to(at::kFloat).contiguous(); // [H, q, k] (a view of the pass's tensor)
+    const at::Tensor norms = valueWriteNorm.t().to(at::kFloat).contiguous(); // [H, k]
+    const bool total = hasObjective;
+    const at::Tensor valueHdk = value.permute({1, 2, 0});                   // [H, dh, k]
+    constexpr int kinds = 3;                                                // activation, write, total
+    at::Tensor keys[kinds], values[kinds];
+    for (int i = 0; i < kinds; ++i) {
+        keys[i] = at::zeros({n, H}, at::kLong);
+        values[i] = at::zeros({n, H}, at::kFloat);
+    }
+    const float* p = P.data_ptr<float>();
+    const float* w = norms.data_ptr<float>();
+    std::int64_t* keyOut[kinds];
+    float* valueOut[kinds];
+    for (int i = 0; i < kinds; ++i) {
+        keyOut[i] = keys[i].data_ptr<std::int64_t>();
+        valueOut[i] = values[i].data_ptr<float>();
+    }
+    const std::int64_t block = queryBlock(n, H);
+    for (std::int64_t first = 0; first < n; first += block) {
+        const std::int64_t m = std::min(block, n - first);
+        const at::Tensor products = total ? at::bmm(headOutGradient.narrow(0, first, m).permute({1, 0, 2}), valueHdk).to(at::kFloat).contiguous()
+                                          : at::Tensor(); // [H, m, k]
+        const float* x = total ? products.data_ptr<float>() : nullptr;
+        at::parallel_for(0, H * m, 16, [&](std::int64_t begin, std::int64_t end) {
+            for (std::int64_t row = begin; row < end; ++row) {
+                const std::int64_t h = row / m, q = first + row % m;
+                const float* pr = p + (h * n + q) * n;
+                const float* wr = w + h * n;
+                const float* xr = total ? x + row * n : nullptr;
+                float bestAbs[kinds] = {-1.0f, -1.0f, -1.0f}, bestValue[kinds] = {0, 0, 0};
+                std::int64_t bestKey[kinds] = {0, 0, 0};
+                const auto consider = [&](int i, float v, std::int64_t k) {
+                    const float a = std::abs(v);
+                    if (a > bestAbs[i]) {
+                        bestAbs[i] = a;
+                        bestValue[i] = v;
+                        bestKey[i] = k;
+                    }
+                };
+                // Keys after the query have P = 0 (the causal mask; ablations cannot name them), so
+                // they can neither be a row's maximum nor change its value.
+                for (std::int64_t k = 0; k <= q; ++k)
+                    consider(0, pr[k], k);
+                for (std::int64_t k = 0; k <= q; ++k)
+                    consider(1, pr[k] * wr[k], k);
+                if (xr) {
+                    for (std::int64_t k = 0; k <= q; ++k)
+                        consider(2, pr[k] * xr[k], k);
+                }
+                for (int i = 0; i < kinds; ++i) {
+                    keyOut[i][q * H + h] = bestKey[i];
+                    valueOut[i][q * H + h] = bestValue[i];
+                }
+            }
+        });
+    }
+    const Metric metrics[kinds] = {Metric::Activation, Metric::WriteMagnitude, Metric::TotalEffect};
+    for (int i = 0; i < kinds; ++i) {
+        if (i == 2 && !total)
+            continue;
+        keyMaximaCache[static_cast<std::size_t>(metrics[i])] = KeyMaxima{keys[i], values[i].to(probs.scalar_type())};
+    }
 }
 
 double LayerEffects::neuron(Metric metric, int t, int f) const
@@ -536,6 +594,74 @@ std::pair<at::Tensor, at::Tensor> largestMagnitudes(const at::Tensor& values, st
     return {v, rows.index_select(0, at::floor_divide(idx, columns)) * columns + idx.remainder(columns)};
 }
 
+// max_f |a[t, f]·c| for every row t, with c = 1, c = column[f] or c = elementwise[t, f] (float32): one
+// read of the operands and no [n, F] temporaries (at 1,024 tokens each is 12.6 MB a layer, and making
+// one costs more in page faults than the arithmetic).
+at::Tensor rowMaxAbsProduct(const at::Tensor& a, const at::Tensor& elementwise, const at::Tensor& column)
+{
+    const at::Tensor A = a.to(at::kFloat).contiguous();
+    const at::Tensor B = elementwise.defined() ? elementwise.to(at::kFloat).contiguous() : at::Tensor();
+    const at::Tensor C = column.defined() ? column.to(at::kFloat).contiguous() : at::Tensor();
+    const std::int64_t rows = A.size(0), cols = A.size(1);
+    at::Tensor out = at::empty({rows}, at::kFloat);
+    const float* ap = A.data_ptr<float>();
+    const float* bp = B.defined() ? B.data_ptr<float>() : nullptr;
+    const float* cp = C.defined() ? C.data_ptr<float>() : nullptr;
+    float* op = out.data_ptr<float>();
+    at::parallel_for(0, rows, 8, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t t = begin; t < end; ++t) {
+            const float* ar = ap + t * cols;
+            float m = 0;
+            if (bp) {
+                const float* br = bp + t * cols;
+#pragma omp simd reduction(max : m)
+                for (std::int64_t f = 0; f < cols; ++f)
+                    m = std::max(m, std::abs(ar[f] * br[f]));
+            } else if (cp) {
+#pragma omp simd reduction(max : m)
+                for (std::int64_t f = 0; f < cols; ++f)
+                    m = std::max(m, std::abs(ar[f] * cp[f]));
+            } else {
+#pragma omp simd reduction(max : m)
+                for (std::int64_t f = 0; f < cols; ++f)
+                    m = std::max(m, std::abs(ar[f]));
+            }
+            op[t] = m;
+        }
+    });
+    return out;
+}
+
+// largestMagnitudes(le.neurons(metric), k) without making the layer's [n, F] values: the rows whose
+// largest |value| reaches the k-th largest row maximum hold the k largest entries (largestMagnitudes'
+// argument), and only those rows' values are made — by the same float32 products as neurons(), so the
+// row maxima and the rows agree exactly. A direct effect is zero outside the rows of G: those rows only.
+std::pair<at::Tensor, at::Tensor> largestNeuronMagnitudes(const LayerEffects& le, Metric metric, std::int64_t k)
+{
+    const at::Tensor& act = le.neuronActivation;
+    const std::int64_t n = act.size(0), F = act.size(1);
+    if (metricNeedsObjective(metric) && !le.hasObjective)
+        return {};
+    if (metric == Metric::DirectEffect) {
+        const at::Tensor a = le.neuronDirectRows.abs().reshape({-1});
+        const auto [v, idx] = a.topk(std::min<std::int64_t>(k, a.numel()));
+        return {v, le.directRows.index_select(0, at::floor_divide(idx, F)) * F + idx.remainder(F)};
+    }
+    if (n <= k)
+        return largestMagnitudes(le.neurons(metric), k);
+    const bool write = metric == Metric::WriteMagnitude, total = metric == Metric::TotalEffect;
+    const at::Tensor rowMax = rowMaxAbsProduct(act, total ? le.neuronGradient : at::Tensor(), write ? le.neuronOutNorm : at::Tensor());
+    const at::Tensor kth = std::get<0>(rowMax.topk(k)).min();
+    const at::Tensor rows = (rowMax >= kth).nonzero().squeeze(1);
+    at::Tensor values = act.index_select(0, rows);
+    if (write)
+        values = values * le.neuronOutNorm.unsqueeze(0);
+    else if (total)
+        values = values * le.neuronGradient.index_select(0, rows);
+    const auto [v, idx] = values.abs().reshape({-1}).topk(std::min<std::int64_t>(k, values.numel()));
+    return {v, rows.index_select(0, at::floor_divide(idx, F)) * F + idx.remainder(F)};
+}
+
 } // namespace
 
 GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
@@ -660,10 +786,10 @@ std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int
         if (metricNeedsObjective(metric) && !e.hasObjective)
             continue;
         std::vector<Candidate> candidates;
-        auto collect = [&](const at::Tensor& values, const std::function<NodeRef(std::int64_t)>& nodeAt) {
-            if (!values.defined() || values.numel() == 0)
+        auto collectLargest = [&](const std::pair<at::Tensor, at::Tensor>& largest, const std::function<NodeRef(std::int64_t)>& nodeAt) {
+            const auto& [v, idx] = largest;
+            if (!v.defined())
                 return;
-            const auto [v, idx] = largestMagnitudes(values, k);
             const std::int64_t kk = v.numel();
             const at::Tensor vd = v.to(at::kDouble).contiguous(), id = idx.contiguous();
             for (std::int64_t i = 0; i < kk; ++i) {
@@ -671,6 +797,10 @@ std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int
                 if (mag > 0)
                     candidates.push_back({mag, nodeAt(id.data_ptr<std::int64_t>()[i])});
             }
+        };
+        auto collect = [&](const at::Tensor& values, const std::function<NodeRef(std::int64_t)>& nodeAt) {
+            if (values.defined() && values.numel() > 0)
+                collectLargest(largestMagnitudes(values, k), nodeAt);
         };
         if (metric != Metric::Activation) {
             const at::Tensor& emb = metric == Metric::WriteMagnitude ? e.embeddingWriteMagnitude
@@ -682,7 +812,7 @@ std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int
             const LayerEffects& le = e.layers[layer];
             const int l = static_cast<int>(layer);
             const std::int64_t F = le.neuronActivation.size(1);
-            collect(le.neurons(metric), [&](std::int64_t i) {
+            collectLargest(largestNeuronMagnitudes(le, metric, k), [&](std::int64_t i) {
                 return NodeRef{NodeKind::MlpNeuron, l, static_cast<int>(i % F), static_cast<int>(i / F), 0};
             });
             if (metric != Metric::Activation) {

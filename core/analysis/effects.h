@@ -59,6 +59,7 @@ struct LayerEffects {
     };
     const KeyMaxima& headKeyMaxima(Metric metric) const;
     mutable std::array<std::optional<KeyMaxima>, kMetricCount> keyMaximaCache; // headKeyMaxima's
+    void fillKeyMaxima() const; // activation, write magnitude and total effect at once (one pass over P)
 
     struct Latents {
         std::string kind;          // "mlp_sae", "attn_sae", "resid_sae"
