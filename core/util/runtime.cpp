@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/CPUAllocator.h>
 
 #include <cstdlib>
 #include <dlfcn.h>
@@ -9,12 +10,100 @@
 #include <fstream>
 #include <malloc.h>
 #include <mutex>
+#include <new>
 #include <thread>
+#include <unordered_map>
 
 namespace cs {
 
+namespace {
+
+// libtorch's CPU allocator with reuse of large blocks. A long prompt's pass makes, layer after layer,
+// tensors of the same few sizes of tens of MB (the [H, n, n] scores, probabilities and their
+// gradients are 50 MB each at 1,024 tokens); glibc serves each from fresh mmapped pages and unmaps it
+// when freed, so every one is paid again in page faults and zeroing by the kernel — more than the
+// softmax that fills it. Here a freed block of at least kMinBytes waits, under its exact size, for the
+// next request of that size (up to kMaxCachedBytes in all); releaseFreedMemory() hands them back.
+class ReusingCpuAllocator final : public c10::Allocator {
+public:
+    static constexpr std::size_t kMinBytes = std::size_t(4) << 20;
+    static constexpr std::size_t kMaxCachedBytes = std::size_t(256) << 20;
+
+    c10::DataPtr allocate(std::size_t bytes) const override
+    {
+        void* p = nullptr;
+        if (bytes >= kMinBytes) {
+            std::lock_guard lock(mutex_);
+            const auto it = free_.find(bytes);
+            if (it != free_.end()) {
+                p = it->second;
+                free_.erase(it);
+                cachedBytes_ -= bytes;
+            }
+        }
+        if (!p && bytes > 0) {
+            // 64-byte alignment, as libtorch's own CPU allocator gives.
+            if (posix_memalign(&p, 64, bytes) != 0)
+                throw std::bad_alloc();
+            if (bytes >= kMinBytes) {
+                std::lock_guard lock(mutex_);
+                sizes_[p] = bytes;
+            }
+        }
+        return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
+    }
+
+    c10::DeleterFnPtr raw_deleter() const override { return &release; }
+
+    void trim()
+    {
+        std::lock_guard lock(mutex_);
+        for (const auto& [bytes, p] : free_) {
+            sizes_.erase(p);
+            std::free(p);
+        }
+        free_.clear();
+        cachedBytes_ = 0;
+    }
+
+    static ReusingCpuAllocator& instance()
+    {
+        static ReusingCpuAllocator* allocator = new ReusingCpuAllocator; // never destroyed: tensors may outlive statics
+        return *allocator;
+    }
+
+private:
+    static void release(void* p)
+    {
+        if (!p)
+            return;
+        ReusingCpuAllocator& self = instance();
+        {
+            std::lock_guard lock(self.mutex_);
+            const auto it = self.sizes_.find(p);
+            if (it != self.sizes_.end()) {
+                if (self.cachedBytes_ + it->second <= kMaxCachedBytes) {
+                    self.free_.emplace(it->second, p);
+                    self.cachedBytes_ += it->second;
+                    return;
+                }
+                self.sizes_.erase(it);
+            }
+        }
+        std::free(p);
+    }
+
+    mutable std::mutex mutex_;
+    mutable std::unordered_multimap<std::size_t, void*> free_; // size → blocks waiting for reuse
+    mutable std::unordered_map<void*, std::size_t> sizes_;      // every large block handed out or waiting
+    mutable std::size_t cachedBytes_ = 0;
+};
+
+} // namespace
+
 void releaseFreedMemory()
 {
+    ReusingCpuAllocator::instance().trim();
     malloc_trim(0);
 }
 
@@ -31,6 +120,7 @@ void initializeRuntime()
         if (threads < 1)
             threads = 1;
         at::set_num_threads(threads);
+        c10::SetCPUAllocator(&ReusingCpuAllocator::instance(), /*priority=*/1);
     });
 }
 
