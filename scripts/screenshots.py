@@ -81,7 +81,10 @@ def shots(rand12):
     out["rand12-read"] = s
 
     s = copy.deepcopy(rand)
-    s["second_prompt"] = {"prompt": "When John and Mary went to the park, Mary gave it to", "targets": [], "distractors": []}
+    # Of the same length: the Δ grid compares position by position (a longer first prompt has no Δ at
+    # its last tokens).
+    s["second_prompt"] = {"prompt": "When Mary and John went to the park, Mary handed a ball to", "targets": [" John"],
+                          "distractors": [" Mary"]}
     s["view"]["grid_delta"] = True
     s["view"]["inspector_tab"] = "write"
     out["rand12-two-prompts"] = s

@@ -165,6 +165,22 @@ private Q_SLOTS:
         QVERIFY2(min.width() <= 1280 && min.height() <= 800, qPrintable(QStringLiteral("%1×%2").arg(min.width()).arg(min.height())));
     }
 
+    // A short grid takes only the height it draws; the node table under it gets the rest, and the
+    // empty Ablations dock leaves its room to the pins.
+    void shortGridLeavesItsRoomToTheTable()
+    {
+        QVERIFY(!m_window->findChild<QDockWidget*>(QStringLiteral("ablationsDock"))->isVisible());
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        auto* scroll = qobject_cast<QScrollArea*>(m_window->grid()->parentWidget()->parentWidget());
+        QVERIFY(scroll);
+        const int gridHeight = m_window->grid()->sizeHint().height();
+        QVERIFY(QTest::qWaitFor([&] { return scroll->viewport()->height() >= gridHeight; }, 5000));
+        QVERIFY2(scroll->viewport()->height() - gridHeight <= 4,
+                 qPrintable(QStringLiteral("viewport %1, grid %2").arg(scroll->viewport()->height()).arg(gridHeight)));
+        QVERIFY2(m_window->table()->height() > scroll->height(),
+                 qPrintable(QStringLiteral("table %1, grid panel %2").arg(m_window->table()->height()).arg(scroll->height())));
+    }
+
     void ablateAHeadFromTheGridAndRemoveIt()
     {
         typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));

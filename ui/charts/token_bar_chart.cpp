@@ -31,7 +31,6 @@ void TokenBarChart::rebuild()
     const qsizetype nBottom = m_data.bottom.size();
     if (nTop + nBottom == 0) {
         showNoResult();
-        updateGeometry();
         return;
     }
     // Descending from the top: top[0] (largest) first; bottom[0] (most negative) last, a gap between.
@@ -90,15 +89,6 @@ void TokenBarChart::rebuild()
     valueAxis->setLabel(provenance().metric);
     fitTickLabels(keyAxis, m_keyPositions, m_keyLabels);
     showData();
-    updateGeometry(); // the minimum height follows the number of bars
-}
-
-QSize TokenBarChart::minimumSizeHint() const
-{
-    QSize s = ChartWidget::minimumSizeHint();
-    if (!m_bars.isEmpty())
-        s.setHeight(std::max(s.height(), 150 + 12 * int(m_bars.size())));
-    return s;
 }
 
 void TokenBarChart::adaptToSize()

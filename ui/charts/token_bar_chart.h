@@ -25,10 +25,6 @@ public:
     };
     const QVector<Bar>& bars() const { return m_bars; }
 
-    // Tall enough for every token label (about 12 px a bar, the labels shrink to fit from there) and
-    // the title, subtitle and value axis; a shorter panel scrolls (the inspector's tabs do).
-    QSize minimumSizeHint() const override;
-
 protected:
     void rebuild() override;
     QString hoverText(const QPointF& pos) const override;

@@ -236,6 +236,7 @@ GridSnapshot buildDeltaGrid(const AnalysisInput& in, const Effects& main, const 
     g.hasEffects = main.hasObjective && other.hasObjective;
     g.delta = otherMinusMain ? QStringLiteral("right − left") : QStringLiteral("ablated − baseline");
     const int common = std::min(g.tokenCount, otherTokens);
+    g.comparedTokens = common;
     const auto diff = [&](const at::Tensor& a, const at::Tensor& b) {
         const at::Tensor x = a.narrow(0, 0, common).to(at::kDouble), y = b.narrow(0, 0, common).to(at::kDouble);
         return (otherMinusMain ? y - x : x - y).contiguous();

@@ -54,6 +54,7 @@ struct GridSnapshot {
     // Empty for the run's own values; for a grid of differences what they are ("ablated − baseline",
     // "right − left").
     QString delta;
+    int comparedTokens = 0; // a grid of differences: the positions both sides have (the others are empty)
     // [metric][token][layer]; metrics without a value (effects without a target) are empty.
     QVector<QVector<QVector<GridLayerRow>>> rows;
 

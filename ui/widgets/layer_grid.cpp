@@ -212,10 +212,11 @@ void LayerGrid::paintEvent(QPaintEvent*)
     p.fillRect(rect(), palette().color(QPalette::Base));
     if (m_cells.isEmpty()) {
         p.setPen(palette().color(QPalette::PlaceholderText));
-        p.drawText(rect(), Qt::AlignCenter,
+        p.drawText(rect().adjusted(12, 0, -12, 0), Qt::AlignCenter | Qt::TextWordWrap,
                    m_snapshot.nLayers == 0            ? tr("Run a prompt to see the layer grid.")
                    : !m_snapshot.has(m_metric)        ? tr("%1 needs a target token.").arg(gridMetricName(m_metric))
-                                                      : tr("No Δ at token %1: the other prompt is shorter.").arg(m_token));
+                                                      : tr("No Δ at token %1: the right prompt has %2 tokens; choose one of "
+                                                           "the first %2 in the token strip.").arg(m_token).arg(m_snapshot.comparedTokens));
         return;
     }
     QFont small = font();

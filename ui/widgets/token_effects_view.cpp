@@ -14,7 +14,7 @@
 namespace cs::ui {
 
 namespace {
-constexpr int kRowHeight = 18, kGap = 1;
+constexpr int kRowHeight = 16, kGap = 1;
 }
 
 TokenEffectsView::TokenEffectsView(QWidget* parent) : QWidget(parent)

@@ -73,6 +73,8 @@ TraceBar::TraceBar(QWidget* parent) : QWidget(parent), m_label(new QLabel), m_cl
     auto* layout = new QHBoxLayout(this);
     layout->setContentsMargins(6, 3, 6, 3);
     m_label->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    // A long question (a value trace onto a downstream head) wraps instead of widening the grid's column.
+    m_label->setWordWrap(true);
     m_label->setToolTip(tr("The four metrics, the grid, the table and the token effects are relative to this traced quantity"));
     layout->addWidget(new QLabel(QStringLiteral("↶")));
     layout->addWidget(m_label, 1);
