@@ -47,6 +47,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <functional>
 #include <memory>
 
 using namespace cs;
@@ -130,6 +131,16 @@ class TestWindowInterventions : public QObject {
 
     const NodeTableModel* table() const { return m_window->table()->model(); }
 
+    // The first cell the grid shows of `kind` at `layer` (that `also` accepts), or null.
+    const LayerGrid::Cell* gridCell(NodeKind kind, int layer, const std::function<bool(const NodeRef&)>& also = {}) const
+    {
+        for (const auto& c : m_window->grid()->cells()) {
+            if (c.cell.node.kind == kind && c.layer == layer && (!also || also(c.cell.node)))
+                return &c;
+        }
+        return nullptr;
+    }
+
 private Q_SLOTS:
     void initTestCase()
     {
@@ -186,13 +197,7 @@ private Q_SLOTS:
         typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
         const RunResult before = *m_window->lastRun();
         QCOMPARE(before.comparison, Comparison::None);
-        const LayerGrid::Cell* head = nullptr;
-        for (const auto& c : m_window->grid()->cells()) {
-            if (c.cell.node.kind == NodeKind::AttnHead && c.layer == 1) {
-                head = &c;
-                break;
-            }
-        }
+        const LayerGrid::Cell* head = gridCell(NodeKind::AttnHead, 1);
         QVERIFY(head);
         const NodeRef node = head->cell.node;
         std::unique_ptr<QMenu> menu(m_window->grid()->contextMenuFor(node));
@@ -400,13 +405,7 @@ private Q_SLOTS:
     {
         typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
         const RunResult logit = *m_window->lastRun();
-        const LayerGrid::Cell* headCell = nullptr;
-        for (const auto& c : m_window->grid()->cells()) {
-            if (c.cell.node.kind == NodeKind::AttnHead && c.layer == 0 && c.cell.node.keyToken < c.cell.node.token) {
-                headCell = &c;
-                break;
-            }
-        }
+        const LayerGrid::Cell* headCell = gridCell(NodeKind::AttnHead, 0, [](const NodeRef& n) { return n.keyToken < n.token; });
         QVERIFY(headCell);
         const NodeRef head = headCell->cell.node;
         std::unique_ptr<QMenu> menu(m_window->grid()->contextMenuFor(head));
@@ -426,13 +425,7 @@ private Q_SLOTS:
 
         // Again, and click a layer-1 neuron in the grid.
         pick->trigger();
-        const LayerGrid::Cell* neuronCell = nullptr;
-        for (const auto& c : m_window->grid()->cells()) {
-            if (c.cell.node.kind == NodeKind::MlpNeuron && c.layer == 1) {
-                neuronCell = &c;
-                break;
-            }
-        }
+        const LayerGrid::Cell* neuronCell = gridCell(NodeKind::MlpNeuron, 1);
         QVERIFY(neuronCell);
         const NodeRef neuron = neuronCell->cell.node;
         const QPoint at = neuronCell->rect.center();
@@ -472,13 +465,7 @@ private Q_SLOTS:
         QComboBox* through = m_window->traceBar()->downstreamThroughChooser();
         QVERIFY(through->isVisible());
         through->setCurrentIndex(through->findData(QStringLiteral("k")));
-        const LayerGrid::Cell* laterHead = nullptr;
-        for (const auto& c : m_window->grid()->cells()) {
-            if (c.cell.node.kind == NodeKind::AttnHead && c.layer == 1) {
-                laterHead = &c;
-                break;
-            }
-        }
+        const LayerGrid::Cell* laterHead = gridCell(NodeKind::AttnHead, 1);
         QVERIFY(laterHead);
         const QPoint headAt = laterHead->rect.center();
         actAndWait([&] { QTest::mouseClick(m_window->grid(), Qt::LeftButton, {}, headAt); });
