@@ -435,6 +435,9 @@ private Q_SLOTS:
         const Session::Trace trace = *m_window->currentTrace();
         QCOMPARE(trace.through, std::string("v"));
         QCOMPARE(trace.downstream, portableNodeName(neuron, int(logit.tokens.size())));
+        // The grid moves to where the value trace's upstream nodes are: the traced pair's key token.
+        QCOMPARE(m_window->grid()->tokenOfInterest(), head.keyToken);
+        QCOMPARE(m_window->tokenStrip()->tokenOfInterest(), head.keyToken);
         const QString crumb = m_window->traceBar()->text();
         QVERIFY2(crumb.contains(QStringLiteral("of L0H%1, through the value onto mlp:1:%2 at ").arg(head.index).arg(neuron.index)),
                  qPrintable(crumb));
@@ -480,6 +483,7 @@ private Q_SLOTS:
         actAndWait([&] { QTest::mouseClick(m_window->traceBar()->clearButton(), Qt::LeftButton); });
         QVERIFY(!m_window->currentTrace());
         QCOMPARE(m_window->lastRun()->objective, logit.objective);
+        QCOMPARE(m_window->grid()->tokenOfInterest(), int(logit.tokens.size()) - 1);
     }
 
     void twoPromptsOfDifferentLengths()

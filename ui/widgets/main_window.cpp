@@ -842,7 +842,9 @@ void MainWindow::onRunFinished(const RunResult& r)
     m_tokens->setTokens(r.tokens);
     m_deltaGrid->setEnabled(r.comparison != Comparison::None);
     showGrid();
-    m_grid->setTokenOfInterest(static_cast<int>(r.tokens.size()) - 1);
+    const int interest = tracedTokenOfInterest(int(r.tokens.size()));
+    m_grid->setTokenOfInterest(interest);
+    m_tokens->setTokenOfInterest(interest);
     updateMetricChooser();
     m_table->setEffectsAvailable(r.hasObjective);
     m_table->setComparison(r.comparison);
@@ -884,6 +886,21 @@ void MainWindow::onRunFinished(const RunResult& r)
         m_inspector->clear(tr("Click a node in the grid or the table."));
     Settings::setLastPrompt({r.prompt, m_target->text(), m_distractor->text()});
     Q_EMIT runReady();
+}
+
+// Where a trace's upstream nodes have effects: a neuron's or latent's token, a head's query token
+// (through Q or Q·K) or key token (through K or V); without a trace, the last token.
+int MainWindow::tracedTokenOfInterest(int tokenCount) const
+{
+    if (!m_trace)
+        return tokenCount - 1;
+    try {
+        const NodeRef node = NodeRef::parse(m_trace->node).resolved(tokenCount);
+        const bool atKey = node.kind == NodeKind::AttnHead && (m_trace->through == "k" || m_trace->through == "v");
+        return atKey ? node.keyToken : node.token;
+    } catch (const std::exception&) {
+        return tokenCount - 1; // the run has refused such a trace already
+    }
 }
 
 // The run's own values (normalized by the Examples tab's maxima when that is on), or their Δ.

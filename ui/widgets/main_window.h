@@ -168,6 +168,7 @@ private:
     void showInterventionResults(const RunResult& result);
     void fitGridPanel();
     void showGrid();
+    int tracedTokenOfInterest(int tokenCount) const;
     void rerun();
     std::vector<std::string> ablationSpecs() const;
     void onTokenOfInterest(int token);
