@@ -62,6 +62,7 @@ def shots(rand12):
     s = copy.deepcopy(demo)
     s["trace"] = {"node": "attn:1:0@-1,9", "through": "v", "downstream": "attn:2:0@-1,1", "downstream_through": "q"}
     s["selected_node"] = "attn:0:1@9,3"
+    s["token_of_interest"] = -1  # the trace's own: the key token, where the value's upstream nodes are
     out["demo-trace"] = s
 
     s = copy.deepcopy(demo)
