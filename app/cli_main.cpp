@@ -398,7 +398,7 @@ private:
         // The session's autoencoders, unless the command line names its own.
         if (m_session && f.mlp.empty() && f.attn.empty() && f.resid.empty())
             for (const auto& a : m_session->autoencoders)
-                (a.role == "mlp" ? f.mlp : a.role == "attn" ? f.attn : f.resid).push_back(a.spec);
+                (a.role == cs::SaeRole::Mlp ? f.mlp : a.role == cs::SaeRole::Attn ? f.attn : f.resid).push_back(a.spec);
         return f;
     }
 

@@ -22,17 +22,18 @@ namespace {
 
 // The bundled demo ships its autoencoders as SAELens folders saes/mlp_L and saes/attn_L; they are
 // opened with the model so the demo's latents are in the grid from the start.
-QVector<QPair<int, QString>> demoAutoencoders(const QString& demoDir)
+QVector<QPair<cs::SaeRole, QString>> demoAutoencoders(const QString& demoDir)
 {
-    QVector<QPair<int, QString>> specs;
+    QVector<QPair<cs::SaeRole, QString>> specs;
     const QDir saes(demoDir + QStringLiteral("/saes"));
     const QStringList dirs = saes.entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name);
     for (const QString& name : dirs) {
-        const int role = name.startsWith(QStringLiteral("mlp_")) ? 0 : name.startsWith(QStringLiteral("attn_")) ? 1 : -1;
+        // Folders named ROLE_LAYER: mlp_0, attn_3.
+        const std::optional<cs::SaeRole> role = cs::saeRoleFromName(name.left(name.indexOf(u'_')).toStdString());
         bool ok = false;
         const int layer = name.mid(name.indexOf(u'_') + 1).toInt(&ok);
-        if (role >= 0 && ok && QFile::exists(saes.filePath(name + QStringLiteral("/cfg.json"))))
-            specs.push_back({role, QString::number(layer) + u'=' + saes.filePath(name)});
+        if (role && ok && QFile::exists(saes.filePath(name + QStringLiteral("/cfg.json"))))
+            specs.push_back({*role, QString::number(layer) + u'=' + saes.filePath(name)});
     }
     return specs;
 }
@@ -136,11 +137,11 @@ int main(int argc, char** argv)
                     window.addAutoencoder(role, spec);
             }
             for (const QString& s : parser.values(mlpSae))
-                window.addAutoencoder(0, s);
+                window.addAutoencoder(cs::SaeRole::Mlp, s);
             for (const QString& s : parser.values(attnSae))
-                window.addAutoencoder(1, s);
+                window.addAutoencoder(cs::SaeRole::Attn, s);
             for (const QString& s : parser.values(residSae))
-                window.addAutoencoder(2, s);
+                window.addAutoencoder(cs::SaeRole::Resid, s);
             if (runWhenReady)
                 window.run();
         }, Qt::SingleShotConnection);

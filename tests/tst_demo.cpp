@@ -38,7 +38,7 @@ SaeSet demoSaes(const Gpt2Model& model, const Session& session)
 {
     SaeSet set;
     for (const auto& a : session.autoencoders)
-        set.add(loadAndBindSae(a.spec, model.config, a.role == "mlp" ? SaeRole::Mlp : SaeRole::Attn));
+        set.add(loadAndBindSae(a.spec, model.config, a.role));
     return set;
 }
 

@@ -182,7 +182,7 @@ private Q_SLOTS:
         if (what == u"model") {
             m_engine->openModel(QString::fromStdString((test::dataDir() / "sae").string()));
         } else if (what == u"sae") {
-            m_engine->addSae(1, QStringLiteral("0=") + QString::fromStdString((test::dataDir() / "sae/mlp_post_act.relu.pt").string()));
+            m_engine->addSae(SaeRole::Attn, QStringLiteral("0=") + QString::fromStdString((test::dataDir() / "sae/mlp_post_act.relu.pt").string()));
         } else {
             RunRequest bad = good;
             if (what == u"target")

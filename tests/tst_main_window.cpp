@@ -231,7 +231,7 @@ private Q_SLOTS:
 
     void sessionRoundTripRestoresTheInvestigation()
     {
-        m_window->addAutoencoder(1, QStringLiteral("1=") + QString::fromStdString((test::dataDir() / "sae/resid_delta_attn.relu.pt").string()));
+        m_window->addAutoencoder(SaeRole::Attn, QStringLiteral("1=") + QString::fromStdString((test::dataDir() / "sae/resid_delta_attn.relu.pt").string()));
         typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
         m_window->metricChooser()->setCurrentIndex(int(GridMetric::DirectEffect));
         m_window->selectNode(NodeRef::parse("attn_sae:1:10@13"));

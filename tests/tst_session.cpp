@@ -19,7 +19,7 @@ Session sample()
 {
     Session s;
     s.modelPath = "/models/gpt2";
-    s.autoencoders = {{"mlp", "5=/ae/mlp/5.pt"}, {"attn", "5:resid_delta_attn=/ae/attn/5.pt"}};
+    s.autoencoders = {{SaeRole::Mlp, "5=/ae/mlp/5.pt"}, {SaeRole::Attn, "5:resid_delta_attn=/ae/attn/5.pt"}};
     s.prompt = "When Mary and John went to the store, John gave a drink to";
     s.objective = {"logit_diff", {" Mary", " drink"}, {" John"}};
     s.ablations = {"attn:2:0@-1=0", "mlp_sae:1:42@*=0.5"};
@@ -67,7 +67,7 @@ private Q_SLOTS:
         const fs::path dir = fs::path(tmp.path().toStdString());
         Session s = sample();
         s.modelPath = ".";
-        s.autoencoders = {{"mlp", "1=saes/mlp_1"}, {"attn", "2:resid_delta_attn=/abs/attn_2"}};
+        s.autoencoders = {{SaeRole::Mlp, "1=saes/mlp_1"}, {SaeRole::Attn, "2:resid_delta_attn=/abs/attn_2"}};
         saveSession(dir / "demo.circuitscope.json", s);
         const Session loaded = loadSession(dir / "demo.circuitscope.json");
         QCOMPARE(fs::path(loaded.modelPath), dir.lexically_normal());

@@ -26,7 +26,12 @@
 
 #include <QAbstractItemModelTester>
 #include <QAction>
+#include <QCheckBox>
 #include <QComboBox>
+#include <QDockWidget>
+#include <QLabel>
+#include <QProcess>
+#include <QScrollArea>
 #include <QLineEdit>
 #include <QMenu>
 #include <QPushButton>
@@ -38,7 +43,11 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
 #include <cmath>
+#include <functional>
 #include <memory>
 
 using namespace cs;
@@ -70,6 +79,16 @@ QAction* findAction(QMenu* menu, const QString& startsWith)
         }
     }
     return nullptr;
+}
+
+// `circuitscope-cli ARGS` as JSON (the test fails when it does not exit with 0).
+nlohmann::json runCli(const QStringList& args)
+{
+    QProcess p;
+    p.start(QStringLiteral(CLI_PATH), args);
+    if (!p.waitForFinished(120000) || p.exitCode() != 0)
+        qFatal("circuitscope-cli %s failed: %s", qPrintable(args.join(u' ')), p.readAllStandardError().constData());
+    return nlohmann::json::parse(p.readAllStandardOutput().toStdString());
 }
 
 bool close(double a, double b, double tol = 1e-6)
@@ -112,6 +131,16 @@ class TestWindowInterventions : public QObject {
 
     const NodeTableModel* table() const { return m_window->table()->model(); }
 
+    // The first cell the grid shows of `kind` at `layer` (that `also` accepts), or null.
+    const LayerGrid::Cell* gridCell(NodeKind kind, int layer, const std::function<bool(const NodeRef&)>& also = {}) const
+    {
+        for (const auto& c : m_window->grid()->cells()) {
+            if (c.cell.node.kind == kind && c.layer == layer && (!also || also(c.cell.node)))
+                return &c;
+        }
+        return nullptr;
+    }
+
 private Q_SLOTS:
     void initTestCase()
     {
@@ -147,18 +176,28 @@ private Q_SLOTS:
         QVERIFY2(min.width() <= 1280 && min.height() <= 800, qPrintable(QStringLiteral("%1×%2").arg(min.width()).arg(min.height())));
     }
 
+    // A short grid takes only the height it draws; the node table under it gets the rest, and the
+    // empty Ablations dock leaves its room to the pins.
+    void shortGridLeavesItsRoomToTheTable()
+    {
+        QVERIFY(!m_window->findChild<QDockWidget*>(QStringLiteral("ablationsDock"))->isVisible());
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        auto* scroll = qobject_cast<QScrollArea*>(m_window->grid()->parentWidget()->parentWidget());
+        QVERIFY(scroll);
+        const int gridHeight = m_window->grid()->sizeHint().height();
+        QVERIFY(QTest::qWaitFor([&] { return scroll->viewport()->height() >= gridHeight; }, 5000));
+        QVERIFY2(scroll->viewport()->height() - gridHeight <= 4,
+                 qPrintable(QStringLiteral("viewport %1, grid %2").arg(scroll->viewport()->height()).arg(gridHeight)));
+        QVERIFY2(m_window->table()->height() > scroll->height(),
+                 qPrintable(QStringLiteral("table %1, grid panel %2").arg(m_window->table()->height()).arg(scroll->height())));
+    }
+
     void ablateAHeadFromTheGridAndRemoveIt()
     {
         typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
         const RunResult before = *m_window->lastRun();
         QCOMPARE(before.comparison, Comparison::None);
-        const LayerGrid::Cell* head = nullptr;
-        for (const auto& c : m_window->grid()->cells()) {
-            if (c.cell.node.kind == NodeKind::AttnHead && c.layer == 1) {
-                head = &c;
-                break;
-            }
-        }
+        const LayerGrid::Cell* head = gridCell(NodeKind::AttnHead, 1);
         QVERIFY(head);
         const NodeRef node = head->cell.node;
         std::unique_ptr<QMenu> menu(m_window->grid()->contextMenuFor(node));
@@ -172,6 +211,8 @@ private Q_SLOTS:
         QCOMPARE(m_window->ablationsPanel()->ablations(), QStringList{spec});
         QCOMPARE(m_window->ablationsPanel()->model()->rowCount(), 1);
         QVERIFY(m_window->grid()->isAblated(node)); // the cell is outlined
+        auto* dock = m_window->findChild<QDockWidget*>(QStringLiteral("ablationsDock"));
+        QVERIFY(dock && dock->isVisible()); // shown once there is an ablation
         const RunResult& r = *m_window->lastRun();
         QCOMPARE(r.comparison, Comparison::Baseline);
         QCOMPARE(r.ablations, QStringList{spec});
@@ -213,6 +254,7 @@ private Q_SLOTS:
         actAndWait([&] { m_window->ablationsPanel()->removeAt(0); });
         const RunResult& after = *m_window->lastRun();
         QVERIFY(m_window->ablationsPanel()->ablations().isEmpty());
+        QVERIFY(!dock->isVisible()); // empty: hidden again, the pins get its room
         QVERIFY(!m_window->grid()->isAblated(node));
         QCOMPARE(after.comparison, Comparison::None);
         QCOMPARE(after.objective, before.objective);
@@ -266,6 +308,182 @@ private Q_SLOTS:
         QVERIFY(!m_window->currentTrace());
         QCOMPARE(m_window->lastRun()->objectiveText, logit.objectiveText);
         QCOMPARE(m_window->lastRun()->objective, logit.objective);
+    }
+
+    // With ablations the grid can be colored by Δ = ablated − baseline: every head's Δ and each layer's
+    // top neurons by |Δ|, equal to the core's two runs; without a comparison the toggle is off.
+    void gridColoredByDelta()
+    {
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        QCheckBox* toggle = m_window->gridDeltaToggle();
+        QVERIFY(!toggle->isEnabled());
+        toggle->setChecked(true); // not applicable yet: the grid keeps the run's own values
+        QVERIFY(!m_window->isGridDelta());
+        QVERIFY(m_window->grid()->snapshot().delta.isEmpty());
+
+        actAndWait([&] { m_window->ablate(QStringLiteral("attn:0:1@-1")); });
+        QVERIFY(toggle->isEnabled());
+        QVERIFY(m_window->isGridDelta());
+        const GridSnapshot& g = m_window->grid()->snapshot();
+        QCOMPARE(g.delta, QStringLiteral("ablated − baseline"));
+        QVERIFY(m_window->grid()->valueName().startsWith(QStringLiteral("Δ ")));
+        const Analysis ref = m_ref.analyze(m_window->currentSession());
+        QVERIFY(ref.left.baseline);
+        const int t = m_window->grid()->tokenOfInterest();
+        QCOMPARE(t, int(m_window->lastRun()->tokens.size()) - 1);
+        int heads = 0, neurons = 0;
+        for (int m : {int(Metric::Activation), int(Metric::TotalEffect)}) {
+            m_window->metricChooser()->setCurrentIndex(m);
+            const auto metric = static_cast<Metric>(m);
+            for (int layer = 0; layer < g.nLayers; ++layer) {
+                const LayerEffects& a = ref.left.run.effects.layers[std::size_t(layer)];
+                const LayerEffects& b = ref.left.baseline->effects.layers[std::size_t(layer)];
+                const GridLayerRow& row = g.row(metric, t, layer);
+                QCOMPARE(row.heads.size(), qsizetype(g.nHeads));
+                const at::Tensor headDelta = (a.headsOverKeys(metric) - b.headsOverKeys(metric)).to(at::kDouble);
+                for (const GridCell& c : row.heads) {
+                    QVERIFY(close(c.value, headDelta[t][c.node.index].item<double>(), 1e-5));
+                    ++heads;
+                }
+                const at::Tensor neuronDelta = (a.neurons(metric).to(at::kDouble) - b.neurons(metric).to(at::kDouble))[t];
+                QVERIFY(!row.neurons.isEmpty());
+                // Ranked by |Δ|: the first is the layer's largest.
+                QVERIFY(close(std::abs(row.neurons.first().value), neuronDelta.abs().max().item<double>(), 1e-5));
+                for (int i = 0; i < row.neurons.size(); ++i) {
+                    const GridCell& c = row.neurons[i];
+                    QCOMPARE(c.node.token, t);
+                    QVERIFY(close(c.value, neuronDelta[c.node.index].item<double>(), 1e-5));
+                    if (i > 0)
+                        QVERIFY(std::abs(c.value) <= std::abs(row.neurons[i - 1].value) + 1e-12);
+                    ++neurons;
+                }
+            }
+        }
+        QVERIFY(heads > 0 && neurons > 0);
+        // Ablating a layer-0 head at the last token changes layer 1 there.
+        const GridLayerRow& layer1 = g.row(Metric::Activation, t, 1);
+        QVERIFY(std::abs(layer1.neurons.first().value) > 1e-9);
+
+        // Off: the run's own (ablated) values.
+        toggle->setChecked(false);
+        QVERIFY(m_window->grid()->snapshot().delta.isEmpty());
+        QCOMPARE(m_window->grid()->snapshot().row(Metric::Activation, t, 0).heads.first().value,
+                 m_window->lastRun()->grid.row(Metric::Activation, t, 0).heads.first().value);
+        toggle->setChecked(true);
+
+        // The session keeps the choice.
+        QVERIFY(m_window->currentSession().view.gridDelta);
+
+        // Two prompts: Δ = right − left.
+        actAndWait([&] { m_window->setAblations({}); });
+        QVERIFY(!toggle->isEnabled());
+        QVERIFY(m_window->grid()->snapshot().delta.isEmpty());
+        actAndWait([&] { m_window->addSecondPrompt(); });
+        actAndWait([&] {
+            m_window->secondPromptBar()->promptField()->setText(QStringLiteral("When John and Mary went to the park, Mary gave it to"));
+            m_window->run();
+        });
+        QVERIFY(toggle->isEnabled());
+        QCOMPARE(m_window->grid()->snapshot().delta, QStringLiteral("right − left"));
+        const Analysis two = m_ref.analyze(m_window->currentSession());
+        QVERIFY(two.right);
+        const int common = std::min(two.left.run.record.tokenCount(), two.right->run.record.tokenCount());
+        const int tt = common - 1;
+        const GridLayerRow& row = m_window->grid()->snapshot().row(Metric::Activation, tt, 1);
+        const at::Tensor d = (two.right->run.effects.layers[1].neurons(Metric::Activation).to(at::kDouble)[tt] -
+                              two.left.run.effects.layers[1].neurons(Metric::Activation).to(at::kDouble)[tt]);
+        for (const GridCell& c : row.neurons)
+            QVERIFY(close(c.value, d[c.node.index].item<double>(), 1e-5));
+        // Past the shorter prompt there is nothing to compare.
+        if (m_window->lastRun()->tokens.size() > common)
+            QVERIFY(m_window->grid()->snapshot().row(Metric::Activation, common, 0).heads.isEmpty());
+    }
+
+    // A head traced through its value onto a downstream node chosen by the next click: the breadcrumb
+    // names both, and the node table equals `circuitscope-cli nodes --trace … --through v --downstream …`.
+    void traceAHeadThroughTheValueOntoAClickedNode()
+    {
+        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        const RunResult logit = *m_window->lastRun();
+        const LayerGrid::Cell* headCell = gridCell(NodeKind::AttnHead, 0, [](const NodeRef& n) { return n.keyToken < n.token; });
+        QVERIFY(headCell);
+        const NodeRef head = headCell->cell.node;
+        std::unique_ptr<QMenu> menu(m_window->grid()->contextMenuFor(head));
+        QAction* pick = findAction(menu.get(), QStringLiteral("through the value, onto a downstream node"));
+        QVERIFY(pick);
+        pick->trigger();
+        QVERIFY(m_window->traceBar()->isPickingDownstream());
+        QVERIFY(m_window->traceBar()->isVisible());
+        QVERIFY(m_window->traceBar()->text().contains(QStringLiteral("click the downstream node")));
+
+        // Cancel: nothing is traced, no run.
+        QTest::mouseClick(m_window->traceBar()->clearButton(), Qt::LeftButton);
+        QVERIFY(!m_window->traceBar()->isPickingDownstream());
+        QVERIFY(!m_window->traceBar()->isVisible());
+        QVERIFY(!m_window->currentTrace());
+        QCOMPARE(m_window->lastRun()->id, logit.id);
+
+        // Again, and click a layer-1 neuron in the grid.
+        pick->trigger();
+        const LayerGrid::Cell* neuronCell = gridCell(NodeKind::MlpNeuron, 1);
+        QVERIFY(neuronCell);
+        const NodeRef neuron = neuronCell->cell.node;
+        const QPoint at = neuronCell->rect.center();
+        actAndWait([&] { QTest::mouseClick(m_window->grid(), Qt::LeftButton, {}, at); });
+        QVERIFY(!m_window->traceBar()->isPickingDownstream());
+        QVERIFY(m_window->currentTrace());
+        const Session::Trace trace = *m_window->currentTrace();
+        QCOMPARE(trace.through, std::string("v"));
+        QCOMPARE(trace.downstream, portableNodeName(neuron, int(logit.tokens.size())));
+        // The grid moves to where the value trace's upstream nodes are: the traced pair's key token.
+        QCOMPARE(m_window->grid()->tokenOfInterest(), head.keyToken);
+        QCOMPARE(m_window->tokenStrip()->tokenOfInterest(), head.keyToken);
+        const QString crumb = m_window->traceBar()->text();
+        QVERIFY2(crumb.contains(QStringLiteral("of L0H%1, through the value onto mlp:1:%2 at ").arg(head.index).arg(neuron.index)),
+                 qPrintable(crumb));
+
+        // The table is the CLI's for the same spec.
+        const int k = m_window->tableTopK()->value();
+        const nlohmann::json j = runCli({QStringLiteral("nodes"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"), kPrompt,
+                                         QStringLiteral("--target"), QStringLiteral(" Mary"), QStringLiteral("--distractor"), QStringLiteral(" John"),
+                                         QStringLiteral("--top"), QString::number(k), QStringLiteral("--trace"), QString::fromStdString(trace.node),
+                                         QStringLiteral("--through"), QStringLiteral("v"), QStringLiteral("--downstream"),
+                                         QString::fromStdString(trace.downstream)});
+        const RunResult& r = *m_window->lastRun();
+        QCOMPARE(j["objective_kind"].get<std::string>(), std::string("value_write"));
+        QVERIFY(close(r.objective, j["objective"].get<double>()));
+        QVERIFY(!close(r.objective, logit.objective));
+        QCOMPARE(r.table.size(), qsizetype(j["nodes"].size()));
+        for (qsizetype i = 0; i < r.table.size(); ++i) {
+            const auto& row = j["nodes"][std::size_t(i)];
+            QCOMPARE(r.table[i].name.toStdString(), row["node"].get<std::string>());
+            QVERIFY(close(r.table[i].activation, row["activation"].get<double>()));
+            QVERIFY(close(r.table[i].writeMagnitude, row["write_magnitude"].get<double>()));
+            QVERIFY(close(*r.table[i].directEffect, row["direct_effect"].get<double>()));
+            QVERIFY(close(*r.table[i].totalEffect, row["total_effect"].get<double>()));
+        }
+
+        // A downstream head, read through its key: the chooser in the trace bar applies.
+        pick->trigger();
+        QComboBox* through = m_window->traceBar()->downstreamThroughChooser();
+        QVERIFY(through->isVisible());
+        through->setCurrentIndex(through->findData(QStringLiteral("k")));
+        const LayerGrid::Cell* laterHead = gridCell(NodeKind::AttnHead, 1);
+        QVERIFY(laterHead);
+        const QPoint headAt = laterHead->rect.center();
+        actAndWait([&] { QTest::mouseClick(m_window->grid(), Qt::LeftButton, {}, headAt); });
+        QCOMPARE(m_window->currentTrace()->downstreamThrough, std::string("k"));
+        QVERIFY2(m_window->traceBar()->text().contains(QStringLiteral("of L1H%1 (through the key)?").arg(laterHead->cell.node.index)),
+                 qPrintable(m_window->traceBar()->text()));
+        const Analysis ref = m_ref.analyze(m_window->currentSession());
+        QCOMPARE(ref.left.run.effects.objectiveKind, ObjectiveKind::ValueWrite);
+        QVERIFY(close(m_window->lastRun()->objective, ref.left.run.effects.objective));
+
+        // Clear: the logit objective again.
+        actAndWait([&] { QTest::mouseClick(m_window->traceBar()->clearButton(), Qt::LeftButton); });
+        QVERIFY(!m_window->currentTrace());
+        QCOMPARE(m_window->lastRun()->objective, logit.objective);
+        QCOMPARE(m_window->grid()->tokenOfInterest(), int(logit.tokens.size()) - 1);
     }
 
     void twoPromptsOfDifferentLengths()
@@ -364,6 +582,32 @@ private Q_SLOTS:
         editor->swap();
         QCOMPARE(m_window->targetField()->text(), QStringLiteral(" John"));
         QCOMPARE(m_window->distractorField()->text(), QStringLiteral("Mary"));
+
+        // Live, without a run: each piece is checked to be one token, and one that is not is shown
+        // with its tokenization (the model's own), the field framed in red.
+        const quint64 lastRun = m_window->lastRun()->id;
+        m_window->setPrompt(kPrompt, QStringLiteral(" Mary| Marzipanorama"), QStringLiteral(" John"));
+        const std::vector<int> ids = m_ref.model->tokenizer->encode(" Marzipanorama");
+        QVERIFY(ids.size() > 1);
+        QStringList pieces;
+        for (int id : ids)
+            pieces << displayToken(m_ref.model->tokenizer->tokenString(id));
+        const QString expected = QStringLiteral("“·Marzipanorama” is %1 tokens: %2").arg(ids.size()).arg(pieces.join(u'|'));
+        QVERIFY2(editor->warning().contains(expected), qPrintable(editor->warning() + QStringLiteral(" / ") + expected));
+        QCOMPARE(editor->notOneToken(), QStringList{expected});
+        QVERIFY(!editor->warningLabel()->isHidden());
+        QVERIFY(m_window->targetField()->styleSheet().contains(QStringLiteral("border")));
+        QVERIFY(m_window->distractorField()->styleSheet().isEmpty());
+        // " Mary" alone is one token: no chip, no frame.
+        m_window->targetField()->setText(QStringLiteral(" Mary"));
+        QVERIFY(editor->warning().isEmpty());
+        QVERIFY(editor->warningLabel()->isHidden());
+        QVERIFY(m_window->targetField()->styleSheet().isEmpty());
+        // A distractor is checked as well.
+        m_window->distractorField()->setText(QStringLiteral(" Marzipanorama"));
+        QVERIFY(editor->warning().contains(expected));
+        QVERIFY(m_window->distractorField()->styleSheet().contains(QStringLiteral("border")));
+        QCOMPARE(m_window->lastRun()->id, lastRun); // all of it before any run
     }
 
     void sessionRoundTripWithInterventions()

@@ -3,6 +3,7 @@
 // (node kind, layer) so that a latent name like `mlp_sae:3:42@7` is unambiguous.
 
 #include "core/model/gpt2_config.h"
+#include "core/model/sae_role.h"
 #include "core/sae/sparse_autoencoder.h"
 
 #include <memory>
@@ -11,9 +12,6 @@
 #include <vector>
 
 namespace cs {
-
-// What the user asked for: --mlp-sae, --attn-sae or --resid-sae.
-enum class SaeRole { Mlp, Attn, Resid };
 
 // ‖residual direction‖ of every latent (D_l, D_l·W_out or D_l·W_O), computed once per bound SAE on
 // first use: for a 32k-latent MLP autoencoder it is a [32768 × 3072] × [3072 × 768] product, too much

@@ -14,7 +14,7 @@ nlohmann::ordered_json sessionToJson(const Session& s)
     j["model"] = s.modelPath;
     j["autoencoders"] = nlohmann::ordered_json::array();
     for (const auto& a : s.autoencoders)
-        j["autoencoders"].push_back({{"role", a.role}, {"spec", a.spec}});
+        j["autoencoders"].push_back({{"role", saeRoleName(a.role)}, {"spec", a.spec}});
     j["prompt"] = s.prompt;
     j["objective"] = {{"kind", s.objective.kind}, {"targets", s.objective.targets}, {"distractors", s.objective.distractors}};
     j["ablations"] = s.ablations;
@@ -40,6 +40,7 @@ nlohmann::ordered_json sessionToJson(const Session& s)
                  {"top_k", s.view.topK},
                  {"table_top_k", s.view.tableTopK},
                  {"per_unit_write", s.view.perUnitWrite},
+                 {"grid_delta", s.view.gridDelta},
                  {"inspector_tab", s.view.inspectorTab}};
     return j;
 }
@@ -140,10 +141,10 @@ Session sessionFromJson(const nlohmann::json& j, const std::filesystem::path& so
     for (const auto& a : r.array(j, "autoencoders")) {
         if (!a.is_object())
             r.fail("autoencoders", "must hold objects {role, spec}");
-        Session::Autoencoder ae{r.string(a, "role", "autoencoders."), r.string(a, "spec", "autoencoders.")};
-        if (ae.role != "mlp" && ae.role != "attn" && ae.role != "resid")
+        const std::optional<SaeRole> role = saeRoleFromName(r.string(a, "role", "autoencoders."));
+        if (!role)
             r.fail("autoencoders.role", "must be mlp, attn or resid");
-        s.autoencoders.push_back(ae);
+        s.autoencoders.push_back({*role, r.string(a, "spec", "autoencoders.")});
     }
     s.prompt = r.string(j, "prompt", "");
     if (version == 1) {
@@ -196,6 +197,7 @@ Session sessionFromJson(const nlohmann::json& j, const std::filesystem::path& so
         s.view.topK = r.integer(v, "top_k", "view.", s.view.topK);
         s.view.tableTopK = r.integer(v, "table_top_k", "view.", s.view.tableTopK);
         s.view.perUnitWrite = r.boolean(v, "per_unit_write", "view.", s.view.perUnitWrite);
+        s.view.gridDelta = r.boolean(v, "grid_delta", "view.", s.view.gridDelta);
         s.view.inspectorTab = r.string(v, "inspector_tab", "view.", s.view.inspectorTab);
     }
     return s;

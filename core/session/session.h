@@ -7,6 +7,8 @@
 // session is applied to a model, like the node names of pins. Written atomically and deterministically (same session →
 // same bytes), so a resave of an unchanged session is byte-identical.
 
+#include "core/model/sae_role.h"
+
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -20,7 +22,7 @@ struct Session {
     static constexpr int kSchemaVersion = 2;
 
     struct Autoencoder {
-        std::string role;   // "mlp", "attn" or "resid"
+        SaeRole role = SaeRole::Mlp; // "mlp", "attn" or "resid" in the file
         std::string spec;   // "L=PATH" or "L:location=PATH" as on the command line
         bool operator==(const Autoencoder&) const = default;
     };
@@ -35,6 +37,7 @@ struct Session {
         int topK = 20;                      // tokens per list
         int tableTopK = 15;                 // node table: nodes per metric
         bool perUnitWrite = false;          // D6 switch
+        bool gridDelta = false;             // the grid colored by Δ (with ablations or two prompts)
         std::string inspectorTab = "write"; // write | read | pairs | activation
         bool operator==(const View&) const = default;
     };

@@ -129,41 +129,9 @@ void Engine::requestCancel(quint64 upToRunId)
     }
 }
 
-bool Engine::postInspect(const InspectRequest& request)
-{
-    std::lock_guard lock(m_mailboxMutex);
-    const bool wasEmpty = !m_mailbox.has_value();
-    m_mailbox = request;
-    return wasEmpty;
-}
-
-int Engine::pendingInspects() const
-{
-    std::lock_guard lock(m_mailboxMutex);
-    return m_mailbox ? 1 : 0;
-}
-
-bool Engine::postRun(const RunRequest& request)
-{
-    std::lock_guard lock(m_mailboxMutex);
-    const bool wasEmpty = !m_runMailbox.has_value();
-    m_runMailbox = request;
-    return wasEmpty;
-}
-
-int Engine::pendingRuns() const
-{
-    std::lock_guard lock(m_mailboxMutex);
-    return m_runMailbox ? 1 : 0;
-}
-
 void Engine::processRun()
 {
-    std::optional<RunRequest> request;
-    {
-        std::lock_guard lock(m_mailboxMutex);
-        request.swap(m_runMailbox);
-    }
+    const std::optional<RunRequest> request = m_runs.take();
     if (request)
         run(*request);
 }
@@ -187,6 +155,7 @@ void Engine::openModel(const QString& dir)
         s.nCtx = c.nCtx;
         s.vocabSize = c.vocabSize;
         s.parameters = model->weights.parameterCount();
+        s.tokenizer = model->tokenizer;
         for (const auto& w : model->warnings)
             s.warnings << qs(w);
         Q_EMIT modelOpened(s);
@@ -194,13 +163,12 @@ void Engine::openModel(const QString& dir)
     });
 }
 
-void Engine::addSae(int role, const QString& spec)
+void Engine::addSae(SaeRole role, const QString& spec)
 {
     guarded(this, EngineJob::OpenAutoencoder, 0, [&] {
         if (!m_state->model)
             throw InputError("open a model before its autoencoders");
-        const SaeRole r = role == 0 ? SaeRole::Mlp : role == 1 ? SaeRole::Attn : SaeRole::Resid;
-        BoundSae bound = loadAndBindSae(spec.toStdString(), m_state->model->config, r);
+        BoundSae bound = loadAndBindSae(spec.toStdString(), m_state->model->config, role);
         auto next = std::make_shared<SaeSet>(*m_state->saes);
         next->add(std::move(bound));
         m_state->saes = next;
@@ -247,6 +215,73 @@ GridSnapshot buildGrid(const AnalysisInput& in, const Effects& e, int topN)
             for (const GridLayerValues& l : layers)
                 row.push_back({cells(l.heads), cells(l.neurons), cells(l.mlpLatents), cells(l.attnLatents), cells(l.residLatents)});
             g.rows[static_cast<qsizetype>(m)].push_back(row);
+        }
+    }
+    return g;
+}
+
+// The grid colored by Δ (product.md §3): at each token, layer and metric every head's Δ and the top N
+// neurons and latents by |Δ|, where Δ = ablated − baseline (otherMinusMain false) or right − left
+// (true), node by node at the same position. Tokens past the shorter prompt have no cells. A head's
+// cell selects the key the main side's grid selects.
+GridSnapshot buildDeltaGrid(const AnalysisInput& in, const Effects& main, const Effects& other, int otherTokens,
+                            bool otherMinusMain, int topN)
+{
+    at::NoGradGuard noGrad;
+    GridSnapshot g;
+    g.nLayers = in.model.config.nLayer;
+    g.nHeads = in.model.config.nHead;
+    g.topN = topN;
+    g.tokenCount = in.record.tokenCount();
+    g.hasEffects = main.hasObjective && other.hasObjective;
+    g.delta = otherMinusMain ? QStringLiteral("right − left") : QStringLiteral("ablated − baseline");
+    const int common = std::min(g.tokenCount, otherTokens);
+    g.comparedTokens = common;
+    const auto diff = [&](const at::Tensor& a, const at::Tensor& b) {
+        const at::Tensor x = a.narrow(0, 0, common).to(at::kDouble), y = b.narrow(0, 0, common).to(at::kDouble);
+        return (otherMinusMain ? y - x : x - y).contiguous();
+    };
+    g.rows.resize(kGridMetricCount);
+    for (int m = 0; m < kGridMetricCount; ++m) {
+        const auto metric = static_cast<Metric>(m);
+        if (!g.hasEffects && metricNeedsObjective(metric))
+            continue;
+        auto& perToken = g.rows[m];
+        perToken = QVector<QVector<GridLayerRow>>(g.tokenCount, QVector<GridLayerRow>(g.nLayers));
+        for (int layer = 0; layer < g.nLayers; ++layer) {
+            const LayerEffects& a = main.layers[static_cast<std::size_t>(layer)];
+            const LayerEffects& b = other.layers[static_cast<std::size_t>(layer)];
+            const at::Tensor heads = diff(a.headsOverKeys(metric), b.headsOverKeys(metric)); // [common, H]
+            const at::Tensor keys = a.headKeyMaxima(metric).key.contiguous();
+            const double* hp = heads.data_ptr<double>();
+            const std::int64_t* kp = keys.data_ptr<std::int64_t>();
+            for (int t = 0; t < common; ++t) {
+                for (int head = 0; head < g.nHeads; ++head)
+                    perToken[t][layer].heads.push_back(
+                        {NodeRef{NodeKind::AttnHead, layer, head, t, static_cast<int>(kp[t * g.nHeads + head])}, hp[t * g.nHeads + head]});
+            }
+            const auto topCells = [&](const at::Tensor& values, NodeKind kind, QVector<GridCell> GridLayerRow::*member) {
+                const std::int64_t k = std::min<std::int64_t>(topN, values.size(1));
+                if (k <= 0 || common == 0)
+                    return;
+                const at::Tensor idx = std::get<1>(values.abs().topk(k, 1)).contiguous();
+                const at::Tensor picked = values.gather(1, idx).contiguous();
+                const std::int64_t* ip = idx.data_ptr<std::int64_t>();
+                const double* pp = picked.data_ptr<double>();
+                for (int t = 0; t < common; ++t) {
+                    for (std::int64_t j = 0; j < k; ++j)
+                        (perToken[t][layer].*member).push_back({NodeRef{kind, layer, static_cast<int>(ip[t * k + j]), t, 0}, pp[t * k + j]});
+                }
+            };
+            topCells(diff(a.neurons(metric), b.neurons(metric)), NodeKind::MlpNeuron, &GridLayerRow::neurons);
+            // Both sides ran with the same autoencoders, in the same order.
+            for (std::size_t i = 0; i < a.latents.size() && i < b.latents.size(); ++i) {
+                const NodeKind kind = a.latents[i].nodeKind;
+                topCells(diff(a.latents[i].dense(metric), b.latents[i].dense(metric)), kind,
+                         kind == NodeKind::MlpSaeLatent    ? &GridLayerRow::mlpLatents
+                         : kind == NodeKind::AttnSaeLatent ? &GridLayerRow::attnLatents
+                                                           : &GridLayerRow::residLatents);
+            }
         }
     }
     return g;
@@ -449,6 +484,12 @@ void Engine::run(const RunRequest& request)
             r.table.push_back(row);
         }
         r.grid = buildGrid(in, effects, request.gridTopN);
+        if (analysis.right)
+            r.deltaGrid = buildDeltaGrid(in, effects, analysis.right->run.effects, analysis.right->run.record.tokenCount(), true,
+                                         request.gridTopN);
+        else if (left.baseline)
+            r.deltaGrid = buildDeltaGrid(in, effects, left.baseline->effects, left.baseline->record.tokenCount(), false,
+                                         request.gridTopN);
         r.seconds = timer.elapsed() / 1000.0;
 
         // Only now, with everything computed, replace the cached state: a failure above keeps the old one.
@@ -577,11 +618,7 @@ NodeView computeNodeView(const Gpt2Model& model, const SaeSet& saes, const Analy
 
 void Engine::processInspect()
 {
-    std::optional<InspectRequest> request;
-    {
-        std::lock_guard lock(m_mailboxMutex);
-        request.swap(m_mailbox);
-    }
+    const std::optional<InspectRequest> request = m_inspects.take();
     if (!request)
         return;
     guarded(this, EngineJob::Inspect, 0, [&] {
@@ -629,6 +666,11 @@ EngineClient::EngineClient(QObject* parent) : QObject(parent)
     qRegisterMetaType<RunRequest>();
     qRegisterMetaType<EngineJob>();
     m_engine = new Engine;
+    connect(m_engine, &Engine::runFinished, this, [this](const RunResult& r) {
+        if (r.id == m_latestRun)
+            Q_EMIT runShown(r);
+    });
+    connect(m_engine, &Engine::modelOpened, this, &EngineClient::modelOpened);
     m_engine->moveToThread(&m_thread);
     connect(&m_thread, &QThread::finished, m_engine, &QObject::deleteLater);
     m_thread.setObjectName(QStringLiteral("circuitscope-engine"));
@@ -655,7 +697,7 @@ void EngineClient::openModel(const QString& dir)
     post([dir](Engine* e) { e->openModel(dir); });
 }
 
-void EngineClient::addSae(int role, const QString& spec)
+void EngineClient::addSae(SaeRole role, const QString& spec)
 {
     post([role, spec](Engine* e) { e->addSae(role, spec); });
 }

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 namespace cs::ui {
 
@@ -48,6 +49,35 @@ struct InspectRequest {
     int topK = 20;
 };
 
+// One request waiting for the worker: a newer one replaces it before it starts (clicks and edits
+// that come faster than the engine never queue up). Thread-safe.
+template <typename Request>
+class Mailbox {
+public:
+    // Returns whether the box was empty (then a wake-up must be posted; otherwise one is pending).
+    bool put(const Request& request)
+    {
+        std::lock_guard lock(m_mutex);
+        const bool wasEmpty = !m_request.has_value();
+        m_request = request;
+        return wasEmpty;
+    }
+    std::optional<Request> take()
+    {
+        std::lock_guard lock(m_mutex);
+        return std::exchange(m_request, std::nullopt);
+    }
+    int pending() const
+    {
+        std::lock_guard lock(m_mutex);
+        return m_request ? 1 : 0;
+    }
+
+private:
+    mutable std::mutex m_mutex;
+    std::optional<Request> m_request;
+};
+
 class Engine : public QObject {
     Q_OBJECT
 public:
@@ -59,17 +89,17 @@ public:
     void requestCancel(quint64 upToRunId);
     // Thread-safe: puts `request` in the inspect mailbox, replacing one not yet started; returns
     // whether a wake-up must be posted (false when one is already pending).
-    bool postInspect(const InspectRequest& request);
+    bool postInspect(const InspectRequest& request) { return m_inspects.put(request); }
     // For tests: how many inspect requests are waiting (0 or 1).
-    int pendingInspects() const;
+    int pendingInspects() const { return m_inspects.pending(); }
     // Thread-safe: puts `request` in the run mailbox, replacing one not yet started; returns whether
     // a wake-up must be posted.
-    bool postRun(const RunRequest& request);
-    int pendingRuns() const; // 0 or 1
+    bool postRun(const RunRequest& request) { return m_runs.put(request); }
+    int pendingRuns() const { return m_runs.pending(); } // 0 or 1
 
 public Q_SLOTS:
     void openModel(const QString& dir);
-    void addSae(int role, const QString& spec);   // role: 0 MLP, 1 attention, 2 residual; spec "L=PATH"
+    void addSae(cs::SaeRole role, const QString& spec); // spec "L=PATH"
     void clearSaes();
     void run(const cs::ui::RunRequest& request);
     void processRun();
@@ -95,9 +125,8 @@ private:
     struct State;
     std::unique_ptr<State> m_state;
     std::atomic<quint64> m_cancelUpTo{0};
-    mutable std::mutex m_mailboxMutex;
-    std::optional<InspectRequest> m_mailbox;
-    std::optional<RunRequest> m_runMailbox;
+    Mailbox<InspectRequest> m_inspects;
+    Mailbox<RunRequest> m_runs;
 };
 
 // The GUI side of the engine: owns the worker thread and the engine on it, and turns every request
@@ -111,7 +140,7 @@ public:
     Engine* engine() const { return m_engine; }
 
     void openModel(const QString& dir);
-    void addSae(int role, const QString& spec);
+    void addSae(SaeRole role, const QString& spec);
     void clearSaes();
     // Returns the request id; supersedes (cancels) every earlier run, queued or in progress.
     quint64 run(RunRequest request);
@@ -120,6 +149,12 @@ public:
     void cancel();
 
     quint64 latestRun() const { return m_latestRun; }
+
+Q_SIGNALS:
+    // On the GUI thread: the latest run's results (a run that a newer request superseded is dropped)
+    // and the model that opened. The panels connect to these themselves.
+    void runShown(const cs::ui::RunResult& result);
+    void modelOpened(const cs::ui::ModelSummary& summary);
 
 private:
     template <typename F>

@@ -4,12 +4,14 @@
 #include "ui/engine/view_types.h"
 
 #include "core/analysis/metric.h"
+#include "core/tokenizer/gpt2_tokenizer.h"
 
 #include <QMetaType>
 #include <QString>
 #include <QStringList>
 #include <QVector>
 
+#include <memory>
 #include <optional>
 
 namespace cs::ui {
@@ -20,6 +22,8 @@ struct ModelSummary {
     int nLayer = 0, nHead = 0, dModel = 0, dMlp = 0, nCtx = 0, vocabSize = 0;
     qint64 parameters = 0;
     QStringList warnings;
+    // The model's tokenizer (immutable, safe from any thread): the objective editor checks its tokens live.
+    std::shared_ptr<const Gpt2Tokenizer> tokenizer;
 };
 
 // The metrics a layer-grid cell can show (math §6.2): the core's one metric type.
@@ -47,6 +51,10 @@ struct GridSnapshot {
     int topN = 0;
     int tokenCount = 0;
     bool hasEffects = false;
+    // Empty for the run's own values; for a grid of differences what they are ("ablated − baseline",
+    // "right − left").
+    QString delta;
+    int comparedTokens = 0; // a grid of differences: the positions both sides have (the others are empty)
     // [metric][token][layer]; metrics without a value (effects without a target) are empty.
     QVector<QVector<QVector<GridLayerRow>>> rows;
 
@@ -111,6 +119,7 @@ struct RunResult {
     std::optional<RightPrompt> right;
     QVector<NodeRow> table;         // with a comparison each row also carries the other side
     GridSnapshot grid;
+    GridSnapshot deltaGrid;         // with a comparison: the grid of Δ (empty otherwise)
     double seconds = 0;
     QStringList warnings;
 };

@@ -39,7 +39,7 @@ public:
             }
             SaeSet saes;
             for (const auto& [role, spec] : source.saes)
-                saes.add(loadAndBindSae(spec.toStdString(), m_model->config, static_cast<SaeRole>(role)));
+                saes.add(loadAndBindSae(spec.toStdString(), m_model->config, role));
             IndexOptions o;
             o.cancelled = cancelled;
             o.message = [this](const std::string& m) { post([m](ExamplesController* c) { Q_EMIT c->message(QString::fromStdString(m)); }); };

@@ -22,6 +22,8 @@
 #include <atomic>
 #include <memory>
 
+#include "core/model/sae_role.h"
+
 namespace cs {
 class ExampleIndex;
 class Gpt2Tokenizer;
@@ -32,7 +34,7 @@ namespace cs::ui {
 // What to index: the model folder and the autoencoders as the window added them (role, "L=PATH").
 struct ExamplesSource {
     QString modelDir;
-    QVector<QPair<int, QString>> saes;
+    QVector<QPair<SaeRole, QString>> saes;
     bool operator==(const ExamplesSource&) const = default;
 };
 

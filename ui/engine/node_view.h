@@ -11,10 +11,6 @@
 
 namespace cs::ui {
 
-// Token strings for display: a leading space becomes '·', a newline '⏎'.
-QString displayToken(const std::string& token);
-QStringList displayTokens(const std::vector<std::string>& tokens);
-
 NodeView buildNodeView(const AnalysisInput& in, const Effects& effects, const NodeRef& node, const QStringList& tokens,
                        const QString& prompt, int topK);
 

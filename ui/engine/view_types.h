@@ -13,6 +13,10 @@
 
 namespace cs::ui {
 
+// Token strings for display: a leading space becomes '·', a newline '⏎'.
+QString displayToken(const std::string& token);
+QStringList displayTokens(const std::vector<std::string>& tokens);
+
 struct TokenValue {
     int id = 0;
     QString token;   // decoded, leading spaces kept

@@ -21,7 +21,7 @@ namespace cs::ui {
 
 namespace {
 
-constexpr int kCell = 30, kCellH = 24, kGap = 2, kGroupGap = 14, kLabelWidth = 40, kHeader = 22, kLegendHeight = 34;
+constexpr int kCell = 30, kCellH = 24, kGap = 2, kGroupGap = 14, kLabelWidth = 40, kHeader = 22, kLegendHeight = 52;
 
 const char* const kGroupNames[] = {"Heads", "Neurons (top %1)", "MLP latents (top %1)", "Attn latents (top %1)", "Resid latents (top %1)"};
 
@@ -46,6 +46,13 @@ void LayerGrid::setSnapshot(const GridSnapshot& snapshot)
     if (!m_snapshot.has(m_metric))
         m_metric = GridMetric::Activation;
     rebuild();
+}
+
+QString LayerGrid::valueName() const
+{
+    if (m_snapshot.delta.isEmpty())
+        return gridMetricName(m_metric);
+    return tr("Δ %1 (%2)").arg(gridMetricName(m_metric), m_snapshot.delta);
 }
 
 void LayerGrid::setTokenOfInterest(int token)
@@ -205,9 +212,11 @@ void LayerGrid::paintEvent(QPaintEvent*)
     p.fillRect(rect(), palette().color(QPalette::Base));
     if (m_cells.isEmpty()) {
         p.setPen(palette().color(QPalette::PlaceholderText));
-        p.drawText(rect(), Qt::AlignCenter,
-                   m_snapshot.nLayers == 0 ? tr("Run a prompt to see the layer grid.")
-                                           : tr("%1 needs a target token.").arg(gridMetricName(m_metric)));
+        p.drawText(rect().adjusted(12, 0, -12, 0), Qt::AlignCenter | Qt::TextWordWrap,
+                   m_snapshot.nLayers == 0            ? tr("Run a prompt to see the layer grid.")
+                   : !m_snapshot.has(m_metric)        ? tr("%1 needs a target token.").arg(gridMetricName(m_metric))
+                                                      : tr("No Δ at token %1: the right prompt has %2 tokens; choose one of "
+                                                           "the first %2 in the token strip.").arg(m_token).arg(m_snapshot.comparedTokens));
         return;
     }
     QFont small = font();
@@ -259,8 +268,9 @@ void LayerGrid::paintEvent(QPaintEvent*)
     p.drawText(labels, Qt::AlignLeft, QString::number(-m_maxAbs, 'g', 3));
     p.drawText(labels, Qt::AlignHCenter, QStringLiteral("0"));
     p.drawText(labels, Qt::AlignRight, QString::number(m_maxAbs, 'g', 3));
-    p.drawText(QRect(m_legend.right() + 50, m_legend.top() - 3, 400, 18), Qt::AlignLeft | Qt::AlignVCenter,
-               tr("%1 at token %2").arg(gridMetricName(m_metric)).arg(m_token));
+    // Under the scale, not beside it: beside it a narrow panel clipped the caption.
+    p.drawText(QRect(m_legend.left(), labels.bottom() + 1, width() - m_legend.left(), 18), Qt::AlignLeft | Qt::AlignVCenter,
+               tr("%1 at token %2").arg(valueName()).arg(m_token));
 }
 
 void LayerGrid::selectCell(const Cell& cell)
@@ -354,7 +364,7 @@ bool LayerGrid::event(QEvent* event)
         auto* help = static_cast<QHelpEvent*>(event);
         if (const Cell* c = cellAt(help->pos())) {
             QToolTip::showText(help->globalPos(),
-                               QStringLiteral("%1\n%2 = %3").arg(QString::fromStdString(c->cell.node.name()), gridMetricName(m_metric))
+                               QStringLiteral("%1\n%2 = %3").arg(QString::fromStdString(c->cell.node.name()), valueName())
                                    .arg(c->cell.value, 0, 'g', 6),
                                this);
         } else {

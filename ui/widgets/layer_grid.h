@@ -34,6 +34,8 @@ public:
     bool isAblated(const NodeRef& node) const;
 
     GridMetric metric() const { return m_metric; }
+    // What a cell's value is: the metric's name, or for a grid of differences "Δ NAME (ablated − baseline)".
+    QString valueName() const;
     int tokenOfInterest() const { return m_token; }
     const GridSnapshot& snapshot() const { return m_snapshot; }
 

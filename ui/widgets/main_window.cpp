@@ -26,6 +26,7 @@
 #include <QAction>
 #include <QApplication>
 #include <QCloseEvent>
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
 #include <QDockWidget>
@@ -43,6 +44,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QScrollArea>
+#include <QScrollBar>
 #include <QScreen>
 #include <QWindow>
 #include <QSpinBox>
@@ -60,9 +62,14 @@ namespace {
 
 constexpr int kGridTopNComputed = 32; // the engine ships this many per layer; the spin box shows fewer
 
-QString roleName(int role)
+QString roleName(SaeRole role)
 {
-    return role == 0 ? QObject::tr("MLP") : role == 1 ? QObject::tr("attention") : QObject::tr("residual");
+    switch (role) {
+    case SaeRole::Mlp: return QObject::tr("MLP");
+    case SaeRole::Attn: return QObject::tr("attention");
+    case SaeRole::Resid: return QObject::tr("residual");
+    }
+    return {};
 }
 
 } // namespace
@@ -82,6 +89,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), m_engine(new Engi
     connect(m_actions, &NodeActions::ablateRequested, this, &MainWindow::ablate);
     connect(m_actions, &NodeActions::unablateRequested, this, &MainWindow::removeAblation);
     connect(m_actions, &NodeActions::traceRequested, this, &MainWindow::trace);
+    connect(m_actions, &NodeActions::valueTraceOntoRequested, this, &MainWindow::pickDownstreamFor);
     buildToolbar();
     buildCentral();
     buildCircuitDock();
@@ -91,6 +99,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), m_engine(new Engi
 
     restoreGeometry(Settings::windowGeometry());
     restoreState(Settings::windowState());
+    // A saved state may show the Ablations dock; it shows only while there are ablations.
+    findChild<QDockWidget*>(QStringLiteral("ablationsDock"))->setVisible(false);
     const LastPrompt last = Settings::lastPrompt();
     setPrompt(last.text, last.target, last.distractor);
 }
@@ -140,7 +150,7 @@ void MainWindow::buildToolbar()
     m_saeButton->setText(tr("Open SAEs"));
     m_saeButton->setPopupMode(QToolButton::InstantPopup);
     auto* saeMenu = new QMenu(m_saeButton);
-    for (int role = 0; role < 3; ++role)
+    for (SaeRole role : kSaeRoles)
         saeMenu->addAction(tr("%1 autoencoder for a layer…").arg(roleName(role)), this, [this, role] { chooseAutoencoder(role); });
     saeMenu->addSeparator();
     saeMenu->addAction(tr("Remove all autoencoders"), this, [this] {
@@ -220,6 +230,7 @@ void MainWindow::buildCentral()
     connect(m_tokens, &TokenStrip::tokenClicked, this, &MainWindow::onTokenOfInterest);
     layout->addWidget(m_tokens);
     m_tokenEffects = new TokenEffectsView;
+    m_tokenEffects->follow(m_engine);
     layout->addWidget(m_tokenEffects);
     m_tokens2 = new TokenStrip;
     m_tokens2->setToolTip(tr("The second prompt's tokens"));
@@ -255,6 +266,12 @@ void MainWindow::buildCentral()
     connect(m_goTo, &QLineEdit::returnPressed, this, &MainWindow::onGoTo);
     controls->addWidget(new QLabel(tr("Metric")));
     controls->addWidget(m_metric);
+    m_deltaGrid = new QCheckBox(tr("Δ"));
+    m_deltaGrid->setToolTip(tr("Color the grid by Δ: ablated − baseline with ablations, right − left with two prompts "
+                               "(each layer's top neurons and latents by |Δ|)"));
+    m_deltaGrid->setEnabled(false);
+    connect(m_deltaGrid, &QCheckBox::toggled, this, &MainWindow::showGrid);
+    controls->addWidget(m_deltaGrid);
     controls->addWidget(m_topN);
     controls->addWidget(m_tableTopK);
     controls->addWidget(m_goTo, 1);
@@ -266,10 +283,11 @@ void MainWindow::buildCentral()
     m_grid->setNodeActions(m_actions);
     connect(m_grid, &LayerGrid::nodeClicked, this, &MainWindow::selectNode);
     connect(m_grid, &LayerGrid::pinToggleRequested, this, &MainWindow::togglePin);
-    auto* scroll = new QScrollArea;
-    scroll->setWidget(m_grid);
-    scroll->setWidgetResizable(true);
-    gridLayout->addWidget(scroll, 1);
+    m_gridScroll = new QScrollArea;
+    m_gridScroll->setWidget(m_grid);
+    m_gridScroll->setWidgetResizable(true);
+    gridLayout->addWidget(m_gridScroll, 1);
+    m_gridPanel = gridPanel;
 
     m_inspector = new NodeInspector;
     m_inspector->setNodeActions(m_actions);
@@ -284,39 +302,41 @@ void MainWindow::buildCentral()
         run();
     });
     connect(m_examples, &ExamplesView::normalizationChanged, this, [this] {
-        if (m_lastRun)
-            m_grid->setSnapshot(m_examples->shownGrid(m_lastRun->grid));
+        showGrid();
         if (m_inspector->hasView())
             m_tokens->setActivations(m_examples->shownActivations(m_inspector->view().node, m_inspector->view().activationByToken));
     });
-    auto* top = new QSplitter(Qt::Horizontal);
-    top->setObjectName(QStringLiteral("topSplitter"));
-    top->addWidget(gridPanel);
-    top->addWidget(m_inspector);
-    top->setStretchFactor(0, 1);
-    top->setStretchFactor(1, 1);
-    top->setSizes({800, 800});
-
     m_table = new NodeTableView;
     m_table->setNodeActions(m_actions);
     connect(m_table, &NodeTableView::nodeActivated, this, &MainWindow::selectNode);
     connect(m_table, &NodeTableView::pinToggleRequested, this, &MainWindow::togglePin);
-    // The next-token candidates sit beside the table: with a comparison they need seven columns,
-    // more than a side dock holds.
     m_nextTokens = new NextTokensPanel;
-    auto* bottom = new QSplitter(Qt::Horizontal);
-    bottom->setObjectName(QStringLiteral("bottomSplitter"));
-    bottom->addWidget(m_table);
-    bottom->addWidget(m_nextTokens);
-    bottom->setStretchFactor(0, 3);
-    bottom->setStretchFactor(1, 2);
-    bottom->setSizes({600, 480});
-    auto* vertical = new QSplitter(Qt::Vertical);
+    m_nextTokens->follow(m_engine);
+    // Two columns: the grid with the node table under it (a short grid leaves its room to the table,
+    // see fitGridPanel), the inspector with the next-token candidates under it.
+    m_leftColumn = new QSplitter(Qt::Vertical);
+    m_leftColumn->setObjectName(QStringLiteral("leftSplitter"));
+    m_leftColumn->setChildrenCollapsible(false);
+    m_leftColumn->addWidget(gridPanel);
+    m_leftColumn->addWidget(m_table);
+    m_leftColumn->setStretchFactor(0, 0);
+    m_leftColumn->setStretchFactor(1, 1);
+    auto* right = new QSplitter(Qt::Vertical);
+    right->setObjectName(QStringLiteral("rightSplitter"));
+    right->setChildrenCollapsible(false);
+    right->addWidget(m_inspector);
+    right->addWidget(m_nextTokens);
+    // The inspector's charts first: at 1280 × 800 a 3:2 split left the write chart 8 bars of 40.
+    right->setStretchFactor(0, 2);
+    right->setStretchFactor(1, 1);
+    right->setSizes({660, 340});
+    auto* vertical = new QSplitter(Qt::Horizontal);
     vertical->setObjectName(QStringLiteral("mainSplitter"));
-    vertical->addWidget(top);
-    vertical->addWidget(bottom);
-    vertical->setStretchFactor(0, 3);
-    vertical->setStretchFactor(1, 2);
+    vertical->addWidget(m_leftColumn);
+    vertical->addWidget(right);
+    vertical->setStretchFactor(0, 1);
+    vertical->setStretchFactor(1, 1);
+    vertical->setSizes({800, 800});
     layout->addWidget(vertical, 1);
     setCentralWidget(central);
 }
@@ -481,7 +501,8 @@ void MainWindow::connectEngine()
     Engine* e = m_engine->engine();
     // `this` as context: queued results for a window that is gone are dropped by Qt.
     connect(e, &Engine::modelOpened, this, &MainWindow::onModelOpened);
-    connect(e, &Engine::runFinished, this, &MainWindow::onRunFinished);
+    // The latest run only (the client drops superseded ones), after the panels that follow the client.
+    connect(m_engine, &EngineClient::runShown, this, &MainWindow::onRunFinished);
     connect(e, &Engine::nodeReady, this, &MainWindow::onNodeReady);
     connect(e, &Engine::failed, this, &MainWindow::onFailed);
     // After the window's own slots (queued in connection order), so the examples see the new state.
@@ -555,7 +576,7 @@ void MainWindow::chooseModelFolder()
         openModel(dir);
 }
 
-void MainWindow::chooseAutoencoder(int role)
+void MainWindow::chooseAutoencoder(SaeRole role)
 {
     if (!m_model) {
         showError(tr("Open a model before its autoencoders."));
@@ -582,7 +603,7 @@ void MainWindow::openModel(const QString& dir)
     m_engine->openModel(dir);
 }
 
-void MainWindow::addAutoencoder(int role, const QString& spec)
+void MainWindow::addAutoencoder(SaeRole role, const QString& spec)
 {
     m_saeSpecs.push_back({role, spec});
     m_engine->addSae(role, spec);
@@ -590,7 +611,6 @@ void MainWindow::addAutoencoder(int role, const QString& spec)
 
 namespace {
 
-const char* const kRoleNames[] = {"mlp", "attn", "resid"};
 const char* const kMetricNames[] = {"activation", "write_magnitude", "direct_effect", "total_effect"};
 const char* const kTabNames[] = {"write", "read", "pairs", "activation"};
 
@@ -614,7 +634,7 @@ Session MainWindow::currentSession() const
     Session s;
     s.modelPath = m_model ? m_model->path.toStdString() : std::string();
     for (const auto& [role, spec] : m_saeSpecs)
-        s.autoencoders.push_back({kRoleNames[role], spec.toStdString()});
+        s.autoencoders.push_back({role, spec.toStdString()});
     s.prompt = m_prompt->text().toStdString();
     s.objective = objectiveFromFields();
     s.ablations = ablationSpecs();
@@ -629,6 +649,7 @@ Session MainWindow::currentSession() const
     s.view.topN = m_topN->value();
     s.view.tableTopK = m_tableTopK->value();
     s.view.perUnitWrite = m_inspector->perUnitWrite();
+    s.view.gridDelta = m_deltaGrid->isChecked();
     s.view.inspectorTab = kTabNames[std::clamp(m_inspector->tabs()->currentIndex(), 0, 3)];
     return s;
 }
@@ -668,8 +689,7 @@ void MainWindow::continueRestore()
     const Session s = *m_restoring;
     m_saeSpecs.clear();
     for (const auto& a : s.autoencoders) {
-        const int role = a.role == "mlp" ? 0 : a.role == "attn" ? 1 : 2;
-        addAutoencoder(role, QString::fromStdString(a.spec));
+        addAutoencoder(a.role, QString::fromStdString(a.spec));
     }
     m_prompt->setText(QString::fromStdString(s.prompt));
     m_objective->setObjective(s.objective);
@@ -691,6 +711,7 @@ void MainWindow::continueRestore()
         m_tableTopK->setValue(s.view.tableTopK);
     }
     m_inspector->setPerUnitWrite(s.view.perUnitWrite);
+    m_deltaGrid->setChecked(s.view.gridDelta);
     for (int t = 0; t < 4; ++t) {
         if (s.view.inspectorTab == kTabNames[t])
             m_inspector->tabs()->setCurrentIndex(t);
@@ -800,10 +821,9 @@ void MainWindow::onModelOpened(const ModelSummary& s)
     m_views->clear(); // views of the old model
     m_modelLabel->setText(tr("%1 · %2 layers × %3 heads · d %4").arg(s.name).arg(s.nLayer).arg(s.nHead).arg(s.dModel));
     m_modelLabel->setToolTip(s.path);
+    m_objective->setTokenizer(s.tokenizer);
     m_tokens->setTokens({});
     m_tokens2->hide();
-    m_tokenEffects->setEffects({}, {});
-    m_nextTokens->setCandidates({}, {}, Comparison::None, {});
     m_grid->setSnapshot({});
     m_table->setRows({});
     m_inspector->clear(tr("Run a prompt, then click a node."));
@@ -815,15 +835,16 @@ void MainWindow::onModelOpened(const ModelSummary& s)
 
 void MainWindow::onRunFinished(const RunResult& r)
 {
-    if (r.id != m_engine->latestRun())
-        return; // finished just before a newer request superseded it
     setBusy(false);
     clearError();
     m_lastRun = r;
     m_views->clear(); // the engine's record changed: every view of a pin is stale
     m_tokens->setTokens(r.tokens);
-    m_grid->setSnapshot(m_examples->shownGrid(r.grid));
-    m_grid->setTokenOfInterest(static_cast<int>(r.tokens.size()) - 1);
+    m_deltaGrid->setEnabled(r.comparison != Comparison::None);
+    showGrid();
+    const int interest = tracedTokenOfInterest(int(r.tokens.size()));
+    m_grid->setTokenOfInterest(interest);
+    m_tokens->setTokenOfInterest(interest);
     updateMetricChooser();
     m_table->setEffectsAvailable(r.hasObjective);
     m_table->setComparison(r.comparison);
@@ -831,6 +852,7 @@ void MainWindow::onRunFinished(const RunResult& r)
     m_table->setRows(r.table);
     m_actions->setTokenCount(int(r.tokens.size()));
     showInterventionResults(r);
+    fitGridPanel();
     m_tokenCountLabel->setText(tr("· %n token(s)", nullptr, static_cast<int>(r.tokens.size())));
     QString timing = tr("· computed in %1 s").arg(r.seconds, 0, 'f', 2);
     if (r.hasObjective) {
@@ -866,6 +888,34 @@ void MainWindow::onRunFinished(const RunResult& r)
     Q_EMIT runReady();
 }
 
+// Where a trace's upstream nodes have effects: a neuron's or latent's token, a head's query token
+// (through Q or Q·K) or key token (through K or V); without a trace, the last token.
+int MainWindow::tracedTokenOfInterest(int tokenCount) const
+{
+    if (!m_trace)
+        return tokenCount - 1;
+    try {
+        const NodeRef node = NodeRef::parse(m_trace->node).resolved(tokenCount);
+        const bool atKey = node.kind == NodeKind::AttnHead && (m_trace->through == "k" || m_trace->through == "v");
+        return atKey ? node.keyToken : node.token;
+    } catch (const std::exception&) {
+        return tokenCount - 1; // the run has refused such a trace already
+    }
+}
+
+// The run's own values (normalized by the Examples tab's maxima when that is on), or their Δ.
+void MainWindow::showGrid()
+{
+    if (!m_lastRun)
+        return;
+    m_grid->setSnapshot(isGridDelta() ? m_lastRun->deltaGrid : m_examples->shownGrid(m_lastRun->grid));
+}
+
+bool MainWindow::isGridDelta() const
+{
+    return m_deltaGrid->isEnabled() && m_deltaGrid->isChecked() && m_lastRun && m_lastRun->deltaGrid.nLayers > 0;
+}
+
 void MainWindow::updateMetricChooser()
 {
     const bool effects = m_lastRun && m_lastRun->hasObjective;
@@ -883,6 +933,11 @@ void MainWindow::selectNode(const NodeRef& node)
 {
     if (!m_lastRun)
         return;
+    if (m_pickingDownstreamFor) {
+        const NodeRef head = *std::exchange(m_pickingDownstreamFor, std::nullopt);
+        traceOnto(head, node, m_traceBar->downstreamThrough());
+        return;
+    }
     m_selected = node;
     m_grid->setSelectedNode(node);
     m_table->selectNode(node);
@@ -950,14 +1005,42 @@ void MainWindow::buildInterventionDocks()
     addDockWidget(Qt::RightDockWidgetArea, ablationsDock);
     splitDockWidget(circuitDock, ablationsDock, Qt::Vertical);
     resizeDocks({circuitDock, ablationsDock}, {600, 240}, Qt::Vertical);
+    // Empty, the list would only take the pins' room: the dock shows while there are ablations.
+    const auto showWhenUsed = [this, ablationsDock] { ablationsDock->setVisible(m_ablations->model()->rowCount() > 0); };
+    connect(m_ablations->model(), &QAbstractItemModel::modelReset, ablationsDock, showWhenUsed);
+    connect(m_ablations->model(), &QAbstractItemModel::rowsInserted, ablationsDock, showWhenUsed);
+    connect(m_ablations->model(), &QAbstractItemModel::rowsRemoved, ablationsDock, showWhenUsed);
+    showWhenUsed();
+}
+
+// The grid panel gets the height its grid draws (controls, rows, legend, the horizontal scroll bar when
+// the groups are wider than the panel), at most 60 % of the column; the node table under it the rest.
+// Refitted only when that height changes (another model, a trace bar), so a dragged splitter stays.
+void MainWindow::fitGridPanel()
+{
+    // The scroll area's own size hint keeps the grid's first one (Qt caches it): the grid's current
+    // height replaces it.
+    int wanted = m_gridPanel->sizeHint().height() - m_gridScroll->sizeHint().height() + m_grid->sizeHint().height() +
+                 2 * m_gridScroll->frameWidth();
+    if (m_grid->sizeHint().width() > m_gridScroll->viewport()->width())
+        wanted += m_gridScroll->horizontalScrollBar()->sizeHint().height();
+    if (wanted == m_fittedGridHeight)
+        return;
+    m_fittedGridHeight = wanted;
+    const QList<int> sizes = m_leftColumn->sizes();
+    const int total = sizes.value(0) + sizes.value(1);
+    if (total <= 0)
+        return;
+    const int grid = std::min(wanted, total * 6 / 10);
+    m_leftColumn->setSizes({grid, total - grid});
 }
 
 void MainWindow::showInterventionResults(const RunResult& r)
 {
-    const NextTokensView& other = r.comparison == Comparison::Baseline ? r.baselineNext : r.right ? r.right->next : NextTokensView();
-    m_nextTokens->setCandidates(r.next, other, r.comparison, r.tokens.value(r.next.token));
-    m_tokenEffects->setEffects(r.tokenEffects, r.tokens);
-    m_traceBar->setTrace(m_trace, r.tokens);
+    if (m_pickingDownstreamFor)
+        m_traceBar->setPickingDownstream(*m_pickingDownstreamFor, r.tokens);
+    else
+        m_traceBar->setTrace(m_trace, r.tokens);
     m_tokens2->setVisible(r.right.has_value());
     if (r.right) {
         m_tokens2->setTokens(r.right->tokens);
@@ -1011,6 +1094,7 @@ void MainWindow::removeAblation(const QString& name)
 
 void MainWindow::trace(const NodeRef& node, const QString& through)
 {
+    m_pickingDownstreamFor.reset();
     Session::Trace t;
     t.node = m_lastRun ? portableNodeName(node, int(m_lastRun->tokens.size())) : node.name();
     t.through = through.toStdString();
@@ -1018,8 +1102,36 @@ void MainWindow::trace(const NodeRef& node, const QString& through)
     rerun();
 }
 
+void MainWindow::traceOnto(const NodeRef& head, const NodeRef& downstream, const QString& downstreamThrough)
+{
+    m_pickingDownstreamFor.reset();
+    const int n = m_lastRun ? int(m_lastRun->tokens.size()) : 0;
+    Session::Trace t;
+    t.node = n ? portableNodeName(head, n) : head.name();
+    t.through = "v";
+    t.downstream = n ? portableNodeName(downstream, n) : downstream.name();
+    // Only a head is traced through q, k or qk; for a neuron or a latent the choice does not apply.
+    if (downstream.kind == NodeKind::AttnHead)
+        t.downstreamThrough = downstreamThrough.toStdString();
+    m_trace = t;
+    rerun();
+}
+
+void MainWindow::pickDownstreamFor(const NodeRef& head)
+{
+    m_pickingDownstreamFor = head;
+    m_traceBar->setPickingDownstream(head, m_lastRun ? m_lastRun->tokens : QStringList());
+    statusBar()->showMessage(tr("Click the downstream node of the value trace (Cancel in the trace bar: no trace)"), 6000);
+}
+
 void MainWindow::clearTrace()
 {
+    if (m_pickingDownstreamFor) {
+        // Cancel while picking a downstream node: the trace already in place (if any) stays.
+        m_pickingDownstreamFor.reset();
+        m_traceBar->setTrace(m_trace, m_lastRun ? m_lastRun->tokens : QStringList());
+        return;
+    }
     m_trace.reset();
     m_traceBar->setTrace(std::nullopt, {});
     rerun();

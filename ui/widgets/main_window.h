@@ -13,12 +13,15 @@
 #include <optional>
 
 class QAction;
+class QCheckBox;
 class QComboBox;
 class QLabel;
 class QLineEdit;
 class QMenu;
 class QProgressBar;
 class QPushButton;
+class QScrollArea;
+class QSplitter;
 class QSpinBox;
 class QToolButton;
 
@@ -50,7 +53,7 @@ public:
 
     void openModel(const QString& dir);
     void setPrompt(const QString& prompt, const QString& target = {}, const QString& distractor = {});
-    void addAutoencoder(int role, const QString& spec);
+    void addAutoencoder(SaeRole role, const QString& spec);
     void run();
     void selectNode(const NodeRef& node);
 
@@ -62,6 +65,10 @@ public:
     QStringList ablations() const;
     // Trace upstream from a node (through: "" for neurons and latents, q|k|qk|v for heads).
     void trace(const NodeRef& node, const QString& through = {});
+    // A head's value trace onto a downstream node (through: "" = qk, q or k when it is a head).
+    void traceOnto(const NodeRef& head, const NodeRef& downstream, const QString& downstreamThrough = {});
+    // The next node selected (grid, table, Go to) becomes the downstream node of `head`'s value trace.
+    void pickDownstreamFor(const NodeRef& head);
     void clearTrace();
     const std::optional<Session::Trace>& currentTrace() const { return m_trace; }
     // A second prompt, first a copy of the first (prompt, targets, distractors).
@@ -113,6 +120,9 @@ public:
     QLineEdit* distractorField() const { return m_distractor; }
     QLineEdit* goToField() const { return m_goTo; }
     QComboBox* metricChooser() const { return m_metric; }
+    // "Δ": the grid colored by ablated − baseline or right − left; enabled only with a comparison.
+    QCheckBox* gridDeltaToggle() const { return m_deltaGrid; }
+    bool isGridDelta() const;
     QPushButton* runButton() const { return m_runButton; }
     QPushButton* cancelButton() const { return m_cancelButton; }
     QString errorText() const;
@@ -149,13 +159,16 @@ private:
     void clearError();
     void fillModelMenu();
     void chooseModelFolder();
-    void chooseAutoencoder(int role);
+    void chooseAutoencoder(SaeRole role);
     void onModelOpened(const ModelSummary& summary);
     void onRunFinished(const RunResult& result);
     void onNodeReady(const NodeView& view);
     void onFailed(cs::ui::EngineJob job, const QString& message);
     void buildInterventionDocks();
     void showInterventionResults(const RunResult& result);
+    void fitGridPanel();
+    void showGrid();
+    int tracedTokenOfInterest(int tokenCount) const;
     void rerun();
     std::vector<std::string> ablationSpecs() const;
     void onTokenOfInterest(int token);
@@ -179,8 +192,13 @@ private:
     QLabel* m_error = nullptr;
     TokenStrip* m_tokens = nullptr;
     LayerGrid* m_grid = nullptr;
+    QWidget* m_gridPanel = nullptr;             // the grid with its controls and trace bar
+    QScrollArea* m_gridScroll = nullptr;
+    QSplitter* m_leftColumn = nullptr;          // the grid panel over the node table
+    int m_fittedGridHeight = -1;
     QComboBox* m_metric = nullptr;
     QSpinBox* m_topN = nullptr;
+    QCheckBox* m_deltaGrid = nullptr;
     QLineEdit* m_goTo = nullptr;
     NodeInspector* m_inspector = nullptr;
     NodeTableView* m_table = nullptr;
@@ -196,12 +214,13 @@ private:
     quint64 m_latestInspect = 0;
     std::optional<NodeRef> m_selected;
     QString m_pendingModelPath;
-    QVector<QPair<int, QString>> m_saeSpecs;   // autoencoders as added (role, spec), for sessions
+    QVector<QPair<SaeRole, QString>> m_saeSpecs;   // autoencoders as added (role, spec), for sessions
     std::optional<Session> m_restoring;         // a session being restored, step by step
     ObjectiveEditor* m_objective = nullptr;
     AblationsPanel* m_ablations = nullptr;      // the ablations: what every run and session uses
     TraceBar* m_traceBar = nullptr;
     std::optional<Session::Trace> m_trace;
+    std::optional<NodeRef> m_pickingDownstreamFor; // a value trace waiting for its downstream click
     NextTokensPanel* m_nextTokens = nullptr;
     SecondPromptBar* m_second = nullptr;        // the second prompt, when shown
     QAction* m_secondPromptAction = nullptr;

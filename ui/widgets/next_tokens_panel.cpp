@@ -1,5 +1,6 @@
 #include "ui/widgets/next_tokens_panel.h"
 
+#include "ui/engine/engine.h"
 #include "ui/widgets/node_table_model.h"
 
 #include <QBrush>
@@ -160,6 +161,15 @@ NextTokensPanel::NextTokensPanel(QWidget* parent)
     layout->addWidget(m_caption);
     layout->addWidget(m_view, 1);
     setCandidates({}, {}, Comparison::None, {});
+}
+
+void NextTokensPanel::follow(const EngineClient* client)
+{
+    connect(client, &EngineClient::runShown, this, [this](const RunResult& r) {
+        const NextTokensView& other = r.comparison == Comparison::Baseline ? r.baselineNext : r.right ? r.right->next : NextTokensView();
+        setCandidates(r.next, other, r.comparison, r.tokens.value(r.next.token));
+    });
+    connect(client, &EngineClient::modelOpened, this, [this] { setCandidates({}, {}, Comparison::None, {}); });
 }
 
 void NextTokensPanel::setCandidates(const NextTokensView& main, const NextTokensView& other, Comparison comparison, const QString& at)

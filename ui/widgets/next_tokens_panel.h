@@ -17,7 +17,9 @@ namespace cs::ui {
 class NextTokensModel : public QAbstractTableModel {
     Q_OBJECT
 public:
-    enum Column { RoleColumn, TokenColumn, LogitColumn, ProbColumn, VsTargetColumn, OtherLogitColumn, OtherProbColumn, DeltaLogitColumn, ColumnCount };
+    // The logits of both sides and their Δ first, so that a narrow panel cuts the probabilities off,
+    // never the Δ.
+    enum Column { RoleColumn, TokenColumn, LogitColumn, OtherLogitColumn, DeltaLogitColumn, ProbColumn, OtherProbColumn, VsTargetColumn, ColumnCount };
     enum Role { SortRole = Qt::UserRole + 1 }; // raw numbers
     enum class RowKind { Target, Distractor, Top, Bottom };
     struct Row {
@@ -46,10 +48,15 @@ private:
     Comparison m_comparison = Comparison::None;
 };
 
+class EngineClient;
+
 class NextTokensPanel : public QWidget {
     Q_OBJECT
 public:
     explicit NextTokensPanel(QWidget* parent = nullptr);
+    // Shows every run `client` shows (the baseline's or the second prompt's candidates beside), and
+    // nothing after a model opens.
+    void follow(const EngineClient* client);
     void setCandidates(const NextTokensView& main, const NextTokensView& other, Comparison comparison, const QString& at);
     NextTokensModel* model() const { return m_model; }
     QTableView* view() const { return m_view; }

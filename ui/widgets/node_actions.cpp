@@ -64,11 +64,14 @@ void NodeActions::populate(QMenu* menu, const NodeRef& node)
     if (node.kind == NodeKind::AttnHead) {
         QMenu* trace = menu->addMenu(tr("Trace attention %1 upstream").arg(QString::fromStdString(node.name())));
         const std::pair<const char*, QString> modes[] = {
-            {"qk", tr("through Q·K (the score)")}, {"q", tr("through the query")}, {"k", tr("through the key")}, {"v", tr("through the value")}};
+            {"qk", tr("through Q·K (the score)")}, {"q", tr("through the query")}, {"k", tr("through the key")},
+            {"v", tr("through the value, onto the objective")}};
         for (const auto& [mode, label] : modes) {
             const QString through = QString::fromLatin1(mode);
             trace->addAction(label, this, [this, node, through] { Q_EMIT traceRequested(node, through); });
         }
+        trace->addAction(tr("through the value, onto a downstream node (click it next)…"), this,
+                         [this, node] { Q_EMIT valueTraceOntoRequested(node); });
     } else {
         menu->addAction(tr("Trace upstream: what caused %1?").arg(QString::fromStdString(node.name())), this,
                         [this, node] { Q_EMIT traceRequested(node, QString()); });

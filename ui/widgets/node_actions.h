@@ -43,6 +43,8 @@ Q_SIGNALS:
     void unablateRequested(const QString& ablationName);
     // through: "" (a neuron or latent), "q", "k", "qk" or "v" (heads).
     void traceRequested(const cs::NodeRef& node, const QString& through);
+    // A head's value trace onto a downstream node that the user clicks next.
+    void valueTraceOntoRequested(const cs::NodeRef& head);
 
 private:
     std::function<bool(const QString&)> m_isAblated;

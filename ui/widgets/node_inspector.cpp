@@ -23,6 +23,11 @@ namespace cs::ui {
 
 namespace {
 
+// A bar chart of the top and bottom 20 tokens (the engine's lists) with every token label: 12 px a
+// bar (at 420 px for the chart and its title, subtitle and axis, only every other label fitted), and
+// the Export bar.
+constexpr int kTokenBarsHeight = 160 + 12 * 40;
+
 // A chart with its Export ▾ button above it, right-aligned.
 QWidget* withExport(ChartWidget* chart, QWidget* extra = nullptr)
 {
@@ -146,7 +151,10 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     m_perUnit->setToolTip(tr("Off: this node's write in this context (activation × direction, sign included).\n"
                              "On: the write of one unit of positive activation."));
     connect(m_perUnit, &QCheckBox::toggled, this, [this] { showWrite(); });
-    m_tabs->addTab(withExport(m_write, m_perUnit), tr("Write tokens"));
+    // Room for every token label; a shorter inspector scrolls the tab.
+    QWidget* writeBox = withExport(m_write, m_perUnit);
+    writeBox->setMinimumHeight(kTokenBarsHeight);
+    m_tabs->addTab(scrolled(writeBox), tr("Write tokens"));
 
     // Two charts of a head (Q-read and K-read, the two pair maps) are stacked, not side by side: side
     // by side at half the inspector's width their titles and token labels did not fit.
@@ -160,7 +168,7 @@ NodeInspector::NodeInspector(QWidget* parent) : QWidget(parent)
     // Each stacked chart keeps the room of a chart of its own (titles, every token label); the tab
     // scrolls to the second one when the inspector is shorter than both.
     for (QWidget* box : {reads->widget(0), reads->widget(1)})
-        box->setMinimumHeight(420); // 2 × 20 bars with every token label
+        box->setMinimumHeight(kTokenBarsHeight);
     m_tabs->addTab(scrolled(reads), tr("Read tokens"));
 
     auto* pairs = new QWidget;

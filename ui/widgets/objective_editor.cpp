@@ -1,5 +1,7 @@
 #include "ui/widgets/objective_editor.h"
 
+#include "ui/engine/view_types.h"
+
 #include <QComboBox>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -19,14 +21,6 @@ const Kind kKinds[] = {
     {"logit_minus_mean", "logit − mean"},
     {"prob", "probability"},
 };
-
-QString joinTokens(const std::vector<std::string>& tokens)
-{
-    QStringList parts;
-    for (const auto& t : tokens)
-        parts << QString::fromStdString(t);
-    return parts.join(u'|');
-}
 
 } // namespace
 
@@ -83,6 +77,14 @@ std::vector<std::string> ObjectiveEditor::tokenTexts(const QString& field)
     return out;
 }
 
+QString ObjectiveEditor::fieldText(const std::vector<std::string>& tokens)
+{
+    QStringList parts;
+    for (const auto& t : tokens)
+        parts << QString::fromStdString(t);
+    return parts.join(u'|');
+}
+
 Session::Objective ObjectiveEditor::objective() const
 {
     Session::Objective o;
@@ -97,8 +99,8 @@ void ObjectiveEditor::setObjective(const Session::Objective& o)
 {
     const int kind = m_kind->findData(QString::fromStdString(o.kind));
     m_kind->setCurrentIndex(kind < 0 ? 0 : kind);
-    m_target->setText(joinTokens(o.targets));
-    m_distractor->setText(joinTokens(o.distractors));
+    m_target->setText(fieldText(o.targets));
+    m_distractor->setText(fieldText(o.distractors));
 }
 
 void ObjectiveEditor::swap()
@@ -114,14 +116,48 @@ void ObjectiveEditor::setPrompt(const QString& prompt)
     updateWarning();
 }
 
+void ObjectiveEditor::setTokenizer(std::shared_ptr<const Gpt2Tokenizer> tokenizer)
+{
+    m_tokenizer = std::move(tokenizer);
+    updateWarning();
+}
+
+QStringList ObjectiveEditor::notOneToken(const QLineEdit* field) const
+{
+    QStringList out;
+    if (!m_tokenizer || !field->isEnabled())
+        return out;
+    for (const auto& text : tokenTexts(field->text())) {
+        const std::vector<int> ids = m_tokenizer->encode(text);
+        if (ids.size() == 1)
+            continue;
+        QStringList pieces;
+        for (int id : ids)
+            pieces << displayToken(m_tokenizer->tokenString(id));
+        out << tr("“%1” is %n tokens: %2", nullptr, int(ids.size())).arg(displayToken(text), pieces.join(u'|'));
+    }
+    return out;
+}
+
+QStringList ObjectiveEditor::notOneToken() const
+{
+    return notOneToken(m_target) + notOneToken(m_distractor);
+}
+
 QString ObjectiveEditor::warning() const
 {
-    return m_warning->isHidden() ? QString() : m_warning->text();
+    return m_warning->isHidden() ? QString() : m_warningText;
 }
 
 void ObjectiveEditor::updateWarning()
 {
     QStringList problems;
+    // A field with a piece that is not one token gets a red frame, as well as the chip.
+    for (QLineEdit* field : {m_target, m_distractor}) {
+        const QStringList bad = notOneToken(field);
+        field->setStyleSheet(bad.isEmpty() ? QString() : QStringLiteral("QLineEdit { border: 1px solid #c5221f; border-radius: 2px; }"));
+        problems += bad;
+    }
     if (m_prompt.endsWith(u' '))
         problems << tr("the prompt ends with a space");
     const std::vector<std::string> targets = tokenTexts(m_target->text());
@@ -134,10 +170,16 @@ void ObjectiveEditor::updateWarning()
     if (problems.isEmpty()) {
         m_warning->hide();
         m_warning->clear();
+        m_warningText.clear();
         return;
     }
-    m_warning->setText(QStringLiteral("⚠ ") + problems.join(QStringLiteral("; ")));
-    m_warning->setToolTip(tr("GPT-2's word tokens start with a space: the next word after “… to” is “ Mary”, so a prompt "
+    m_warningText = QStringLiteral("⚠ ") + problems.join(QStringLiteral("; "));
+    // Elided in the toolbar (a long tokenization would push the Run button off a 1280-pixel screen);
+    // the tooltip has all of it.
+    m_warning->setText(m_warning->fontMetrics().elidedText(m_warningText, Qt::ElideRight, 300));
+    m_warning->setToolTip(m_warningText + QStringLiteral("\n\n") +
+                          tr("Each target and distractor must be one token of the model's vocabulary.\n"
+                             "GPT-2's word tokens start with a space: the next word after “… to” is “ Mary”, so a prompt "
                              "should not end with a space and a target usually starts with one."));
     m_warning->show();
 }

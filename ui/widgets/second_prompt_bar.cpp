@@ -9,18 +9,6 @@
 
 namespace cs::ui {
 
-namespace {
-
-QString joined(const std::vector<std::string>& tokens)
-{
-    QStringList parts;
-    for (const auto& t : tokens)
-        parts << QString::fromStdString(t);
-    return parts.join(u'|');
-}
-
-} // namespace
-
 SecondPromptBar::SecondPromptBar(QWidget* parent)
     : QWidget(parent), m_prompt(new QLineEdit), m_target(new QLineEdit), m_distractor(new QLineEdit), m_remove(new QPushButton(tr("Remove second prompt")))
 {
@@ -54,8 +42,8 @@ void SecondPromptBar::setSecondPrompt(const std::optional<Session::SecondPrompt>
         return;
     }
     m_prompt->setText(QString::fromStdString(second->prompt));
-    m_target->setText(joined(second->targets));
-    m_distractor->setText(joined(second->distractors));
+    m_target->setText(ObjectiveEditor::fieldText(second->targets));
+    m_distractor->setText(ObjectiveEditor::fieldText(second->distractors));
     show();
 }
 

@@ -1,5 +1,6 @@
 #include "ui/widgets/token_effects_view.h"
 
+#include "ui/engine/engine.h"
 #include "ui/widgets/color_scale.h"
 
 #include <QHelpEvent>
@@ -8,11 +9,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace cs::ui {
 
 namespace {
-constexpr int kRowHeight = 18, kGap = 1;
+constexpr int kRowHeight = 16, kGap = 1;
 }
 
 TokenEffectsView::TokenEffectsView(QWidget* parent) : QWidget(parent)
@@ -22,22 +24,22 @@ TokenEffectsView::TokenEffectsView(QWidget* parent) : QWidget(parent)
     hide();
 }
 
+void TokenEffectsView::follow(const EngineClient* client)
+{
+    connect(client, &EngineClient::runShown, this, [this](const RunResult& r) { setEffects(r.tokenEffects, r.tokens); });
+    connect(client, &EngineClient::modelOpened, this, [this] { setEffects({}, {}); });
+}
+
 QString TokenEffectsView::kindLabel(const QString& kind)
 {
-    if (kind == u"embedding")
-        return tr("embeddings");
-    if (kind == u"mlp")
-        return tr("neurons");
-    if (kind == u"attn_from")
-        return tr("heads (query)");
-    if (kind == u"attn_to")
-        return tr("heads (key)");
-    if (kind == u"mlp_sae")
-        return tr("MLP latents");
-    if (kind == u"attn_sae")
-        return tr("attn latents");
-    if (kind == u"resid_sae")
-        return tr("resid latents");
+    static const std::pair<const char16_t*, const char*> labels[] = {
+        {u"embedding", QT_TR_NOOP("embeddings")}, {u"mlp", QT_TR_NOOP("neurons")},        {u"attn_from", QT_TR_NOOP("heads (query)")},
+        {u"attn_to", QT_TR_NOOP("heads (key)")},  {u"mlp_sae", QT_TR_NOOP("MLP latents")}, {u"attn_sae", QT_TR_NOOP("attn latents")},
+        {u"resid_sae", QT_TR_NOOP("resid latents")}};
+    for (const auto& [name, label] : labels) {
+        if (kind == QStringView(name))
+            return tr(label);
+    }
     return kind;
 }
 

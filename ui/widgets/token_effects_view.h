@@ -10,10 +10,14 @@
 
 namespace cs::ui {
 
+class EngineClient;
+
 class TokenEffectsView : public QWidget {
     Q_OBJECT
 public:
     explicit TokenEffectsView(QWidget* parent = nullptr);
+    // Shows the token effects of every run `client` shows; none after a model opens.
+    void follow(const EngineClient* client);
 
     // No rows (no objective): the view hides itself.
     void setEffects(const QVector<TokenEffectRow>& rows, const QStringList& tokens);

@@ -2,6 +2,7 @@
 
 #include "core/analysis/node.h"
 
+#include <QComboBox>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QPushButton>
@@ -28,6 +29,18 @@ QString throughText(const std::string& through)
     return QObject::tr("through the query and the key");
 }
 
+// "attention ·to → ·Mary of L9H9" or "mlp:5:123 at ·Mary".
+QString nodePhrase(const NodeRef& node, const QStringList& tokens)
+{
+    if (node.kind == NodeKind::AttnHead)
+        return QObject::tr("attention %1 → %2 of L%3H%4")
+            .arg(tokenAt(tokens, node.token), tokenAt(tokens, node.keyToken))
+            .arg(node.layer)
+            .arg(node.index);
+    const std::string name = node.name();
+    return QObject::tr("%1 at %2").arg(QString::fromStdString(name.substr(0, name.find('@'))), tokenAt(tokens, node.token));
+}
+
 } // namespace
 
 QString traceQuestion(const Session::Trace& trace, const QStringList& tokens)
@@ -39,18 +52,20 @@ QString traceQuestion(const Session::Trace& trace, const QStringList& tokens)
         return QObject::tr("What caused %1?").arg(QString::fromStdString(trace.node));
     }
     if (node.kind == NodeKind::AttnHead) {
-        QString q = QObject::tr("What caused attention %1 → %2 of L%3H%4, %5")
-                        .arg(tokenAt(tokens, node.token), tokenAt(tokens, node.keyToken))
-                        .arg(node.layer)
-                        .arg(node.index)
-                        .arg(throughText(trace.through));
-        if (!trace.downstream.empty())
-            q += QObject::tr(" onto %1").arg(QString::fromStdString(trace.downstream));
+        QString q = QObject::tr("What caused %1, %2").arg(nodePhrase(node, tokens), throughText(trace.through));
+        if (!trace.downstream.empty()) {
+            try {
+                const NodeRef down = NodeRef::parse(trace.downstream);
+                q += QObject::tr(" onto %1").arg(nodePhrase(down, tokens));
+                if (down.kind == NodeKind::AttnHead)
+                    q += u' ' + QObject::tr("(%1)").arg(throughText(trace.downstreamThrough));
+            } catch (const std::exception&) {
+                q += QObject::tr(" onto %1").arg(QString::fromStdString(trace.downstream));
+            }
+        }
         return q + u'?';
     }
-    const std::string name = node.name();
-    const QString head = QString::fromStdString(name.substr(0, name.find('@')));
-    return QObject::tr("What caused %1 at %2?").arg(head, tokenAt(tokens, node.token));
+    return QObject::tr("What caused %1?").arg(nodePhrase(node, tokens));
 }
 
 TraceBar::TraceBar(QWidget* parent) : QWidget(parent), m_label(new QLabel), m_clear(new QPushButton(tr("Clear trace")))
@@ -58,9 +73,18 @@ TraceBar::TraceBar(QWidget* parent) : QWidget(parent), m_label(new QLabel), m_cl
     auto* layout = new QHBoxLayout(this);
     layout->setContentsMargins(6, 3, 6, 3);
     m_label->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    // A long question (a value trace onto a downstream head) wraps instead of widening the grid's column.
+    m_label->setWordWrap(true);
     m_label->setToolTip(tr("The four metrics, the grid, the table and the token effects are relative to this traced quantity"));
     layout->addWidget(new QLabel(QStringLiteral("↶")));
     layout->addWidget(m_label, 1);
+    m_downstreamThrough = new QComboBox;
+    m_downstreamThrough->addItem(tr("a head through Q·K"), QString());
+    m_downstreamThrough->addItem(tr("a head through the query"), QStringLiteral("q"));
+    m_downstreamThrough->addItem(tr("a head through the key"), QStringLiteral("k"));
+    m_downstreamThrough->setToolTip(tr("When the downstream node is an attention head: which of its inputs reads the value write"));
+    m_downstreamThrough->hide();
+    layout->addWidget(m_downstreamThrough);
     layout->addWidget(m_clear);
     setAutoFillBackground(true);
     setStyleSheet(QStringLiteral("cs--ui--TraceBar { background: #e8f0fe; border: 1px solid #c6d7f9; border-radius: 4px; }"));
@@ -71,6 +95,9 @@ TraceBar::TraceBar(QWidget* parent) : QWidget(parent), m_label(new QLabel), m_cl
 
 void TraceBar::setTrace(const std::optional<Session::Trace>& trace, const QStringList& tokens)
 {
+    m_picking = false;
+    m_downstreamThrough->hide();
+    m_clear->setText(tr("Clear trace"));
     if (!trace) {
         m_label->clear();
         hide();
@@ -78,6 +105,21 @@ void TraceBar::setTrace(const std::optional<Session::Trace>& trace, const QStrin
     }
     m_label->setText(traceQuestion(*trace, tokens));
     show();
+}
+
+void TraceBar::setPickingDownstream(const NodeRef& head, const QStringList& tokens)
+{
+    m_picking = true;
+    m_label->setText(tr("Tracing %1 through the value: click the downstream node (in the grid or the table) that reads it")
+                         .arg(nodePhrase(head, tokens)));
+    m_downstreamThrough->show();
+    m_clear->setText(tr("Cancel"));
+    show();
+}
+
+QString TraceBar::downstreamThrough() const
+{
+    return m_downstreamThrough->currentData().toString();
 }
 
 QString TraceBar::text() const
