@@ -4,6 +4,8 @@
 
 #include "test_support.h"
 
+#include "core/io/safetensors.h"
+#include "core/model/forward.h"
 #include "core/model/gpt2_config.h"
 #include "core/model/gpt2_model.h"
 #include "core/sae/sparse_autoencoder.h"
@@ -21,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <fcntl.h>
 #include <cstdlib>
 #include <fstream>
 #include <sys/resource.h>
@@ -89,6 +92,36 @@ fs::path tinyModelCopy(const fs::path& dir)
         fs::create_symlink(src / name, dir / name);
     fs::copy_file(src / "config.json", dir / "config.json");
     return dir;
+}
+
+// Cuts `file` to `size` bytes through a descriptor of its own, as another program would (`cp` over a
+// model opens it with O_TRUNC; a restarted download truncates it in place).
+void truncateFrom(const fs::path& file, std::uint64_t size)
+{
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(size)) != 0)
+        qFatal("cannot truncate %s", file.c_str());
+    ::close(fd);
+}
+
+// Every weight of two models bit for bit.
+bool sameWeights(const cs::Gpt2Weights& a, const cs::Gpt2Weights& b)
+{
+    if (!at::equal(a.tokenEmbedding, b.tokenEmbedding) || !at::equal(a.positionEmbedding, b.positionEmbedding) ||
+        !at::equal(a.unembedding, b.unembedding) || !at::equal(a.lnFinalGain, b.lnFinalGain) ||
+        !at::equal(a.lnFinalBias, b.lnFinalBias) || a.layers.size() != b.layers.size())
+        return false;
+    for (std::size_t i = 0; i < a.layers.size(); ++i) {
+        const auto& x = a.layers[i];
+        const auto& y = b.layers[i];
+        for (auto [p, q] : {std::pair{&x.ln1Gain, &y.ln1Gain}, {&x.ln1Bias, &y.ln1Bias}, {&x.attnQkvWeight, &y.attnQkvWeight},
+                            {&x.attnQkvBias, &y.attnQkvBias}, {&x.attnOutWeight, &y.attnOutWeight}, {&x.attnOutBias, &y.attnOutBias},
+                            {&x.ln2Gain, &y.ln2Gain}, {&x.ln2Bias, &y.ln2Bias}, {&x.mlpInWeight, &y.mlpInWeight},
+                            {&x.mlpInBias, &y.mlpInBias}, {&x.mlpOutWeight, &y.mlpOutWeight}, {&x.mlpOutBias, &y.mlpOutBias}})
+            if (!at::equal(*p, *q))
+                return false;
+    }
+    return true;
 }
 
 struct CliResult {
@@ -429,6 +462,73 @@ private Q_SLOTS:
         c["n_head"] = 1;
         writeRaw(d / "config.json", c.dump());
         CS_VERIFY_INPUT_ERROR(cs::loadHfGpt2(d), "has shape [50257, 32] but config.json implies [50257, 1048576]");
+    }
+
+    void safetensorsTruncatedWhileOpenGivesAnInputError()
+    {
+        // Opened (header validated), then cut in half by another descriptor, then its tensors read: those
+        // wholly before the cut read as before, every other one is one InputError naming the file. When the
+        // reader mapped the file, the first of those reads killed the process with SIGBUS.
+        const fs::path d = dir() / "truncated-open";
+        fs::create_directories(d);
+        const fs::path original = cs::test::dataDir() / "tiny-gpt2" / "model.safetensors";
+        const fs::path f = d / "model.safetensors";
+        fs::copy_file(original, f);
+        const std::uint64_t size = fs::file_size(f);
+        const auto reference = cs::SafetensorsFile::open(original);
+        const auto st = cs::SafetensorsFile::open(f);
+        std::uint64_t dataSize = 0;
+        for (const auto& e : st.entries())
+            dataSize = std::max(dataSize, e.end);
+        const std::uint64_t dataOffset = size - dataSize; // the writer leaves no bytes after the last tensor
+        const std::uint64_t cut = size / 2;
+        truncateFrom(f, cut);
+        int intact = 0, refused = 0;
+        for (const auto& e : st.entries()) {
+            if (e.end == e.begin)
+                continue;
+            if (dataOffset + e.end <= cut) {
+                QVERIFY(at::equal(st.toFloat32(e), reference.toFloat32(*reference.find(e.name))));
+                ++intact;
+            } else {
+                CS_VERIFY_INPUT_ERROR(st.toFloat32(e), f.string() + ": file changed while being read: it was " +
+                                                           std::to_string(size) + " bytes when opened and is now " +
+                                                           std::to_string(cut) + " bytes");
+                ++refused;
+            }
+        }
+        QVERIFY(intact > 0);
+        QVERIFY(refused > 0);
+        truncateFrom(f, 0);
+        CS_VERIFY_INPUT_ERROR(st.toTensor(st.entries().front()), f.string() + ": file changed while being read");
+    }
+
+    void loadedModelIsASnapshotOfItsFile()
+    {
+        // After loading, the weights are the model's own memory: rewriting the file in place (a mapping
+        // would show the new bytes) or truncating it (a mapping would raise SIGBUS at the next forward pass)
+        // changes nothing, and the model still runs.
+        const fs::path src = cs::test::dataDir() / "tiny-gpt2";
+        const fs::path d = dir() / "snapshot";
+        fs::create_directories(d);
+        for (const char* name : {"model.safetensors", "vocab.json", "merges.txt", "config.json"})
+            fs::copy_file(src / name, d / name);
+        const auto model = cs::loadHfGpt2(d);
+        const auto reference = cs::loadHfGpt2(src);
+        const std::uint64_t size = fs::file_size(d / "model.safetensors");
+        {
+            std::fstream out(d / "model.safetensors", std::ios::binary | std::ios::in | std::ios::out);
+            const std::string garbage(size, '\xff');
+            out.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+            QVERIFY(out.good());
+        }
+        QVERIFY(sameWeights(model->weights, reference->weights));
+        truncateFrom(d / "model.safetensors", 0);
+        QVERIFY(sameWeights(model->weights, reference->weights));
+        const std::vector<int> ids{464, 3290, 318, 257};
+        QVERIFY(at::equal(cs::logitsAt(*model, cs::runForward(*model, ids), 3),
+                          cs::logitsAt(*reference, cs::runForward(*reference, ids), 3)));
+        CS_VERIFY_INPUT_ERROR(cs::loadHfGpt2(d), (d / "model.safetensors").string() + ": truncated: 0 bytes");
     }
 
     void tokenizerLoaderRefusesHostileFiles()
