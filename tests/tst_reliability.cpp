@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <cstdio>
 #include <fcntl.h>
 #include <cstdlib>
 #include <fstream>
@@ -189,6 +190,9 @@ cs::Session killTestSession(int which)
 // in turn until killed.
 [[noreturn]] void runWriter(const char* file)
 {
+    // Tells the test that start-up (loading libtorch's libraries: seconds on a loaded machine) is over.
+    std::fputs("writing\n", stdout);
+    std::fflush(stdout);
     for (int i = 0;; ++i)
         cs::saveSession(file, killTestSession(i % 2));
 }
@@ -402,8 +406,11 @@ private Q_SLOTS:
             writer.setProcessEnvironment(env);
             writer.start(QCoreApplication::applicationFilePath(), {});
             QVERIFY(writer.waitForStarted(30000));
-            // Past start-up (libtorch's libraries load first), then a random point within a few writes.
-            QTest::qWait(400 + std::rand() % 300);
+            // Past start-up (the writer says when), then a random point within a few writes. A fixed delay
+            // from the process start would land before the first write whenever the machine is busy.
+            while (!writer.readAllStandardOutput().contains("writing"))
+                QVERIFY2(writer.waitForReadyRead(30000), "the writer did not start writing");
+            QTest::qWait(std::rand() % 300);
             ::kill(static_cast<pid_t>(writer.processId()), SIGKILL);
             QVERIFY(writer.waitForFinished(30000));
             QCOMPARE(writer.exitStatus(), QProcess::CrashExit);
