@@ -5,6 +5,7 @@
 #include "test_support.h"
 
 #include "core/io/safetensors.h"
+#include "core/io/torch_pickle.h"
 #include "core/model/forward.h"
 #include "core/model/gpt2_config.h"
 #include "core/model/gpt2_model.h"
@@ -28,6 +29,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <sys/resource.h>
+#include <chrono>
+#include <thread>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -536,6 +539,69 @@ private Q_SLOTS:
         QVERIFY(at::equal(cs::logitsAt(*model, cs::runForward(*model, ids), 3),
                           cs::logitsAt(*reference, cs::runForward(*reference, ids), 3)));
         CS_VERIFY_INPUT_ERROR(cs::loadHfGpt2(d), (d / "model.safetensors").string() + ": truncated: 0 bytes");
+    }
+
+    void weightsTruncatedWhileReadLoadOrGiveAnInputError_data()
+    {
+        QTest::addColumn<QString>("weights");
+        QTest::newRow("safetensors") << QStringLiteral("tiny-gpt2/model.safetensors");
+        QTest::newRow("pytorch_model.bin") << QStringLiteral("tiny-gpt2-bin/pytorch_model.bin");
+    }
+    void weightsTruncatedWhileReadLoadOrGiveAnInputError()
+    {
+        // Another thread cuts the weights file in half at a random moment while it is read (uniform over
+        // one read's duration): each read either finishes (the cut came after the last byte was read) or
+        // ends in one InputError naming the file; neither format's reader may crash.
+        QFETCH(QString, weights);
+        const fs::path src = cs::test::dataDir() / weights.toStdString();
+        const fs::path file = dir() / ("truncated-read-" + src.filename().string());
+        const bool bin = weights.endsWith(QStringLiteral(".bin"));
+        const auto readAll = [&](const fs::path& f) {
+            if (bin) {
+                for (const auto& [name, t] : cs::loadTorchStateDict(f).tensors)
+                    (void)t.sum().item<double>();
+            } else {
+                const auto st = cs::SafetensorsFile::open(f);
+                for (const auto& e : st.entries())
+                    (void)st.toTensor(e).sum().item<double>();
+            }
+        };
+        QElapsedTimer timer;
+        timer.start();
+        readAll(src);
+        const qint64 readMicros = std::max<qint64>(1, timer.nsecsElapsed() / 1000);
+        std::srand(7);
+        int loaded = 0, refused = 0;
+        std::string sample;
+        for (int i = 0; i < 40; ++i) {
+            fs::copy_file(src, file, fs::copy_options::overwrite_existing);
+            const std::uint64_t size = fs::file_size(file);
+            const int delay = std::rand() % int(readMicros);
+            std::thread cutter([&] {
+                std::this_thread::sleep_for(std::chrono::microseconds(delay));
+                truncateFrom(file, size / 2);
+            });
+            std::string message;
+            try {
+                readAll(file);
+                ++loaded;
+            } catch (const cs::InputError& e) {
+                message = e.what();
+                ++refused;
+            }
+            cutter.join();
+            if (!message.empty()) {
+                sample = message;
+                QVERIFY2(message.find(file.string()) != std::string::npos, message.c_str());
+                QVERIFY2(message.find('\n') == std::string::npos && message.size() < 600, message.c_str());
+            }
+        }
+        qInfo("one read takes %lld µs; of 40 reads cut at random moments %d finished, %d gave an InputError (e.g. %s)", readMicros,
+              loaded, refused, sample.c_str());
+        // Where the random cuts land depends on the machine; a cut before the read starts is certain.
+        fs::copy_file(src, file, fs::copy_options::overwrite_existing);
+        truncateFrom(file, fs::file_size(file) / 2);
+        CS_VERIFY_INPUT_ERROR(readAll(file), file.string());
     }
 
     void tokenizerLoaderRefusesHostileFiles()
