@@ -59,6 +59,7 @@ public:
         if (positional.size() > 1)
             throw UsageError("unexpected argument '" + str(positional.at(1)) + "'");
         const QString command = positional.first();
+        checkOptionsOf(command);
         if (m_parser.isSet(QStringLiteral("session")))
             m_session = cs::loadSession(str(m_parser.value(QStringLiteral("session"))));
         if (command == u"info")
@@ -138,6 +139,52 @@ private:
             {QStringLiteral("tokens"), QStringLiteral("index: index only the first N tokens of the corpus."), QStringLiteral("N")},
         };
         m_parser.addOptions(options);
+    }
+
+    // Options that take one value and may be given several times (their values add up).
+    static bool repeatable(const QString& name)
+    {
+        static const QStringList names{QStringLiteral("mlp-sae"), QStringLiteral("attn-sae"),    QStringLiteral("resid-sae"),
+                                       QStringLiteral("target"),  QStringLiteral("distractor"),  QStringLiteral("ablate"),
+                                       QStringLiteral("target2"), QStringLiteral("distractor2")};
+        return names.contains(name);
+    }
+
+    // Refuses what the command would otherwise silently ignore: an option given twice where only one value
+    // counts (QCommandLineParser keeps the last), and an intervention option (product.md §5.1) on a command
+    // that does not take it. Options a --session supplies are not checked: a session holds them all.
+    void checkOptionsOf(const QString& command) const
+    {
+        for (const QString& name : m_parser.optionNames()) {
+            if (!repeatable(name) && m_parser.values(name).size() > 1)
+                throw UsageError("--" + str(name) + ": given " + std::to_string(m_parser.values(name).size()) +
+                                 " times; it takes one value");
+        }
+        const bool analysis = command == u"node" || command == u"nodes" || command == u"figure";
+        const struct {
+            const char* option;
+            bool taken;
+            const char* takenBy;
+        } rules[] = {
+            {"ablate", analysis || command == u"forward", "forward, node, nodes and figure"},
+            {"objective", analysis, "node, nodes and figure"},
+            {"target", analysis, "node, nodes and figure"},
+            {"distractor", analysis, "node, nodes and figure"},
+            {"trace", analysis, "node, nodes and figure"},
+            {"through", analysis, "node, nodes and figure (with --trace)"},
+            {"downstream", analysis, "node, nodes and figure (with --trace and --through v)"},
+            {"downstream-through", analysis, "node, nodes and figure (with --downstream)"},
+            // node and figure explain themselves why they take no second prompt.
+            {"prompt2", analysis, "nodes"},
+            {"prompt2-file", analysis, "nodes"},
+            {"target2", command == u"nodes", "nodes (with --prompt2)"},
+            {"distractor2", command == u"nodes", "nodes (with --prompt2)"},
+        };
+        for (const auto& rule : rules) {
+            if (!rule.taken && m_parser.isSet(QString::fromLatin1(rule.option)))
+                throw UsageError(std::string("--") + rule.option + ": the " + str(command) + " command does not take it (" +
+                                 rule.takenBy + " do)");
+        }
     }
 
     // What a saved session says for an option the command line left out (nothing without --session).
@@ -444,13 +491,17 @@ private:
         const double scale = m_parser.value(QStringLiteral("scale")).toDouble(&okScale);
         if (!okScale || scale <= 0 || scale > 16)
             throw UsageError("--scale: must be a number in (0, 16]");
+        const int topK = intOption(QStringLiteral("top"));
+        if (topK < 1)
+            throw UsageError("--top: must be at least 1"); // as node and nodes say
         const auto m = model();
         const cs::SaeSet saes = cs::loadSaeFlags(*m, saeFlags());
         std::vector<std::string> warnings;
         const cs::AnalysisQuery query = analysisQuery();
         if (query.second)
             throw UsageError("--prompt2: a figure shows one prompt (use the nodes command to compare two)");
-        const cs::ui::NodeView v = cs::ui::computeNodeView(*m, saes, query, parsed, intOption(QStringLiteral("top")), &warnings);
+        cs::checkInterventionNodes(*m, saes, query);
+        const cs::ui::NodeView v = cs::ui::computeNodeView(*m, saes, query, parsed, topK, &warnings);
         printWarnings(warnings);
         cs::ui::FigureData fig;
         fig.scale = scale;
@@ -479,7 +530,11 @@ private:
         QString error;
         if (!cs::ui::renderFigure(fig, out, &error))
             throw UsageError(str(error));
-        return print({{"node", v.name.toStdString()}, {"view", str(view)}, {"out", str(out)}});
+        // product.md §5.1: every command that takes --ablate echoes the ablations it ran under.
+        nlohmann::json ablations = nlohmann::json::array();
+        for (const auto& a : query.ablations)
+            ablations.push_back(a.spec());
+        return print({{"node", v.name.toStdString()}, {"view", str(view)}, {"out", str(out)}, {"ablations", ablations}});
     }
 
     int makeRandomModel()

@@ -5,7 +5,9 @@
 // Without --model it opens the bundled demo model (resources/demo) with an indirect-object prompt,
 // target and distractor filled in, and runs it, so a first look shows a circuit within seconds.
 
+#include "app/gui_test_driver.h"
 #include "core/model/demo_model.h"
+#include "core/util/errors.h"
 #include "core/util/runtime.h"
 #include "ui/widgets/layer_grid.h"
 #include "ui/widgets/main_window.h"
@@ -17,6 +19,9 @@
 #include <QIcon>
 #include <QFile>
 #include <QMessageBox>
+
+#include <cstdlib>
+#include <iostream>
 
 namespace {
 
@@ -77,8 +82,18 @@ int main(int argc, char** argv)
     parser.addOptions({model, prompt, target, distractor, mlpSae, attnSae, residSae, run, node});
     parser.addPositionalArgument(QStringLiteral("session"), QStringLiteral("A .circuitscope.json session to open."), QStringLiteral("[session]"));
     parser.process(app);
+    // Off unless CIRCUITSCOPE_TEST_DRIVER is set (app/gui_test_driver.h).
+    const auto installTestDriver = [](cs::ui::MainWindow& window) {
+        try {
+            cs::app::installTestDriver(window);
+        } catch (const cs::InputError& e) {
+            std::cerr << "circuitscope: CIRCUITSCOPE_TEST_DRIVER: " << e.what() << '\n';
+            std::exit(2);
+        }
+    };
     if (!parser.positionalArguments().isEmpty()) {
         cs::ui::MainWindow window;
+        installTestDriver(window);
         fitToScreen(window);
         window.show();
         window.openSession(parser.positionalArguments().first());
@@ -86,6 +101,7 @@ int main(int argc, char** argv)
     }
 
     cs::ui::MainWindow window;
+    installTestDriver(window);
     fitToScreen(window);
     // A session autosaved by a run that crashed or was killed: offer it back.
     if (QFile::exists(cs::ui::MainWindow::autosavePath())) {

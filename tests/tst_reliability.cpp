@@ -4,6 +4,9 @@
 
 #include "test_support.h"
 
+#include "core/io/safetensors.h"
+#include "core/io/torch_pickle.h"
+#include "core/model/forward.h"
 #include "core/model/gpt2_config.h"
 #include "core/model/gpt2_model.h"
 #include "core/sae/sparse_autoencoder.h"
@@ -21,9 +24,13 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <cstdio>
+#include <fcntl.h>
 #include <cstdlib>
 #include <fstream>
 #include <sys/resource.h>
+#include <chrono>
+#include <thread>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,6 +98,36 @@ fs::path tinyModelCopy(const fs::path& dir)
     return dir;
 }
 
+// Cuts `file` to `size` bytes through a descriptor of its own, as another program would (`cp` over a
+// model opens it with O_TRUNC; a restarted download truncates it in place).
+void truncateFrom(const fs::path& file, std::uint64_t size)
+{
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(size)) != 0)
+        qFatal("cannot truncate %s", file.c_str());
+    ::close(fd);
+}
+
+// Every weight of two models bit for bit.
+bool sameWeights(const cs::Gpt2Weights& a, const cs::Gpt2Weights& b)
+{
+    if (!at::equal(a.tokenEmbedding, b.tokenEmbedding) || !at::equal(a.positionEmbedding, b.positionEmbedding) ||
+        !at::equal(a.unembedding, b.unembedding) || !at::equal(a.lnFinalGain, b.lnFinalGain) ||
+        !at::equal(a.lnFinalBias, b.lnFinalBias) || a.layers.size() != b.layers.size())
+        return false;
+    for (std::size_t i = 0; i < a.layers.size(); ++i) {
+        const auto& x = a.layers[i];
+        const auto& y = b.layers[i];
+        for (auto [p, q] : {std::pair{&x.ln1Gain, &y.ln1Gain}, {&x.ln1Bias, &y.ln1Bias}, {&x.attnQkvWeight, &y.attnQkvWeight},
+                            {&x.attnQkvBias, &y.attnQkvBias}, {&x.attnOutWeight, &y.attnOutWeight}, {&x.attnOutBias, &y.attnOutBias},
+                            {&x.ln2Gain, &y.ln2Gain}, {&x.ln2Bias, &y.ln2Bias}, {&x.mlpInWeight, &y.mlpInWeight},
+                            {&x.mlpInBias, &y.mlpInBias}, {&x.mlpOutWeight, &y.mlpOutWeight}, {&x.mlpOutBias, &y.mlpOutBias}})
+            if (!at::equal(*p, *q))
+                return false;
+    }
+    return true;
+}
+
 struct CliResult {
     int exitCode = -1;
     QProcess::ExitStatus status = QProcess::CrashExit;
@@ -156,6 +193,9 @@ cs::Session killTestSession(int which)
 // in turn until killed.
 [[noreturn]] void runWriter(const char* file)
 {
+    // Tells the test that start-up (loading libtorch's libraries: seconds on a loaded machine) is over.
+    std::fputs("writing\n", stdout);
+    std::fflush(stdout);
     for (int i = 0;; ++i)
         cs::saveSession(file, killTestSession(i % 2));
 }
@@ -369,8 +409,11 @@ private Q_SLOTS:
             writer.setProcessEnvironment(env);
             writer.start(QCoreApplication::applicationFilePath(), {});
             QVERIFY(writer.waitForStarted(30000));
-            // Past start-up (libtorch's libraries load first), then a random point within a few writes.
-            QTest::qWait(400 + std::rand() % 300);
+            // Past start-up (the writer says when), then a random point within a few writes. A fixed delay
+            // from the process start would land before the first write whenever the machine is busy.
+            while (!writer.readAllStandardOutput().contains("writing"))
+                QVERIFY2(writer.waitForReadyRead(30000), "the writer did not start writing");
+            QTest::qWait(std::rand() % 300);
             ::kill(static_cast<pid_t>(writer.processId()), SIGKILL);
             QVERIFY(writer.waitForFinished(30000));
             QCOMPARE(writer.exitStatus(), QProcess::CrashExit);
@@ -429,6 +472,136 @@ private Q_SLOTS:
         c["n_head"] = 1;
         writeRaw(d / "config.json", c.dump());
         CS_VERIFY_INPUT_ERROR(cs::loadHfGpt2(d), "has shape [50257, 32] but config.json implies [50257, 1048576]");
+    }
+
+    void safetensorsTruncatedWhileOpenGivesAnInputError()
+    {
+        // Opened (header validated), then cut in half by another descriptor, then its tensors read: those
+        // wholly before the cut read as before, every other one is one InputError naming the file. When the
+        // reader mapped the file, the first of those reads killed the process with SIGBUS.
+        const fs::path d = dir() / "truncated-open";
+        fs::create_directories(d);
+        const fs::path original = cs::test::dataDir() / "tiny-gpt2" / "model.safetensors";
+        const fs::path f = d / "model.safetensors";
+        fs::copy_file(original, f);
+        const std::uint64_t size = fs::file_size(f);
+        const auto reference = cs::SafetensorsFile::open(original);
+        const auto st = cs::SafetensorsFile::open(f);
+        std::uint64_t dataSize = 0;
+        for (const auto& e : st.entries())
+            dataSize = std::max(dataSize, e.end);
+        const std::uint64_t dataOffset = size - dataSize; // the writer leaves no bytes after the last tensor
+        const std::uint64_t cut = size / 2;
+        truncateFrom(f, cut);
+        int intact = 0, refused = 0;
+        for (const auto& e : st.entries()) {
+            if (e.end == e.begin)
+                continue;
+            if (dataOffset + e.end <= cut) {
+                QVERIFY(at::equal(st.toFloat32(e), reference.toFloat32(*reference.find(e.name))));
+                ++intact;
+            } else {
+                CS_VERIFY_INPUT_ERROR(st.toFloat32(e), f.string() + ": file changed while being read: it was " +
+                                                           std::to_string(size) + " bytes when opened and is now " +
+                                                           std::to_string(cut) + " bytes");
+                ++refused;
+            }
+        }
+        QVERIFY(intact > 0);
+        QVERIFY(refused > 0);
+        truncateFrom(f, 0);
+        CS_VERIFY_INPUT_ERROR(st.toTensor(st.entries().front()), f.string() + ": file changed while being read");
+    }
+
+    void loadedModelIsASnapshotOfItsFile()
+    {
+        // After loading, the weights are the model's own memory: rewriting the file in place (a mapping
+        // would show the new bytes) or truncating it (a mapping would raise SIGBUS at the next forward pass)
+        // changes nothing, and the model still runs.
+        const fs::path src = cs::test::dataDir() / "tiny-gpt2";
+        const fs::path d = dir() / "snapshot";
+        fs::create_directories(d);
+        for (const char* name : {"model.safetensors", "vocab.json", "merges.txt", "config.json"})
+            fs::copy_file(src / name, d / name);
+        const auto model = cs::loadHfGpt2(d);
+        const auto reference = cs::loadHfGpt2(src);
+        const std::uint64_t size = fs::file_size(d / "model.safetensors");
+        {
+            std::fstream out(d / "model.safetensors", std::ios::binary | std::ios::in | std::ios::out);
+            const std::string garbage(size, '\xff');
+            out.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+            QVERIFY(out.good());
+        }
+        QVERIFY(sameWeights(model->weights, reference->weights));
+        truncateFrom(d / "model.safetensors", 0);
+        QVERIFY(sameWeights(model->weights, reference->weights));
+        const std::vector<int> ids{464, 3290, 318, 257};
+        QVERIFY(at::equal(cs::logitsAt(*model, cs::runForward(*model, ids), 3),
+                          cs::logitsAt(*reference, cs::runForward(*reference, ids), 3)));
+        CS_VERIFY_INPUT_ERROR(cs::loadHfGpt2(d), (d / "model.safetensors").string() + ": truncated: 0 bytes");
+    }
+
+    void weightsTruncatedWhileReadLoadOrGiveAnInputError_data()
+    {
+        QTest::addColumn<QString>("weights");
+        QTest::newRow("safetensors") << QStringLiteral("tiny-gpt2/model.safetensors");
+        QTest::newRow("pytorch_model.bin") << QStringLiteral("tiny-gpt2-bin/pytorch_model.bin");
+    }
+    void weightsTruncatedWhileReadLoadOrGiveAnInputError()
+    {
+        // Another thread cuts the weights file in half at a random moment while it is read (uniform over
+        // one read's duration): each read either finishes (the cut came after the last byte was read) or
+        // ends in one InputError naming the file; neither format's reader may crash.
+        QFETCH(QString, weights);
+        const fs::path src = cs::test::dataDir() / weights.toStdString();
+        const fs::path file = dir() / ("truncated-read-" + src.filename().string());
+        const bool bin = weights.endsWith(QStringLiteral(".bin"));
+        const auto readAll = [&](const fs::path& f) {
+            if (bin) {
+                for (const auto& [name, t] : cs::loadTorchStateDict(f).tensors)
+                    (void)t.sum().item<double>();
+            } else {
+                const auto st = cs::SafetensorsFile::open(f);
+                for (const auto& e : st.entries())
+                    (void)st.toTensor(e).sum().item<double>();
+            }
+        };
+        QElapsedTimer timer;
+        timer.start();
+        readAll(src);
+        const qint64 readMicros = std::max<qint64>(1, timer.nsecsElapsed() / 1000);
+        std::srand(7);
+        int loaded = 0, refused = 0;
+        std::string sample;
+        for (int i = 0; i < 40; ++i) {
+            fs::copy_file(src, file, fs::copy_options::overwrite_existing);
+            const std::uint64_t size = fs::file_size(file);
+            const int delay = std::rand() % int(readMicros);
+            std::thread cutter([&] {
+                std::this_thread::sleep_for(std::chrono::microseconds(delay));
+                truncateFrom(file, size / 2);
+            });
+            std::string message;
+            try {
+                readAll(file);
+                ++loaded;
+            } catch (const cs::InputError& e) {
+                message = e.what();
+                ++refused;
+            }
+            cutter.join();
+            if (!message.empty()) {
+                sample = message;
+                QVERIFY2(message.find(file.string()) != std::string::npos, message.c_str());
+                QVERIFY2(message.find('\n') == std::string::npos && message.size() < 600, message.c_str());
+            }
+        }
+        qInfo("one read takes %lld µs; of 40 reads cut at random moments %d finished, %d gave an InputError (e.g. %s)", readMicros,
+              loaded, refused, sample.c_str());
+        // Where the random cuts land depends on the machine; a cut before the read starts is certain.
+        fs::copy_file(src, file, fs::copy_options::overwrite_existing);
+        truncateFrom(file, fs::file_size(file) / 2);
+        CS_VERIFY_INPUT_ERROR(readAll(file), file.string());
     }
 
     void tokenizerLoaderRefusesHostileFiles()

@@ -52,6 +52,24 @@ SaeSet loadSaeFlags(const Gpt2Model& model, const SaeFlags& flags)
     return set;
 }
 
+void checkInterventionNodes(const Gpt2Model& model, const SaeSet& saes, const AnalysisQuery& query)
+{
+    const auto check = [&](const std::string& flag, NodeKind kind, int layer, int index, const std::string& name) {
+        try {
+            checkNodeIndex(model, saes, kind, layer, index, name);
+        } catch (const InputError& e) {
+            throw InputError(flag + ": " + e.what());
+        }
+    };
+    for (const AblationSpec& a : query.ablations)
+        check("--ablate", a.kind, a.layer, a.index, a.name());
+    if (query.trace) {
+        check("--trace", query.trace->node.kind, query.trace->node.layer, query.trace->node.index, query.trace->node.name());
+        if (const auto& d = query.trace->downstream)
+            check("--downstream", d->kind, d->layer, d->index, d->name());
+    }
+}
+
 namespace {
 
 nlohmann::json topTokensJson(const TopTokens& t)
@@ -167,6 +185,7 @@ nlohmann::json forwardJson(const Gpt2Model& model, const AnalysisQuery& query, c
     q.overlong = query.overlong;
     q.logitsTopK = topK;
     const SaeSet saes = loadSaeFlags(model, saeFlags);
+    checkInterventionNodes(model, saes, q);
     const Analysis a = analyzePrompt(model, saes, q);
     collectWarnings(a, warnings);
     nlohmann::json out = {{"ids", a.left.tokens.ids}, {"tokens", a.left.tokens.tokens}, {"next_tokens", nextTokenList(a.left.run.next.top)}};
@@ -184,6 +203,7 @@ nlohmann::json nodeJson(const Gpt2Model& model, const NodeQuery& q, std::vector<
     if (q.analysis.second)
         throw InputError("--prompt2: only the nodes command compares two prompts");
     const SaeSet saes = loadSaeFlags(model, q.saes);
+    checkInterventionNodes(model, saes, q.analysis);
     const Analysis a = analyzePrompt(model, saes, q.analysis);
     collectWarnings(a, warnings);
     warnAboutEmptyTrace(a.left, warnings);
@@ -249,6 +269,7 @@ nlohmann::json nodesJson(const Gpt2Model& model, const NodesQuery& q, std::vecto
     if (q.analysis.objective.targets.empty() && !q.analysis.trace)
         throw InputError("missing --target (or --trace NODE): the node table ranks nodes by their effect on an objective");
     const SaeSet saes = loadSaeFlags(model, q.saes);
+    checkInterventionNodes(model, saes, q.analysis);
     AnalysisQuery query = q.analysis;
     query.logitsTopK = q.topK;
     const Analysis a = analyzePrompt(model, saes, query);

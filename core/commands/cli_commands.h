@@ -28,6 +28,11 @@ struct SaeFlags {
 };
 SaeSet loadSaeFlags(const Gpt2Model& model, const SaeFlags& flags);
 
+// The nodes the query's interventions name (--ablate, --trace, --downstream) checked against the model's
+// shape and the loaded autoencoders: InputError "--ablate: node 'mlp:9:1@0': layer 9 does not exist ...".
+// The analysis checks them too, but without saying which option carried the node.
+void checkInterventionNodes(const Gpt2Model& model, const SaeSet& saes, const AnalysisQuery& query);
+
 // `circuitscope-cli forward`: {"ids","tokens","next_tokens":[{"id","token","logit","prob"}...K],"ablations"}
 // at the last position under the query's ablations, and "baseline_next_tokens" (the same without them)
 // when there are ablations. Only the query's prompt, ablations and overlong policy are used.

@@ -66,16 +66,17 @@ std::optional<StDType> dtypeFromName(const std::string& name)
 SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path)
 {
     SafetensorsFile st;
-    st.m_file = MappedFile::open(path);
-    const std::uint8_t* bytes = st.m_file->data();
+    st.m_file = std::make_shared<const InputFile>(path);
     const std::uint64_t fileSize = st.m_file->size();
     auto fail = [&](const std::string& msg) { throwInputError(path, msg); };
 
     if (fileSize < 8)
         fail("truncated: " + std::to_string(fileSize) + " bytes, a safetensors file starts with an 8-byte header length");
+    std::uint8_t lengthBytes[8];
+    st.m_file->readAt(0, lengthBytes, 8);
     std::uint64_t headerLen = 0;
     for (int i = 7; i >= 0; --i)
-        headerLen = (headerLen << 8) | bytes[i];
+        headerLen = (headerLen << 8) | lengthBytes[i];
     if (headerLen > fileSize - 8)
         fail("header length " + std::to_string(headerLen) + " runs past the end of the file (" +
              std::to_string(fileSize) + " bytes)");
@@ -83,12 +84,13 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path)
         fail("header length " + std::to_string(headerLen) + " is implausibly large");
 
     // Positions in messages count within the header (it starts at byte 8 of the file).
-    const nlohmann::json header = parseJsonText(
-        std::string_view(reinterpret_cast<const char*>(bytes) + 8, headerLen), path.string() + " (header)");
+    std::string headerText(static_cast<std::size_t>(headerLen), '\0');
+    st.m_file->readAt(8, headerText.data(), headerLen);
+    const nlohmann::json header = parseJsonText(headerText, path.string() + " (header)");
     if (!header.is_object())
         fail("header is not a JSON object");
 
-    st.m_dataStart = bytes + 8 + headerLen;
+    st.m_dataOffset = 8 + headerLen;
     const std::uint64_t dataSize = fileSize - 8 - headerLen;
 
     for (auto it = header.begin(); it != header.end(); ++it) {
@@ -170,17 +172,11 @@ const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const
 
 at::Tensor SafetensorsFile::toTensor(const SafetensorsEntry& e) const
 {
-    const auto& d = info(e.dtype);
-    const std::uint8_t* ptr = m_dataStart + e.begin;
-    const auto options = at::TensorOptions().dtype(d.scalar);
-    if (reinterpret_cast<std::uintptr_t>(ptr) % d.size == 0) {
-        // Zero-copy: the deleter owns a reference to the mapping.
-        auto keepAlive = m_file;
-        return at::from_blob(const_cast<std::uint8_t*>(ptr), e.shape, [keepAlive](void*) {}, options);
-    }
-    at::Tensor out = at::empty(e.shape, options);
+    // Read straight into the tensor's own memory (see InputFile for why the file is not mapped); open()
+    // checked that shape × dtype size is exactly the span, so the read fills the tensor.
+    at::Tensor out = at::empty(e.shape, at::TensorOptions().dtype(info(e.dtype).scalar));
     if (e.end > e.begin)
-        std::memcpy(out.data_ptr(), ptr, e.end - e.begin);
+        m_file->readAt(m_dataOffset + e.begin, out.data_ptr(), e.end - e.begin);
     return out;
 }
 

@@ -2,10 +2,12 @@
 // Reader and writer for the safetensors format (https://github.com/huggingface/safetensors):
 // u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}}, then data.
 //
-// The reader maps the file and validates the whole header before any tensor is created, so a corrupt
-// or hostile file can never make us allocate or read outside the file.
+// The reader validates the whole header before any tensor is created, so a corrupt or hostile file can
+// never make us allocate or read outside the file. Tensor bytes are read into memory the tensor owns
+// (InputFile, core/util/files.h), not mapped, so a file truncated or rewritten while open or after loading
+// gives an InputError or nothing at all, never a SIGBUS.
 
-#include "core/io/mapped_file.h"
+#include "core/util/files.h"
 
 #include <ATen/ATen.h>
 
@@ -36,7 +38,7 @@ struct SafetensorsEntry {
 
 class SafetensorsFile {
 public:
-    // Maps and validates: header length vs file size, header is a JSON object, known dtypes,
+    // Opens and validates: header length vs file size, header is a JSON object, known dtypes,
     // shape × dtype size = byte span, spans inside the data area and non-overlapping, and
     // `__metadata__` a map of strings. Throws InputError naming the file and the problem.
     static SafetensorsFile open(const std::filesystem::path& path);
@@ -46,15 +48,15 @@ public:
     const std::map<std::string, std::string>& metadata() const { return m_metadata; }
     const SafetensorsEntry* find(const std::string& name) const;
 
-    // The tensor as float32. Aligned F32 data is not copied: the tensor views the mapping and keeps
-    // it alive. F16/BF16/F64 are converted; integer dtypes are refused (InputError).
+    // The tensor as float32, read from the file now. F16/BF16/F64 are converted; integer dtypes are refused
+    // (InputError). A file that became shorter since open() gives InputError naming it.
     at::Tensor toFloat32(const SafetensorsEntry& entry) const;
-    // The tensor in its stored dtype (always a copy-free view when aligned, else a copy).
+    // The tensor in its stored dtype, read from the file now into memory it owns.
     at::Tensor toTensor(const SafetensorsEntry& entry) const;
 
 private:
-    std::shared_ptr<const MappedFile> m_file;
-    const std::uint8_t* m_dataStart = nullptr;
+    std::shared_ptr<const InputFile> m_file; // shared: SafetensorsFile is copyable
+    std::uint64_t m_dataOffset = 0;          // file offset of the data area
     std::vector<SafetensorsEntry> m_entries;
     std::map<std::string, std::size_t> m_index;
     std::map<std::string, std::string> m_metadata;

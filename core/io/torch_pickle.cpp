@@ -1,6 +1,7 @@
 #include "core/io/torch_pickle.h"
 
 #include "core/util/errors.h"
+#include "core/util/files.h"
 
 #include <caffe2/serialize/inline_container.h>
 #include <c10/util/Exception.h>
@@ -8,7 +9,6 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -160,29 +160,23 @@ struct ZipIndex {
     std::unordered_map<std::string, ZipEntry> entries;
 };
 
+// The zip container's own structures, read through InputFile (bounds checked against the size at open,
+// a file that shrinks meanwhile is an InputError naming it). Records are read by libtorch's stream reader.
 class RawFile {
 public:
-    RawFile(const std::filesystem::path& path, uint64_t size) : in_(path, std::ios::binary), size_(size)
-    {
-        if (!in_)
-            throw FileProblem("cannot open file for reading");
-    }
+    explicit RawFile(const std::filesystem::path& path) : file_(path) {}
 
     void read(uint64_t pos, void* buffer, uint64_t n, const char* what)
     {
-        if (pos > size_ || n > size_ - pos)
+        if (pos > size() || n > size() - pos)
             throw FileProblem(std::string("corrupt zip archive: ") + what + " lies outside the file");
-        in_.seekg(static_cast<std::streamoff>(pos));
-        in_.read(static_cast<char*>(buffer), static_cast<std::streamsize>(n));
-        if (!in_ || static_cast<uint64_t>(in_.gcount()) != n)
-            throw FileProblem(std::string("read error in ") + what);
+        file_.readAt(pos, buffer, n);
     }
 
-    uint64_t size() const { return size_; }
+    uint64_t size() const { return file_.size(); }
 
 private:
-    std::ifstream in_;
-    uint64_t size_;
+    InputFile file_;
 };
 
 ZipIndex scanZip(RawFile& file)
@@ -1121,13 +1115,11 @@ TorchValue loadChecked(const std::filesystem::path& path)
         throw FileProblem("file not found");
     if (!std::filesystem::is_regular_file(status))
         throw FileProblem("not a regular file");
-    const uint64_t size = std::filesystem::file_size(path, ec);
-    if (ec)
-        throw FileProblem("cannot read file size");
+    RawFile file(path);
+    const uint64_t size = file.size();
     if (size == 0)
         throw FileProblem("empty file (0 bytes), not a PyTorch checkpoint");
 
-    RawFile file(path, size);
     unsigned char magic[8] = {};
     file.read(0, magic, std::min<uint64_t>(size, sizeof magic), "file header");
     const bool isZip = size >= 4 && magic[0] == 'P' && magic[1] == 'K' &&

@@ -2,6 +2,7 @@
 
 #include "core/util/errors.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -155,7 +156,10 @@ std::string describeForMessage(const nlohmann::json& value)
     return value.dump(); // a number, true, false or null: short
 }
 
-std::string readRegularFile(const fs::path& file, std::uint64_t maxBytes)
+namespace {
+
+// Opens `file` for reading if it is a regular file; fills `st`. The caller closes the descriptor.
+int openRegularFile(const fs::path& file, struct stat& st)
 {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. It does nothing
     // for regular files, the only kind read past fstat.
@@ -166,19 +170,30 @@ std::string readRegularFile(const fs::path& file, std::uint64_t maxBytes)
             throwInputError(file, "file not found");
         throwInputError(file, "cannot open: " + errnoText(err));
     }
+    const auto refuse = [&](const std::string& message) {
+        ::close(fd);
+        throwInputError(file, message);
+    };
+    if (::fstat(fd, &st) != 0)
+        refuse("cannot read: " + errnoText(errno));
+    if (S_ISDIR(st.st_mode))
+        refuse("is a directory, expected a file");
+    if (!S_ISREG(st.st_mode))
+        refuse(std::string("is not a regular file (") +
+               (S_ISFIFO(st.st_mode) ? "a pipe" : S_ISSOCK(st.st_mode) ? "a socket" : "a device") + "), expected a file");
+    return fd;
+}
+
+} // namespace
+
+std::string readRegularFile(const fs::path& file, std::uint64_t maxBytes)
+{
+    struct stat st {};
+    const int fd = openRegularFile(file, st);
     struct Closer {
         int fd;
         ~Closer() { ::close(fd); }
     } closer{fd};
-    struct stat st {};
-    if (::fstat(fd, &st) != 0)
-        throwInputError(file, "cannot read: " + errnoText(errno));
-    if (S_ISDIR(st.st_mode))
-        throwInputError(file, "is a directory, expected a file");
-    if (!S_ISREG(st.st_mode))
-        throwInputError(file, std::string("is not a regular file (") +
-                                  (S_ISFIFO(st.st_mode) ? "a pipe" : S_ISSOCK(st.st_mode) ? "a socket" : "a device") +
-                                  "), expected a file");
     const auto tooLarge = [&](std::uint64_t size) {
         throwInputError(file, "is " + std::to_string(size) + " bytes or more, more than the " + std::to_string(maxBytes) +
                                   " bytes accepted here");
@@ -204,6 +219,43 @@ std::string readRegularFile(const fs::path& file, std::uint64_t maxBytes)
         content.append(buffer, static_cast<std::size_t>(n));
     }
     return content;
+}
+
+InputFile::InputFile(const fs::path& file) : m_path(file)
+{
+    struct stat st {};
+    m_fd = openRegularFile(file, st);
+    m_size = static_cast<std::uint64_t>(st.st_size);
+}
+
+InputFile::~InputFile() { ::close(m_fd); }
+
+void InputFile::readAt(std::uint64_t offset, void* buffer, std::uint64_t n) const
+{
+    if (offset > m_size || n > m_size - offset)
+        throwInputError(m_path, "read of " + std::to_string(n) + " bytes at offset " + std::to_string(offset) +
+                                    " runs past the end of the file (" + std::to_string(m_size) + " bytes)");
+    auto* out = static_cast<char*>(buffer);
+    std::uint64_t done = 0;
+    while (done < n) {
+        // pread moves at most ~2 GB per call on Linux; loop until all is read.
+        const ssize_t got = ::pread(m_fd, out + done, static_cast<std::size_t>(std::min<std::uint64_t>(n - done, 1u << 30)),
+                                    static_cast<off_t>(offset + done));
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            throwInputError(m_path, "cannot read: " + errnoText(errno));
+        }
+        if (got == 0) {
+            // The file was shorter than fstat said when it was opened: someone truncated or rewrote it.
+            struct stat now {};
+            const std::string nowSize =
+                ::fstat(m_fd, &now) == 0 ? std::to_string(static_cast<std::uint64_t>(now.st_size)) + " bytes" : "smaller";
+            throwInputError(m_path, "file changed while being read: it was " + std::to_string(m_size) +
+                                        " bytes when opened and is now " + nowSize + " (truncated or rewritten?)");
+        }
+        done += static_cast<std::uint64_t>(got);
+    }
 }
 
 nlohmann::json parseJsonText(std::string_view text, const fs::path& source, int maxDepth, std::size_t firstLine)

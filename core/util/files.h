@@ -30,6 +30,33 @@ inline constexpr int kMaxJsonDepth = 128;
 // ("FILE: is a directory, expected a file", "FILE: is N bytes, more than the M accepted", ...).
 std::string readRegularFile(const std::filesystem::path& file, std::uint64_t maxBytes);
 
+// A regular file opened for reads at given offsets: the checkpoint readers (safetensors, the torch zip
+// container) read headers and tensor bytes through it. Bytes are copied out with pread, never mapped: a
+// mapped file that another program truncates (`cp` over a model, a download restarted in place) makes the
+// next access to a page past the new end raise SIGBUS, which would kill the process at some arbitrary later
+// point, inside any tensor kernel; and a mapping of a file rewritten in place silently changes the loaded
+// weights. A copy is a snapshot: a short read is one InputError naming the file, and whatever happens to
+// the file after loading cannot affect the model. Opening refuses what readRegularFile refuses.
+class InputFile {
+public:
+    explicit InputFile(const std::filesystem::path& file);
+    ~InputFile();
+    InputFile(const InputFile&) = delete;
+    InputFile& operator=(const InputFile&) = delete;
+
+    const std::filesystem::path& path() const { return m_path; }
+    // The size when the file was opened; reads are checked against it.
+    std::uint64_t size() const { return m_size; }
+    // Exactly n bytes at offset into buffer, or InputError: outside the file's size, a read error, or the
+    // file became shorter since it was opened.
+    void readAt(std::uint64_t offset, void* buffer, std::uint64_t n) const;
+
+private:
+    std::filesystem::path m_path;
+    int m_fd = -1;
+    std::uint64_t m_size = 0;
+};
+
 // Parses one JSON document. `source` names the text in messages ("FILE:LINE:COL: ..."). Rejects NUL bytes,
 // nesting deeper than maxDepth and trailing bytes after the document (whitespace aside). firstLine is the
 // line number of the text's first line in `source` (a JSON Lines file passes each line on its own).
