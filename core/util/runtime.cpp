@@ -27,7 +27,7 @@ namespace {
 class ReusingCpuAllocator final : public c10::Allocator {
 public:
     static constexpr std::size_t kMinBytes = std::size_t(4) << 20;
-    static constexpr std::size_t kMaxCachedBytes = std::size_t(256) << 20;
+    static constexpr std::size_t kMaxCachedBytes = std::size_t(128) << 20;
 
     c10::DataPtr allocate(std::size_t bytes) const override
     {
