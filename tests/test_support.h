@@ -1,6 +1,8 @@
 #pragma once
 // Small helpers shared by the test suites (header-only: tests link libraries, never sources).
 
+#include "core/model/gpt2_weights.h"
+
 #include <ATen/ATen.h>
 
 #include <QSignalSpy>
@@ -43,6 +45,26 @@ inline QByteArray describeShape(const at::Tensor& t)
 inline bool waitForSignal(QSignalSpy& spy, int timeoutMs)
 {
     return !spy.isEmpty() || spy.wait(timeoutMs);
+}
+
+// Every weight tensor of two models equal, bit for bit.
+inline bool sameWeights(const Gpt2Weights& a, const Gpt2Weights& b)
+{
+    if (!at::equal(a.tokenEmbedding, b.tokenEmbedding) || !at::equal(a.positionEmbedding, b.positionEmbedding) ||
+        !at::equal(a.unembedding, b.unembedding) || !at::equal(a.lnFinalGain, b.lnFinalGain) ||
+        !at::equal(a.lnFinalBias, b.lnFinalBias) || a.layers.size() != b.layers.size())
+        return false;
+    for (std::size_t i = 0; i < a.layers.size(); ++i) {
+        const auto& x = a.layers[i];
+        const auto& y = b.layers[i];
+        for (auto [p, q] : {std::pair{&x.ln1Gain, &y.ln1Gain}, {&x.ln1Bias, &y.ln1Bias}, {&x.attnQkvWeight, &y.attnQkvWeight},
+                            {&x.attnQkvBias, &y.attnQkvBias}, {&x.attnOutWeight, &y.attnOutWeight}, {&x.attnOutBias, &y.attnOutBias},
+                            {&x.ln2Gain, &y.ln2Gain}, {&x.ln2Bias, &y.ln2Bias}, {&x.mlpInWeight, &y.mlpInWeight},
+                            {&x.mlpInBias, &y.mlpInBias}, {&x.mlpOutWeight, &y.mlpOutWeight}, {&x.mlpOutBias, &y.mlpOutBias}})
+            if (!at::equal(*p, *q))
+                return false;
+    }
+    return true;
 }
 
 } // namespace cs::test

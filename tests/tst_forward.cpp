@@ -81,21 +81,7 @@ private Q_SLOTS:
     {
         const Gpt2Weights& a = m_st->weights;
         const Gpt2Weights& b = m_bin->weights;
-        QVERIFY(at::equal(a.tokenEmbedding, b.tokenEmbedding));
-        QVERIFY(at::equal(a.positionEmbedding, b.positionEmbedding));
-        QVERIFY(at::equal(a.unembedding, b.unembedding));
-        QVERIFY(at::equal(a.lnFinalGain, b.lnFinalGain));
-        QVERIFY(at::equal(a.lnFinalBias, b.lnFinalBias));
-        QCOMPARE(a.layers.size(), b.layers.size());
-        for (std::size_t i = 0; i < a.layers.size(); ++i) {
-            const auto& x = a.layers[i];
-            const auto& y = b.layers[i];
-            for (auto [p, q] : {std::pair{&x.ln1Gain, &y.ln1Gain}, {&x.ln1Bias, &y.ln1Bias}, {&x.attnQkvWeight, &y.attnQkvWeight},
-                                {&x.attnQkvBias, &y.attnQkvBias}, {&x.attnOutWeight, &y.attnOutWeight}, {&x.attnOutBias, &y.attnOutBias},
-                                {&x.ln2Gain, &y.ln2Gain}, {&x.ln2Bias, &y.ln2Bias}, {&x.mlpInWeight, &y.mlpInWeight},
-                                {&x.mlpInBias, &y.mlpInBias}, {&x.mlpOutWeight, &y.mlpOutWeight}, {&x.mlpOutBias, &y.mlpOutBias}})
-                QVERIFY(at::equal(*p, *q));
-        }
+        QVERIFY(test::sameWeights(a, b));
         QCOMPARE(a.parameterCount(), b.parameterCount());
     }
 

@@ -109,24 +109,6 @@ void truncateFrom(const fs::path& file, std::uint64_t size)
 }
 
 // Every weight of two models bit for bit.
-bool sameWeights(const cs::Gpt2Weights& a, const cs::Gpt2Weights& b)
-{
-    if (!at::equal(a.tokenEmbedding, b.tokenEmbedding) || !at::equal(a.positionEmbedding, b.positionEmbedding) ||
-        !at::equal(a.unembedding, b.unembedding) || !at::equal(a.lnFinalGain, b.lnFinalGain) ||
-        !at::equal(a.lnFinalBias, b.lnFinalBias) || a.layers.size() != b.layers.size())
-        return false;
-    for (std::size_t i = 0; i < a.layers.size(); ++i) {
-        const auto& x = a.layers[i];
-        const auto& y = b.layers[i];
-        for (auto [p, q] : {std::pair{&x.ln1Gain, &y.ln1Gain}, {&x.ln1Bias, &y.ln1Bias}, {&x.attnQkvWeight, &y.attnQkvWeight},
-                            {&x.attnQkvBias, &y.attnQkvBias}, {&x.attnOutWeight, &y.attnOutWeight}, {&x.attnOutBias, &y.attnOutBias},
-                            {&x.ln2Gain, &y.ln2Gain}, {&x.ln2Bias, &y.ln2Bias}, {&x.mlpInWeight, &y.mlpInWeight},
-                            {&x.mlpInBias, &y.mlpInBias}, {&x.mlpOutWeight, &y.mlpOutWeight}, {&x.mlpOutBias, &y.mlpOutBias}})
-            if (!at::equal(*p, *q))
-                return false;
-    }
-    return true;
-}
 
 struct CliResult {
     int exitCode = -1;
@@ -532,9 +514,9 @@ private Q_SLOTS:
             out.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
             QVERIFY(out.good());
         }
-        QVERIFY(sameWeights(model->weights, reference->weights));
+        QVERIFY(cs::test::sameWeights(model->weights, reference->weights));
         truncateFrom(d / "model.safetensors", 0);
-        QVERIFY(sameWeights(model->weights, reference->weights));
+        QVERIFY(cs::test::sameWeights(model->weights, reference->weights));
         const std::vector<int> ids{464, 3290, 318, 257};
         QVERIFY(at::equal(cs::logitsAt(*model, cs::runForward(*model, ids), 3),
                           cs::logitsAt(*reference, cs::runForward(*reference, ids), 3)));
