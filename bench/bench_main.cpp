@@ -1,6 +1,6 @@
 // circuitscope-bench: the figures of product.md §6, as JSON on stdout.
 //
-//   circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...]
+//   circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere] [--large]
 //
 // Without --model it writes (once) a random GPT-2-small-shaped model (12 layers, d 768, 12 heads,
 // d_mlp 3072, vocab 50,257, seed 0) to $TMPDIR/circuitscope-bench/gpt2-small-random with the project's
@@ -14,6 +14,7 @@
 #include "core/model/forward.h"
 #include "core/model/gpt2_model.h"
 #include "core/model/random_model.h"
+#include "core/model/weight_product.h"
 #include "core/util/runtime.h"
 
 #include <nlohmann/json.hpp>
@@ -439,6 +440,39 @@ nlohmann::ordered_json saesEverywhereFigures(const cs::Gpt2Model& model, int tok
 // which for every forward product computes one product of the same size (weights need no gradient;
 // attention: dQ, dK from dS and dP, dV from dZ: twice the forward's two n² products), at the GEMM rate
 // measured in this run. Peak RSS is each Run's own (VmHWM reset before it).
+// The large-model scenario (issue 15, item 3): each of layer 0's four products at the prompt's length,
+// with the weight as stored (float16/bfloat16 or float32) and with a float32 copy, so the cost of
+// computing in float32 from half-precision storage is a ratio measured in the same run.
+nlohmann::ordered_json weightProductFigures(const cs::Gpt2Model& model, int tokens, int repeats)
+{
+    const cs::Gpt2LayerWeights& lw = model.weights.layers.at(0);
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const auto& [name, stored] : {std::pair<const char*, at::Tensor>{"attn.c_attn", lw.attnQkvWeight},
+                                       {"attn.c_proj", lw.attnOutWeight},
+                                       {"mlp.c_fc", lw.mlpInWeight},
+                                       {"mlp.c_proj", lw.mlpOutWeight}}) {
+        const at::Tensor x = at::randn({tokens, stored.size(0)});
+        const at::Tensor g = at::randn({tokens, stored.size(1)});
+        const at::Tensor full = cs::asFloat32(stored).contiguous();
+        const double gflop = 2.0 * tokens * static_cast<double>(stored.numel()) / 1e9;
+        const double storedMs = medianMs(repeats, [&] { (void)cs::timesWeight(x, stored); });
+        const double floatMs = medianMs(repeats, [&] { (void)at::mm(x, full); });
+        const double storedBackMs = medianMs(repeats, [&] { (void)cs::timesWeightT(g, stored); });
+        const double floatBackMs = medianMs(repeats, [&] { (void)at::mm(g, full.t()); });
+        out.push_back({{"weight", name},
+                       {"shape", {stored.size(0), stored.size(1)}},
+                       {"dtype", std::string(c10::toString(stored.scalar_type()))},
+                       {"x_times_w_ms", storedMs},
+                       {"float32_copy_ms", floatMs},
+                       {"ratio", storedMs / floatMs},
+                       {"gflops", gflop / (storedMs / 1e3)},
+                       {"g_times_wt_ms", storedBackMs},
+                       {"float32_copy_backward_ms", floatBackMs},
+                       {"backward_ratio", storedBackMs / floatBackMs}});
+    }
+    return out;
+}
+
 nlohmann::ordered_json longPromptFigures(const cs::Gpt2Model& model, const std::vector<int>& lengths, int repeats, double gemmGflops)
 {
     const cs::Gpt2Config& c = model.config;
@@ -519,6 +553,7 @@ int main(int argc, char** argv)
     int repeats = 10;
     std::vector<int> longLengths;
     bool saesEverywhere = false;
+    bool large = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--model" && i + 1 < argc)
@@ -533,12 +568,14 @@ int main(int argc, char** argv)
                 longLengths.push_back(std::atoi(list.substr(pos, comma - pos).c_str()));
                 pos = comma + 1;
             }
-        } else if (a == "--saes-everywhere")
+        } else if (a == "--large")
+            large = true; // only open, the products with the stored weights and a Run at --tokens (issue 15)
+        else if (a == "--saes-everywhere")
             saesEverywhere = true; // only the Run with autoencoders on every layer (issue 15)
         else if (a == "--repeats" && i + 1 < argc)
             repeats = std::max(1, std::atoi(argv[++i]));
         else {
-            std::cerr << "usage: circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere]\n";
+            std::cerr << "usage: circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere] [--large]\n";
             return 2;
         }
     }
@@ -606,6 +643,15 @@ int main(int argc, char** argv)
 
         if (saesEverywhere) {
             out["saes_everywhere"] = saesEverywhereFigures(*model, tokens, repeats, out["gemm"]["square_1024_gflops"].get<double>());
+            std::cout << out.dump(2) << '\n';
+            return 0;
+        }
+        if (large) {
+            out["model"]["weights_in_memory_mb"] = static_cast<double>(model->weights.byteCount()) / (1024.0 * 1024.0);
+            out["weight_products"] = weightProductFigures(*model, tokens, repeats);
+            out["run"] = longPromptFigures(*model, {tokens}, repeats, out["gemm"]["square_1024_gflops"].get<double>());
+            out["peak_rss_mb"] = peakRssMb();
+            out["peak_rss_over_weights"] = peakRssMb() / out["open"]["weights_mb"].get<double>();
             std::cout << out.dump(2) << '\n';
             return 0;
         }

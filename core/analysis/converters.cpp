@@ -1,5 +1,6 @@
 #include "core/analysis/converters.h"
 
+#include "core/model/weight_product.h"
 #include "core/util/errors.h"
 
 #include <cmath>
@@ -35,7 +36,7 @@ at::Tensor headValueWrites(const AnalysisInput& in, int layer, int head)
 {
     const int dh = in.model.config.dHead();
     const LayerRecord& L = in.record.layers.at(static_cast<std::size_t>(layer));
-    return at::mm(L.value.select(1, head), in.model.weights.layers.at(static_cast<std::size_t>(layer)).outWeight(head, dh));
+    return at::mm(L.value.select(1, head), asFloat32(in.model.weights.layers.at(static_cast<std::size_t>(layer)).outWeight(head, dh)));
 }
 
 // The latent's decoder direction in residual space, without α and s: D_l, D_l·W_out or D_l·W_O.
@@ -44,8 +45,8 @@ at::Tensor latentResidualDirection(const AnalysisInput& in, const SaeRecord& rec
     const at::Tensor dir = rec.bound.sae->decoder[latent];
     const Gpt2LayerWeights& lw = in.model.weights.layers.at(static_cast<std::size_t>(rec.bound.layer));
     switch (rec.bound.location) {
-    case SaeLocation::MlpPostAct: return at::mv(lw.mlpOutWeight.t(), dir);
-    case SaeLocation::AttnZ: return at::mv(lw.attnOutWeight.t(), dir);
+    case SaeLocation::MlpPostAct: return timesWeight(dir.unsqueeze(0), lw.mlpOutWeight).squeeze(0);
+    case SaeLocation::AttnZ: return timesWeight(dir.unsqueeze(0), lw.attnOutWeight).squeeze(0);
     default: return dir;
     }
 }
@@ -118,7 +119,7 @@ at::Tensor residualWritePerUnit(const AnalysisInput& in, const NodeRef& node)
     at::NoGradGuard noGrad;
     switch (n.kind) {
     case NodeKind::Embedding: return in.record.embeddings[n.token].detach();
-    case NodeKind::MlpNeuron: return in.model.weights.layers[n.layer].mlpOutWeight[n.index];
+    case NodeKind::MlpNeuron: return asFloat32(in.model.weights.layers[n.layer].mlpOutWeight[n.index]);
     case NodeKind::AttnHead: return headValueWrites(in, n.layer, n.index)[n.keyToken].detach();
     default: {
         const SaeRecord& rec = saeRecordFor(in, n);
@@ -144,7 +145,7 @@ at::Tensor tokenWrite(const Gpt2Model& model, const at::Tensor& writes)
     // (w ⊙ g_f)·Uᵀ equals w·U_g with U_g = diag(g_f)·U (math §1.6) without materializing U_g.
     const bool single = writes.dim() == 1;
     const at::Tensor m = single ? writes.unsqueeze(0) : writes;
-    const at::Tensor z = at::mm(m * w.lnFinalGain, w.unembedding.t());
+    const at::Tensor z = timesWeightT(m * w.lnFinalGain, w.unembedding);
     const at::Tensor out = z - z.mean(1, /*keepdim=*/true);
     return single ? out.squeeze(0) : out;
 }
@@ -154,7 +155,7 @@ at::Tensor tokenRead(const Gpt2Model& model, const at::Tensor& reads)
     at::NoGradGuard noGrad;
     const bool single = reads.dim() == 1;
     const at::Tensor m = single ? reads.unsqueeze(0) : reads;
-    const at::Tensor out = at::mm(m, model.weights.tokenEmbedding.t());
+    const at::Tensor out = timesWeightT(m, model.weights.tokenEmbedding);
     return single ? out.squeeze(0) : out;
 }
 
@@ -168,9 +169,9 @@ NeuronTokenScan scanNeuronWriteTokens(const Gpt2Model& model, int layer, int k, 
     at::NoGradGuard noGrad;
     const at::Tensor wOut = model.weights.layers[layer].mlpOutWeight; // [F, d]
     const at::Tensor gain = model.weights.lnFinalGain;
-    const at::Tensor unembedT = model.weights.unembedding.t();        // [d, V], a view
+    const at::Tensor unembedding = model.weights.unembedding;        // [V, d]
     // Each row's vocabulary mean is (w ⊙ g)·ū with ū the mean unembedding row: one mat-vec, not [F × V].
-    const at::Tensor meanRow = model.weights.unembedding.mean(0);
+    const at::Tensor meanRow = weightMeanRow(unembedding);
     NeuronTokenScan out;
     const std::int64_t F = wOut.size(0);
     out.topIds = at::empty({F, k}, at::kLong);
@@ -179,8 +180,8 @@ NeuronTokenScan scanNeuronWriteTokens(const Gpt2Model& model, int layer, int k, 
     out.bottomValues = at::empty({F, k});
     for (std::int64_t start = 0; start < F; start += blockSize) {
         const std::int64_t m = std::min<std::int64_t>(blockSize, F - start);
-        const at::Tensor w = wOut.narrow(0, start, m) * gain;          // [m, d]
-        const at::Tensor scores = at::mm(w, unembedT);                 // [m, V]
+        const at::Tensor w = asFloat32(wOut.narrow(0, start, m)) * gain; // [m, d]
+        const at::Tensor scores = timesWeightT(w, unembedding);          // [m, V]
         const at::Tensor mean = at::mv(w, meanRow).unsqueeze(1);       // [m, 1]
         const auto [topV, topI] = scores.topk(k, 1, true, true);
         const auto [botV, botI] = scores.topk(k, 1, false, true);
@@ -230,14 +231,14 @@ NodeReads residualReads(const AnalysisInput& in, const NodeRef& node)
         const int dh = c.dHead();
         const at::Tensor qVec = L.query[n.token][n.index].detach();
         const at::Tensor kVec = L.key[n.keyToken][n.index].detach();
-        out.readQ = layerNormVjp(at::mv(lw.queryWeight(n.index, dh), kVec) * scale, lw.ln1Gain,
+        out.readQ = layerNormVjp(at::mv(asFloat32(lw.queryWeight(n.index, dh)), kVec) * scale, lw.ln1Gain,
                                  L.ln1Sigma[n.token].item<double>());
-        out.readK = layerNormVjp(at::mv(lw.keyWeight(n.index, dh), qVec) * scale, lw.ln1Gain,
+        out.readK = layerNormVjp(at::mv(asFloat32(lw.keyWeight(n.index, dh)), qVec) * scale, lw.ln1Gain,
                                  L.ln1Sigma[n.keyToken].item<double>());
         return out;
     }
     if (n.kind == NodeKind::MlpNeuron) {
-        out.read = layerNormVjp(lw.mlpInWeight.select(1, n.index), lw.ln2Gain, L.ln2Sigma[n.token].item<double>());
+        out.read = layerNormVjp(asFloat32(lw.mlpInWeight.select(1, n.index)), lw.ln2Gain, L.ln2Sigma[n.token].item<double>());
         return out;
     }
 
@@ -248,14 +249,14 @@ NodeReads residualReads(const AnalysisInput& in, const NodeRef& node)
     switch (rec.bound.location) {
     case SaeLocation::MlpPostAct: {
         const at::Tensor u = saeEncoderGradient(sae, rec.input[n.token], n.index);
-        out.read = layerNormVjp(at::mv(lw.mlpInWeight, mlpActivationDerivative(L.mlpPre[n.token], c.activation) * u),
+        out.read = layerNormVjp(weightTimesVector(lw.mlpInWeight, mlpActivationDerivative(L.mlpPre[n.token], c.activation) * u),
                                 lw.ln2Gain, sigma2);
         break;
     }
     case SaeLocation::ResidDeltaMlp: {
         const at::Tensor u = saeEncoderGradient(sae, rec.input[n.token], n.index);
-        const at::Tensor back = at::mv(lw.mlpOutWeight, u);
-        out.read = layerNormVjp(at::mv(lw.mlpInWeight, mlpActivationDerivative(L.mlpPre[n.token], c.activation) * back),
+        const at::Tensor back = weightTimesVector(lw.mlpOutWeight, u);
+        out.read = layerNormVjp(weightTimesVector(lw.mlpInWeight, mlpActivationDerivative(L.mlpPre[n.token], c.activation) * back),
                                 lw.ln2Gain, sigma2);
         break;
     }
@@ -265,15 +266,15 @@ NodeReads residualReads(const AnalysisInput& in, const NodeRef& node)
         // itself (P ≡ 1) and Q, K drop out; the normalization (D2) is evaluated at that single-token input.
         const std::int64_t d = c.dModel;
         const at::Tensor x1 = layerNorm(L.residIn[n.token].detach(), lw.ln1Gain, lw.ln1Bias, c.layerNormEps, nullptr);
-        const at::Tensor wV = lw.attnQkvWeight.narrow(1, 2 * d, d);
+        const at::Tensor wV = asFloat32(lw.attnQkvWeight.narrow(1, 2 * d, d)); // [d, d]: small next to the vocabulary
         const at::Tensor z = at::mv(wV.t(), x1) + lw.attnQkvBias.narrow(0, 2 * d, d);
         if (rec.bound.location == SaeLocation::AttnZ) {
             const at::Tensor u = saeEncoderGradient(sae, z, n.index);
             out.read = layerNormVjp(at::mv(wV, u), lw.ln1Gain, sigma1);
         } else {
-            const at::Tensor a = at::mv(lw.attnOutWeight.t(), z) + lw.attnOutBias;
+            const at::Tensor a = timesWeight(z.unsqueeze(0), lw.attnOutWeight).squeeze(0) + lw.attnOutBias;
             const at::Tensor u = saeEncoderGradient(sae, a, n.index);
-            out.read = layerNormVjp(at::mv(wV, at::mv(lw.attnOutWeight, u)), lw.ln1Gain, sigma1);
+            out.read = layerNormVjp(at::mv(wV, weightTimesVector(lw.attnOutWeight, u)), lw.ln1Gain, sigma1);
         }
         break;
     }
@@ -307,7 +308,7 @@ std::optional<at::Tensor> pairAttribution(const AnalysisInput& in, const NodeRef
     if (rec.bound.location == SaeLocation::AttnZ)
         uPerHead = u.view({H, dh});
     else
-        uPerHead = at::mv(in.model.weights.layers[n.layer].attnOutWeight, u).view({H, dh}); // W_O·u
+        uPerHead = weightTimesVector(in.model.weights.layers[n.layer].attnOutWeight, u).view({H, dh}); // W_O·u
     const at::Tensor values = L.value.narrow(0, 0, q + 1).detach();          // [q+1, H, dh]
     const at::Tensor perHead = (values * uPerHead.unsqueeze(0)).sum(-1);      // [q+1, H]
     const at::Tensor probs = L.probs[q].narrow(0, 0, q + 1).detach();        // [q+1, H]
@@ -336,7 +337,7 @@ PairAttributionMap pairAttributionMap(const AnalysisInput& in, const NodeRef& no
     const at::Tensor u = saeEncoderGradient(*rec.bound.sae, rec.input.detach().index_select(0, rows), n.index);
     const at::Tensor uPerHead = rec.bound.location == SaeLocation::AttnZ
                                     ? u
-                                    : at::mm(u, in.model.weights.layers[n.layer].attnOutWeight.t()); // (W_O·u_q)ᵀ
+                                    : timesWeightT(u, in.model.weights.layers[n.layer].attnOutWeight); // (W_O·u_q)ᵀ
     const at::Tensor probs = L.probs.detach().index_select(0, rows); // [m, k, H]
     at::Tensor acc = at::zeros({rows.size(0), tokens}, L.value.options());
     for (int h = 0; h < H; ++h) {

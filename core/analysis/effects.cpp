@@ -1,5 +1,7 @@
 #include "core/analysis/effects.h"
 
+#include "core/model/weight_product.h"
+
 #include "core/analysis/objective.h"
 
 #include "core/util/errors.h"
@@ -26,8 +28,8 @@ at::Tensor orZeros(const at::Tensor& grad, const at::Tensor& like)
 at::Tensor toResidual(const Gpt2LayerWeights& lw, SaeLocation location, const at::Tensor& directions)
 {
     switch (location) {
-    case SaeLocation::MlpPostAct: return at::mm(directions, lw.mlpOutWeight);
-    case SaeLocation::AttnZ: return at::mm(directions, lw.attnOutWeight);
+    case SaeLocation::MlpPostAct: return timesWeight(directions, lw.mlpOutWeight);
+    case SaeLocation::AttnZ: return timesWeight(directions, lw.attnOutWeight);
     default: return directions;
     }
 }
@@ -36,8 +38,8 @@ at::Tensor toResidual(const Gpt2LayerWeights& lw, SaeLocation location, const at
 at::Tensor fromResidual(const Gpt2LayerWeights& lw, SaeLocation location, const at::Tensor& rows)
 {
     switch (location) {
-    case SaeLocation::MlpPostAct: return at::mm(rows, lw.mlpOutWeight.t());
-    case SaeLocation::AttnZ: return at::mm(rows, lw.attnOutWeight.t());
+    case SaeLocation::MlpPostAct: return timesWeightT(rows, lw.mlpOutWeight);
+    case SaeLocation::AttnZ: return timesWeightT(rows, lw.attnOutWeight);
     default: return rows;
     }
 }
@@ -421,21 +423,21 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
         le.hasObjective = effects;
         le.directRows = rows;
         le.neuronActivation = L.mlpPost.detach();
-        le.neuronOutNorm = lw.mlpOutWeight.norm(2, -1);
+        le.neuronOutNorm = asFloat32(lw.mlpOutWeight).norm(2, -1);
         le.probs = L.probs.detach();
         le.value = L.value.detach();
         le.headOut = L.headOut.detach();
         // ‖V[k,h]·W_O[h]‖ for every key token and head, one head at a time ([n, d] each).
         le.valueWriteNorm = at::empty({L.value.size(0), H}, le.value.options());
         for (int h = 0; h < H; ++h)
-            le.valueWriteNorm.select(1, h).copy_(at::mm(le.value.select(1, h), lw.outWeight(h, dh)).norm(2, -1));
+            le.valueWriteNorm.select(1, h).copy_(at::mm(le.value.select(1, h), asFloat32(lw.outWeight(h, dh))).norm(2, -1));
         if (effects) {
             le.neuronGradient = gradOf(mlpIndex[layer]);
             le.headOutGradient = gradOf(headIndex[layer]);
             const bool neuronsUp = upstreamOf(in, e, NodeKind::MlpNeuron, l), headsUp = upstreamOf(in, e, NodeKind::AttnHead, l);
-            le.neuronDirectRows = neuronsUp ? le.neuronActivation.index_select(0, rows) * at::mm(Grows, lw.mlpOutWeight.t())
+            le.neuronDirectRows = neuronsUp ? le.neuronActivation.index_select(0, rows) * timesWeightT(Grows, lw.mlpOutWeight)
                                             : at::zeros({rows.numel(), c.dMlp}, le.neuronActivation.options());
-            le.headDirectFactor = headsUp ? at::mm(Grows, lw.attnOutWeight.t()).view({rows.numel(), H, dh})
+            le.headDirectFactor = headsUp ? timesWeightT(Grows, lw.attnOutWeight).view({rows.numel(), H, dh})
                                           : at::zeros({rows.numel(), H, dh}, le.value.options());
             for (const auto& [location, index] : saeIndex[layer])
                 le.locationGradients.push_back({location, gradOf(index)});

@@ -1,5 +1,7 @@
 #include "core/analysis/objective.h"
 
+#include "core/model/weight_product.h"
+
 #include "core/util/errors.h"
 
 #include <c10/core/GradMode.h>
@@ -78,7 +80,7 @@ at::Tensor logitObjective(const Gpt2Model& model, const at::Tensor& finalResidua
     // D9: σ_f is held fixed, so the logits are affine in the final residual.
     const at::Tensor ln = layerNormFixedScale(finalResidual[token], w.lnFinalGain, w.lnFinalBias, c.layerNormEps);
     const auto rows = [&](const std::vector<int>& ids) {
-        return w.unembedding.index_select(0, at::tensor(std::vector<std::int64_t>(ids.begin(), ids.end()), at::kLong));
+        return weightRows(w.unembedding, at::tensor(std::vector<std::int64_t>(ids.begin(), ids.end()), at::kLong));
     };
     switch (o.logitKind) {
     case ObjectiveKind::LogitDiff: {
@@ -92,12 +94,12 @@ at::Tensor logitObjective(const Gpt2Model& model, const at::Tensor& finalResidua
         at::Tensor meanRow;
         {
             at::NoGradGuard noGrad;
-            meanRow = w.unembedding.mean(0);
+            meanRow = weightMeanRow(w.unembedding);
         }
         return at::dot(ln, rows(o.targets).mean(0) - meanRow);
     }
     case ObjectiveKind::Prob: {
-        const at::Tensor logits = at::mv(w.unembedding, ln);
+        const at::Tensor logits = linear({}, ln.unsqueeze(0), w.unembedding.t()).squeeze(0); // U·ln, differentiable
         return at::softmax(logits, 0).index_select(0, at::tensor(std::vector<std::int64_t>(o.targets.begin(), o.targets.end()), at::kLong)).sum();
     }
     default: throw std::logic_error("logitObjective: not a logit objective");
@@ -135,16 +137,16 @@ at::Tensor tracedQuantity(const AnalysisInput& in, const ResolvedTrace& trace, c
     switch (node.kind) {
     case NodeKind::MlpNeuron: {
         const at::Tensor x = layerNormFixedScale(R[t], lw.ln2Gain, lw.ln2Bias, c.layerNormEps);
-        return at::dot(x, lw.mlpInWeight.select(1, node.index)) + lw.mlpInBias[node.index];
+        return at::dot(x, asFloat32(lw.mlpInWeight.select(1, node.index))) + lw.mlpInBias[node.index];
     }
     case NodeKind::MlpSaeLatent: {
         const BoundSae& bound = boundSae(in, node);
         const at::Tensor x = layerNormFixedScale(R.narrow(0, t, 1), lw.ln2Gain, lw.ln2Bias, c.layerNormEps);
-        at::Tensor y = mlpActivation(at::addmm(lw.mlpInBias, x, lw.mlpInWeight), c.activation);
+        at::Tensor y = mlpActivation(linear(lw.mlpInBias, x, lw.mlpInWeight), c.activation);
         if (ablations)
             y = withAblatedEntries(y, atToken(ablations->neurons, t));
         if (bound.location == SaeLocation::ResidDeltaMlp)
-            y = at::addmm(lw.mlpOutBias, y, lw.mlpOutWeight);
+            y = linear(lw.mlpOutBias, y, lw.mlpOutWeight);
         return latentPreActivation(*bound.sae, y, node.index);
     }
     case NodeKind::AttnSaeLatent: {
@@ -153,7 +155,7 @@ at::Tensor tracedQuantity(const AnalysisInput& in, const ResolvedTrace& trace, c
         const BoundSae& bound = boundSae(in, node);
         const std::int64_t m = t + 1, H = c.nHead;
         const at::Tensor x = layerNormFixedScale(R.narrow(0, 0, m), lw.ln1Gain, lw.ln1Bias, c.layerNormEps);
-        const at::Tensor qkv = at::addmm(lw.attnQkvBias, x, lw.attnQkvWeight);
+        const at::Tensor qkv = linear(lw.attnQkvBias, x, lw.attnQkvWeight);
         const at::Tensor q = qkv.narrow(1, 0, d).view({m, H, dh}).permute({1, 0, 2});
         const at::Tensor k = qkv.narrow(1, d, d).view({m, H, dh}).permute({1, 2, 0});
         const at::Tensor v = qkv.narrow(1, 2 * d, d).view({m, H, dh}).permute({1, 0, 2});
@@ -163,7 +165,7 @@ at::Tensor tracedQuantity(const AnalysisInput& in, const ResolvedTrace& trace, c
         if (ablations)
             probs = withAblatedProbs(probs, rowsBelow(ablations->probs, m));
         const at::Tensor z = at::bmm(probs.permute({2, 0, 1}), v).permute({1, 0, 2}).reshape({m, d}).narrow(0, t, 1);
-        const at::Tensor y = bound.location == SaeLocation::AttnZ ? z : at::addmm(lw.attnOutBias, z, lw.attnOutWeight);
+        const at::Tensor y = bound.location == SaeLocation::AttnZ ? z : linear(lw.attnOutBias, z, lw.attnOutWeight);
         return latentPreActivation(*bound.sae, y, node.index);
     }
     case NodeKind::ResidSaeLatent: return latentPreActivation(*boundSae(in, node).sae, R.narrow(0, t, 1), node.index);
@@ -174,15 +176,15 @@ at::Tensor tracedQuantity(const AnalysisInput& in, const ResolvedTrace& trace, c
             if (!valueGradient.defined())
                 throw std::logic_error("tracedQuantity: a value trace needs the gradient it is projected on");
             const at::Tensor xk = layerNormFixedScale(R[k], lw.ln1Gain, lw.ln1Bias, c.layerNormEps);
-            const at::Tensor value = at::matmul(xk, lw.valueWeight(h, dh)) + qkvBias(lw, 2, h, dh, d);
-            const at::Tensor projected = at::mv(lw.outWeight(h, dh), valueGradient[t].detach()); // W_O[h]·g[q]
+            const at::Tensor value = at::matmul(xk, asFloat32(lw.valueWeight(h, dh))) + qkvBias(lw, 2, h, dh, d);
+            const at::Tensor projected = at::mv(asFloat32(lw.outWeight(h, dh)), valueGradient[t].detach()); // W_O[h]·g[q]
             const at::Tensor p = in.record.layers[node.layer].probs[t][k][h].detach();
             return p * at::dot(value, projected);
         }
         const at::Tensor xq = layerNormFixedScale(R[t], lw.ln1Gain, lw.ln1Bias, c.layerNormEps);
         const at::Tensor xk = layerNormFixedScale(R[k], lw.ln1Gain, lw.ln1Bias, c.layerNormEps);
-        at::Tensor query = at::matmul(xq, lw.queryWeight(h, dh)) + qkvBias(lw, 0, h, dh, d);
-        at::Tensor key = at::matmul(xk, lw.keyWeight(h, dh)) + qkvBias(lw, 1, h, dh, d);
+        at::Tensor query = at::matmul(xq, asFloat32(lw.queryWeight(h, dh))) + qkvBias(lw, 0, h, dh, d);
+        at::Tensor key = at::matmul(xk, asFloat32(lw.keyWeight(h, dh))) + qkvBias(lw, 1, h, dh, d);
         if (trace.through == TraceThrough::Q)
             key = key.detach();
         else if (trace.through == TraceThrough::K)

@@ -1,5 +1,7 @@
 #include "core/model/forward.h"
 
+#include "core/model/weight_product.h"
+
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
@@ -269,7 +271,7 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
         rec.ablations = *options.ablations;
     const at::Tensor idTensor = at::tensor(std::vector<std::int64_t>(ids.begin(), ids.end()), at::kLong);
     // r0 = E[tok] + Π[pos], the positions counted within each window.
-    at::Tensor resid = (w.tokenEmbedding.index_select(0, idTensor).view({windows, windowLength, d})
+    at::Tensor resid = (weightRows(w.tokenEmbedding, idTensor).view({windows, windowLength, d})
                         + w.positionEmbedding.narrow(0, 0, windowLength)).view({n, d});
     if (options.withGrad)
         resid = resid.detach().requires_grad_(true);
@@ -298,7 +300,7 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
         at::Tensor sigma1;
         const at::Tensor x1 = layerNorm(resid, lw.ln1Gain, lw.ln1Bias, c.layerNormEps, &sigma1);
         L.ln1Sigma = sigma1.squeeze(-1);
-        const at::Tensor qkv = at::addmm(lw.attnQkvBias, x1, lw.attnQkvWeight); // [n, 3d]
+        const at::Tensor qkv = linear(lw.attnQkvBias, x1, lw.attnQkvWeight); // [n, 3d]
         L.query = qkv.narrow(1, 0, d).view({n, H, dh});
         L.key = qkv.narrow(1, d, d).view({n, H, dh});
         L.value = qkv.narrow(1, 2 * d, d).view({n, H, dh});
@@ -330,18 +332,18 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
         }
         L.attnZ = L.headOut.reshape({n, d});
         const at::Tensor z = sae(SaeLocation::AttnZ, L.attnZ);
-        L.attnOut = sae(SaeLocation::ResidDeltaAttn, at::addmm(lw.attnOutBias, z, lw.attnOutWeight));
+        L.attnOut = sae(SaeLocation::ResidDeltaAttn, linear(lw.attnOutBias, z, lw.attnOutWeight));
         L.residMid = sae(SaeLocation::ResidMid, resid + L.attnOut);
 
         at::Tensor sigma2;
         const at::Tensor x2 = layerNorm(L.residMid, lw.ln2Gain, lw.ln2Bias, c.layerNormEps, &sigma2);
         L.ln2Sigma = sigma2.squeeze(-1);
-        L.mlpPre = at::addmm(lw.mlpInBias, x2, lw.mlpInWeight);
+        L.mlpPre = linear(lw.mlpInBias, x2, lw.mlpInWeight);
         L.mlpPost = mlpActivation(L.mlpPre, c.activation);
         if (ablations)
             L.mlpPost = withAblatedEntries(L.mlpPost, ablations->neurons);
         const at::Tensor mlpHidden = sae(SaeLocation::MlpPostAct, L.mlpPost);
-        L.mlpOut = sae(SaeLocation::ResidDeltaMlp, at::addmm(lw.mlpOutBias, mlpHidden, lw.mlpOutWeight));
+        L.mlpOut = sae(SaeLocation::ResidDeltaMlp, linear(lw.mlpOutBias, mlpHidden, lw.mlpOutWeight));
         L.residOut = sae(SaeLocation::ResidPost, L.residMid + L.mlpOut);
         resid = L.residOut;
         rec.layers.push_back(std::move(L));
@@ -353,7 +355,7 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
     rec.lnFinalOut = layerNorm(resid, w.lnFinalGain, w.lnFinalBias, c.layerNormEps, &sigmaF);
     rec.lnFinalSigma = sigmaF.squeeze(-1);
     if (options.logits == RecordLogits::All)
-        rec.logits = at::mm(rec.lnFinalOut, w.unembedding.t());
+        rec.logits = timesWeightT(rec.lnFinalOut, w.unembedding);
     if (options.saes && !options.deferSaes)
         encodeSaes(*options.saes, rec);
     return rec;
@@ -378,7 +380,7 @@ at::Tensor logitsAt(const Gpt2Model& model, const ActivationRecord& record, int 
     at::NoGradGuard noGrad;
     if (record.logits.defined())
         return record.logits[token].detach();
-    return at::mv(model.weights.unembedding, record.lnFinalOut[token].detach());
+    return weightTimesVector(model.weights.unembedding, record.lnFinalOut[token].detach());
 }
 
 at::Tensor attentionScores(const Gpt2Model& model, const ActivationRecord& record, int layer)

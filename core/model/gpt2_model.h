@@ -27,14 +27,16 @@ struct Gpt2Model {
 
 // Opens `dir` (config.json + model.safetensors or pytorch_model.bin + vocab.json/merges.txt or
 // tokenizer.json). Weights may carry the `transformer.` prefix or not; lm_head may be tied or not;
-// F32/F16/BF16 become F32 (aligned F32 safetensors are not copied). Every tensor's shape is checked
-// against config.json; errors are InputError naming the file and the key or field.
-std::shared_ptr<const Gpt2Model> loadHfGpt2(const std::filesystem::path& dir);
+// F16/BF16 matrices stay as stored with WeightStorage::AsStored (gpt2_weights.h), everything else becomes
+// F32. Every tensor's shape is checked against config.json; errors are InputError naming the file and
+// the key or field.
+std::shared_ptr<const Gpt2Model> loadHfGpt2(const std::filesystem::path& dir, WeightStorage storage = WeightStorage::AsStored);
 
 // Loads just the weights of a state dict that is already in memory (key → tensor), with the same
 // checks. `source` names the file in error messages.
 Gpt2Weights weightsFromStateDict(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                                  const Gpt2Config& config, const std::filesystem::path& source,
-                                 std::vector<std::string>* warnings);
+                                 std::vector<std::string>* warnings,
+                                 WeightStorage storage = WeightStorage::AsStored);
 
 } // namespace cs

@@ -33,18 +33,33 @@ at::Tensor Gpt2LayerWeights::outWeight(int head, int dHead) const
     return attnOutWeight.narrow(0, static_cast<std::int64_t>(head) * dHead, dHead);
 }
 
-std::int64_t Gpt2Weights::parameterCount() const
+namespace {
+
+template <typename Size>
+std::int64_t sumOverTensors(const Gpt2Weights& w, Size size)
 {
-    std::int64_t n = tokenEmbedding.numel() + positionEmbedding.numel() + lnFinalGain.numel() + lnFinalBias.numel();
-    if (!unembedding.is_same(tokenEmbedding) && unembedding.data_ptr() != tokenEmbedding.data_ptr())
-        n += unembedding.numel();
-    for (const auto& l : layers) {
+    std::int64_t n = size(w.tokenEmbedding) + size(w.positionEmbedding) + size(w.lnFinalGain) + size(w.lnFinalBias);
+    if (!w.unembedding.is_same(w.tokenEmbedding) && w.unembedding.data_ptr() != w.tokenEmbedding.data_ptr())
+        n += size(w.unembedding);
+    for (const auto& l : w.layers) {
         for (const at::Tensor* t : {&l.ln1Gain, &l.ln1Bias, &l.attnQkvWeight, &l.attnQkvBias, &l.attnOutWeight,
                                     &l.attnOutBias, &l.ln2Gain, &l.ln2Bias, &l.mlpInWeight, &l.mlpInBias,
                                     &l.mlpOutWeight, &l.mlpOutBias})
-            n += t->numel();
+            n += size(*t);
     }
     return n;
+}
+
+} // namespace
+
+std::int64_t Gpt2Weights::parameterCount() const
+{
+    return sumOverTensors(*this, [](const at::Tensor& t) { return static_cast<std::int64_t>(t.numel()); });
+}
+
+std::int64_t Gpt2Weights::byteCount() const
+{
+    return sumOverTensors(*this, [](const at::Tensor& t) { return static_cast<std::int64_t>(t.nbytes()); });
 }
 
 } // namespace cs

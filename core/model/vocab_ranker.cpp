@@ -1,5 +1,7 @@
 #include "core/model/vocab_ranker.h"
 
+#include "core/model/weight_product.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -89,8 +91,8 @@ float floatAtLeast(double x)
 
 VocabRanker::VocabRanker(at::Tensor matrix) : matrix_(std::move(matrix))
 {
-    if (matrix_.dim() != 2 || matrix_.scalar_type() != at::kFloat)
-        throw std::invalid_argument("VocabRanker: expected a float32 [V, d] matrix");
+    if (matrix_.dim() != 2 || (matrix_.scalar_type() != at::kFloat && !isHalfStorage(matrix_)))
+        throw std::invalid_argument("VocabRanker: expected a float32, float16 or bfloat16 [V, d] matrix");
 }
 
 void VocabRanker::prepare() const
@@ -98,14 +100,18 @@ void VocabRanker::prepare() const
     std::call_once(prepared_, [this] {
         at::NoGradGuard noGrad;
         const at::Tensor m = matrix_.detach();
-        meanRow_ = m.mean(0);
+        meanRow_ = weightMeanRow(m);
         if (!cpuHasHalfKernels() || matrix_.numel() == 0)
             return;
         if (!m.isfinite().all().item<bool>() || m.abs().max().item<float>() >= kHalfMax)
             return;
-        // Computed in float32; the 1.001 in errorBound covers its rounding (relative error ≤ d·2^-24).
-        maxRowNorm_ = m.norm(2, 1).max().item<double>();
-        half_ = m.to(at::kHalf).contiguous();
+        // Computed in float32, a block of rows at a time (a float16 matrix is not converted whole); the
+        // 1.001 in errorBound covers its rounding (relative error ≤ d·2^-24).
+        const std::int64_t V = m.size(0), block = 4096;
+        for (std::int64_t i = 0; i < V; i += block)
+            maxRowNorm_ = std::max(maxRowNorm_, asFloat32(m.narrow(0, i, std::min(block, V - i))).norm(2, 1).max().item<double>());
+        // A float16 matrix is its own half-precision copy (the bound then only overestimates).
+        half_ = m.scalar_type() == at::kHalf ? m.contiguous() : m.to(at::kHalf).contiguous();
     });
 }
 
@@ -124,7 +130,7 @@ const at::Tensor& VocabRanker::meanRow() const
 at::Tensor VocabRanker::exactScores(const at::Tensor& directions) const
 {
     at::NoGradGuard noGrad;
-    return at::mm(directions.detach().to(at::kFloat), matrix_.t());
+    return timesWeightT(directions.detach().to(at::kFloat), matrix_);
 }
 
 at::Tensor VocabRanker::approximateScores(const at::Tensor& directions) const
@@ -232,7 +238,7 @@ RankedRows VocabRanker::rank(const at::Tensor& directions, std::int64_t k) const
         }
         for (const bool top : {true, false}) {
             const at::Tensor& candidates = top ? topCandidates : bottomCandidates;
-            const at::Tensor exact = at::mv(matrix_.index_select(0, candidates), X[q]);
+            const at::Tensor exact = at::mv(asFloat32(matrix_.index_select(0, candidates)), X[q]);
             const auto [values, where] = exact.topk(k, 0, top, /*sorted=*/true);
             fill(row, values, candidates.index_select(0, where), top);
             out.candidatesRescored += candidates.numel();

@@ -40,12 +40,13 @@ struct RankedRows {
 
 class VocabRanker {
 public:
-    explicit VocabRanker(at::Tensor matrix); // float32 [V, d]; kept as given (a view of the mapped weights)
+    explicit VocabRanker(at::Tensor matrix); // [V, d] float32, float16 or bfloat16; kept as given (the model's own)
 
     // `directions` [r, d] (float32). k is clamped to [0, V].
     RankedRows rank(const at::Tensor& directions, std::int64_t k) const;
 
-    // The exact float32 scores M·x for every row (the fallback; also what the tests compare against).
+    // The exact float32 scores M·x for every row (the fallback; also what the tests compare against;
+    // for a half-precision M, the float32 products of its stored values).
     at::Tensor exactScores(const at::Tensor& directions) const;
 
     // The half-precision scores, or an undefined tensor when the half-precision path is unavailable.

@@ -1,0 +1,43 @@
+#pragma once
+// Products with model weights that may be stored in half precision (issue 15, "large models").
+//
+// A model whose file stores its matrices in float16 or bfloat16 keeps them that way in memory: GPT-2 XL
+// is 3.1 GB in float16 and 6.2 GB converted. Every product still computes in float32: a block of the
+// weight (about 1 MB, so it stays in cache) is converted to float32 and multiplied, then the next
+// block. Converting a float16/bfloat16 value to float32 is exact, so the results are the float32
+// results of the stored weights — equal to converting the whole model on load, up to the order of the
+// float32 sums inside the products. Float32 weights go straight to ATen's products (no change at all).
+//
+// Shapes follow Hugging Face's Conv1D layout: a linear layer is y = x·W + b with W [in, out].
+
+#include <ATen/ATen.h>
+
+namespace cs {
+
+// True for float16/bfloat16 (the dtypes kept as stored); false for float32.
+bool isHalfStorage(const at::Tensor& w);
+
+// `t` as float32: itself when it already is, else a converted copy (for small slices: a head's W_Q, a
+// neuron's row). Large matrices go through the products below instead.
+at::Tensor asFloat32(const at::Tensor& t);
+
+// x·W for x [n, k] float32 and W [k, m]. No autograd through the half-precision path (see linear()).
+at::Tensor timesWeight(const at::Tensor& x, const at::Tensor& w);
+// x·Wᵀ for x [n, k] float32 and W [m, k].
+at::Tensor timesWeightT(const at::Tensor& x, const at::Tensor& w);
+// W·v for W [m, k] and v [k] (= timesWeightT of one row).
+at::Tensor weightTimesVector(const at::Tensor& w, const at::Tensor& v);
+
+// bias + x·W (no bias when it is undefined), differentiable w.r.t. x (and the bias) under autograd. With float32 weights this is
+// at::addmm (differentiable w.r.t. W too, as the trainer needs); with half-precision weights the
+// backward pass computes ∂/∂x = g·Wᵀ block by block from the stored weight, so no float32 copy of W is
+// kept for it. Weights stored in half precision get no gradient.
+at::Tensor linear(const at::Tensor& bias, const at::Tensor& x, const at::Tensor& w);
+
+// Rows `ids` of W [V, d] as float32 (an embedding lookup).
+at::Tensor weightRows(const at::Tensor& w, const at::Tensor& ids);
+
+// Mean of W's rows as float32 [d], accumulated in float32.
+at::Tensor weightMeanRow(const at::Tensor& w);
+
+} // namespace cs
