@@ -260,7 +260,7 @@ nlohmann::ordered_json analysisFigures(const cs::Gpt2Model& model, const std::ve
         const double matrixMb = static_cast<double>(model.weights.tokenEmbedding.nbytes()) / 1e6;
         const cs::NodeReads reads = cs::residualReads(in, nodes[0]);
         const at::Tensor directions = at::stack({cs::residualWritePerUnit(in, nodes[0]) * model.weights.lnFinalGain, *reads.read});
-        const double exactMs = medianMs(repeats, [&] { (void)cs::topTokens(*model.tokenizer, at::mm(directions, model.weights.tokenEmbedding.t())[0], 20); });
+        const double exactMs = medianMs(repeats, [&] { (void)cs::topTokens(*model.tokenizer, cs::timesWeightT(directions, model.weights.tokenEmbedding)[0], 20); });
         std::int64_t rescored = 0;
         const double rankedMs = medianMs(repeats, [&] { rescored = model.embeddingRanker->rank(directions, 20).candidatesRescored; });
         out["click_floor"] = {{"read_bandwidth_gb_s", bandwidth},

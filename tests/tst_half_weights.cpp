@@ -72,6 +72,10 @@ private Q_SLOTS:
         // Float32 weights take ATen's own product: identical.
         QVERIFY(at::equal(timesWeight(x, wf), at::mm(x, wf)));
         QVERIFY(at::equal(asFloat32(w), wf));
+        QVERIFY(at::equal(asFloat32(w.narrow(1, 1, m / 2)), wf.narrow(1, 1, m / 2))); // a head's columns
+        QVERIFY(at::equal(asFloat32(w[k / 2]), wf[k / 2]));                            // a neuron's row
+        QVERIFY(at::equal(asFloat32(w.select(1, m - 1)), wf.select(1, m - 1)));       // strided
+        CS_COMPARE_TENSORS(weightRowNorms(w), wf.norm(2, -1), 1e-5 * wf.norm(2, -1).max().item<double>());
     }
 
     void linearGradientEqualsFloat32Gradient_data()

@@ -423,7 +423,7 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
         le.hasObjective = effects;
         le.directRows = rows;
         le.neuronActivation = L.mlpPost.detach();
-        le.neuronOutNorm = asFloat32(lw.mlpOutWeight).norm(2, -1);
+        le.neuronOutNorm = weightRowNorms(lw.mlpOutWeight);
         le.probs = L.probs.detach();
         le.value = L.value.detach();
         le.headOut = L.headOut.detach();

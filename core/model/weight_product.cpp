@@ -194,7 +194,15 @@ bool isHalfStorage(const at::Tensor& w)
 
 at::Tensor asFloat32(const at::Tensor& t)
 {
-    return t.scalar_type() == at::kFloat ? t : t.to(at::kFloat);
+    if (t.scalar_type() == at::kFloat)
+        return t;
+    if (!isHalfStorage(t) || t.dim() > 2 || t.dim() == 0 || t.stride(-1) != 1)
+        return t.to(at::kFloat);
+    // A head's W_Q, a neuron's row: the vectorized conversion (ATen's is one value at a time).
+    const at::Tensor rows = t.dim() == 2 ? t : t.unsqueeze(0);
+    at::Tensor out = at::empty(rows.sizes(), at::kFloat);
+    convertBlock(rows, out);
+    return t.dim() == 2 ? out : out.squeeze(0);
 }
 
 at::Tensor timesWeight(const at::Tensor& x, const at::Tensor& w)
@@ -232,6 +240,21 @@ at::Tensor linear(const at::Tensor& bias, const at::Tensor& x, const at::Tensor&
 at::Tensor weightRows(const at::Tensor& w, const at::Tensor& ids)
 {
     return asFloat32(w.index_select(0, ids));
+}
+
+at::Tensor weightRowNorms(const at::Tensor& w)
+{
+    if (!isHalfStorage(w) || w.stride(1) != 1)
+        return asFloat32(w).norm(2, -1);
+    const std::int64_t r = w.size(0), c = w.size(1), block = blockLength(c, r);
+    at::Tensor out = at::empty({r}, at::kFloat), buffer;
+    for (std::int64_t i = 0; i < r; i += block) {
+        const std::int64_t rows = std::min(block, r - i);
+        at::Tensor b = blockBuffer(buffer, rows, c);
+        convertBlock(w.narrow(0, i, rows), b);
+        out.narrow(0, i, rows).copy_(b.norm(2, -1));
+    }
+    return out;
 }
 
 at::Tensor weightMeanRow(const at::Tensor& w)

@@ -37,6 +37,9 @@ at::Tensor linear(const at::Tensor& bias, const at::Tensor& x, const at::Tensor&
 // Rows `ids` of W [V, d] as float32 (an embedding lookup).
 at::Tensor weightRows(const at::Tensor& w, const at::Tensor& ids);
 
+// ‖W_i‖₂ of every row of W [r, c], float32 [r] (blocks converted as in the products).
+at::Tensor weightRowNorms(const at::Tensor& w);
+
 // Mean of W's rows as float32 [d], accumulated in float32.
 at::Tensor weightMeanRow(const at::Tensor& w);
 
