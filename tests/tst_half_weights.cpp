@@ -44,6 +44,7 @@ private Q_SLOTS:
             QTest::addRow("%s blocks with a remainder", name) << dtype << 300 << 4000; // 131-row blocks
             QTest::addRow("%s tall", name) << dtype << 5000 << 30;
             QTest::addRow("%s vocabulary-like", name) << dtype << 40 << 20000; // x·Wᵀ cut by rows of W
+            QTest::addRow("%s wide output", name) << dtype << 64 << 200000; // x·W cut by columns of W
         }
     }
     void productsEqualFloat32Products()

@@ -105,21 +105,35 @@ std::int64_t blockLength(std::int64_t across, std::int64_t total)
     return std::clamp<std::int64_t>(kBlockEntries / std::max<std::int64_t>(across, 1), 1, std::max<std::int64_t>(total, 1));
 }
 
-// x [n, k]·W [k, m] with W in half precision, converted one block of W's rows at a time (contiguous):
-// y += x_block·W_block. Measured on GPT-2 XL's shapes at 64 tokens this is 0.9–1.2× the float32
-// product; cutting W by columns instead (each block a slice of y) was 1.3–1.9×.
+// x [n, k]·W [k, m] with W in half precision, converted one block at a time. While y is small enough to
+// stay in cache (a short prompt), blocks of W's rows (contiguous) are summed into it: y += x_block·W_block,
+// 0.9–1.2× the float32 product on GPT-2 XL's shapes at 64 tokens. A larger y (a long prompt, an
+// autoencoder's 32k latents) would be re-read for every block; then blocks of W's columns each give a
+// column slice of y, written in place (BLAS takes the leading dimension).
 at::Tensor halfTimesWeight(const at::Tensor& x, const at::Tensor& w)
 {
     const std::int64_t n = x.size(0), k = x.size(1), m = w.size(1);
     const at::Tensor xf = x.to(at::kFloat);
     at::Tensor buffer;
-    const std::int64_t rowBlock = blockLength(m, k);
-    at::Tensor y = at::zeros({n, m}, xf.options());
-    for (std::int64_t i = 0; i < k; i += rowBlock) {
-        const std::int64_t rows = std::min(rowBlock, k - i);
-        at::Tensor block = blockBuffer(buffer, rows, m);
-        convertBlock(w.narrow(0, i, rows), block);
-        y.addmm_(xf.narrow(1, i, rows), block);
+    if (n * m <= kBlockEntries * 2) {
+        const std::int64_t rowBlock = blockLength(m, k);
+        at::Tensor y = at::zeros({n, m}, xf.options());
+        for (std::int64_t i = 0; i < k; i += rowBlock) {
+            const std::int64_t rows = std::min(rowBlock, k - i);
+            at::Tensor block = blockBuffer(buffer, rows, m);
+            convertBlock(w.narrow(0, i, rows), block);
+            y.addmm_(xf.narrow(1, i, rows), block);
+        }
+        return y;
+    }
+    const std::int64_t colBlock = blockLength(k, m);
+    at::Tensor y = at::empty({n, m}, xf.options());
+    for (std::int64_t j = 0; j < m; j += colBlock) {
+        const std::int64_t cols = std::min(colBlock, m - j);
+        at::Tensor block = blockBuffer(buffer, k, cols);
+        convertBlock(w.narrow(1, j, cols), block);
+        at::Tensor target = y.narrow(1, j, cols);
+        at::mm_out(target, xf, block);
     }
     return y;
 }
