@@ -165,7 +165,7 @@ private Q_SLOTS:
             }
             for (int l = 0; l < int(m_effects->layers.size()); ++l) {
                 const LayerEffects& le = m_effects->layers[l];
-                const std::int64_t F = le.neuronActivation.size(1), H = le.probs.size(2);
+                const std::int64_t F = le.neuronActivation.size(1), H = le.probs.heads();
                 add(le.neurons(metric), [&](std::int64_t i) { return NodeRef{NodeKind::MlpNeuron, l, int(i % F), int(i / F), 0}; });
                 if (metric != Metric::Activation) // the table ranks heads by their effects and write magnitude
                     add(le.heads(metric), [&](std::int64_t i) {

@@ -95,10 +95,12 @@ at::Tensor rowDots(const at::Tensor& A, const at::Tensor& rowsA, const at::Tenso
     return out;
 }
 
-// Query rows per block of per-pair head values: m·n·H floats stay below 4 Mi (16 MB).
+// Query rows per block of per-pair head values: m·n·H floats stay below 4 Mi (16 MB), and blocks of at
+// most 128 rows let a recomputed block skip the keys after its last query (56 % of the products'
+// work at 1,024 tokens instead of 67 % with 341-row blocks).
 std::int64_t queryBlock(std::int64_t n, std::int64_t heads)
 {
-    return std::max<std::int64_t>(1, (std::int64_t(1) << 22) / std::max<std::int64_t>(1, n * heads));
+    return std::clamp<std::int64_t>((std::int64_t(1) << 22) / std::max<std::int64_t>(1, n * heads), 1, 128);
 }
 
 // x_h · y_hᵀ for every head: a [m, H, c], b [k, H, c] → [m, k, H].
@@ -123,12 +125,12 @@ at::Tensor LayerEffects::neurons(Metric metric) const
 
 at::Tensor LayerEffects::heads(Metric metric, std::int64_t first, std::int64_t count) const
 {
-    const std::int64_t n = probs.size(0);
+    const std::int64_t n = probs.tokens();
     if (count < 0)
         count = n - first;
     if (metricNeedsObjective(metric) && !hasObjective)
         return {};
-    const at::Tensor P = probs.narrow(0, first, count); // [m, k, H]
+    const at::Tensor P = probs.rows(first, count); // [m, k, H]
     switch (metric) {
     case Metric::Activation: return P;
     case Metric::WriteMagnitude: return P * valueWriteNorm.unsqueeze(0);
@@ -153,12 +155,18 @@ at::Tensor LayerEffects::headsOverKeys(Metric metric) const
     if (metricNeedsObjective(metric) && !hasObjective)
         return {};
     switch (metric) {
-    case Metric::Activation: return probs.amax(1);
-    case Metric::WriteMagnitude: return (probs * valueWriteNorm.unsqueeze(0)).sum(1);
+    case Metric::Activation:
+        if (!activationOverKeys.defined())
+            fillKeyMaxima();
+        return activationOverKeys;
+    case Metric::WriteMagnitude:
+        if (!writeOverKeys.defined())
+            fillKeyMaxima();
+        return writeOverKeys;
     // Σ_k P[q,k,h]·(x[q,h]·V[k,h]) = x[q,h]·Z[q,h]: the head's whole output at q.
     case Metric::TotalEffect: return (headOutGradient * headOut).sum(-1);
     case Metric::DirectEffect: {
-        at::Tensor out = at::zeros({probs.size(0), probs.size(2)}, probs.options());
+        at::Tensor out = at::zeros({probs.tokens(), probs.heads()}, headOut.options());
         if (directRows.numel() > 0)
             out.index_copy_(0, directRows, (headDirectFactor * headOut.index_select(0, directRows)).sum(-1));
         return out;
@@ -182,13 +190,13 @@ const LayerEffects::KeyMaxima& LayerEffects::headKeyMaxima(Metric metric) const
     }
     slot.emplace();
     at::NoGradGuard noGrad;
-    const std::int64_t n = probs.size(0), H = probs.size(2);
+    const std::int64_t n = probs.tokens(), H = probs.heads();
     at::Tensor key = at::zeros({n, H}, at::kLong);
-    at::Tensor best = at::zeros({n, H}, probs.options());
+    at::Tensor best = at::zeros({n, H}, headOut.options());
     // Zero outside the rows of G; there, one batched product [H, r, dh]·[H, dh, k] and a reduction over keys.
     if (directRows.numel() > 0) {
-        const at::Tensor P = probs.permute({2, 0, 1}); // [H, q, k]
-        const at::Tensor v = P.index_select(1, directRows) * at::bmm(headDirectFactor.permute({1, 0, 2}), value.permute({1, 2, 0}));
+        const at::Tensor P = probs.rowsAt(directRows).permute({2, 0, 1}); // [H, r, k]
+        const at::Tensor v = P * at::bmm(headDirectFactor.permute({1, 0, 2}), value.permute({1, 2, 0}));
         const at::Tensor index = std::get<1>(v.abs().max(-1)); // [H, r]
         key.index_copy_(0, directRows, index.t());
         best.index_copy_(0, directRows, v.gather(-1, index.unsqueeze(-1)).squeeze(-1).t());
@@ -198,27 +206,28 @@ const LayerEffects::KeyMaxima& LayerEffects::headKeyMaxima(Metric metric) const
     return *slot;
 }
 
-// The key maxima of the activation, the write magnitude and (with an objective) the total effect in one
-// pass over the probabilities: for each (head, query) row, the key k with the largest |P[q,k,h]·f| for
-// f = 1, ‖V[k,h]·W_O[h]‖ and x[q,h]·V[k,h] (x = ∂O/∂Z), and that signed value. One fused loop reads P
-// once for all three (the [H, q, k] tensor is 50 MB a layer at 1,024 tokens; a reduction per metric made
-// four passes and two temporaries of that size each). The total effect's x·V products come from one
-// batched product per block of query rows, as before; the loop keeps the first key of a tie, as max does.
+// The key maxima of the activation, the write magnitude and (with an objective) the total effect, and
+// the activation's maximum and the write magnitude's sum over keys, in one pass over the probabilities:
+// for each (head, query) row, the key k with the largest |P[q,k,h]·f| for f = 1, ‖V[k,h]·W_O[h]‖ and
+// x[q,h]·V[k,h] (x = ∂O/∂Z), and that signed value; max_k P and Σ_k P·‖V·W_O‖. One fused loop reads each
+// block of P once for all of them (P is 50 MB a layer at 1,024 tokens: a reduction per metric made a
+// pass and a temporary of that size each); without recorded probabilities the block is recomputed here,
+// once, and only up to the keys its queries see. The total effect's x·V products come from one batched
+// product per block of query rows; the loop keeps the first key of a tie, as max does.
 void LayerEffects::fillKeyMaxima() const
 {
     at::NoGradGuard noGrad;
-    const std::int64_t n = probs.size(0), H = probs.size(2);
-    const at::Tensor P = probs.permute({2, 0, 1}).to(at::kFloat).contiguous(); // [H, q, k] (a view of the pass's tensor)
+    const std::int64_t n = probs.tokens(), H = probs.heads();
     const at::Tensor norms = valueWriteNorm.t().to(at::kFloat).contiguous(); // [H, k]
     const bool total = hasObjective;
-    const at::Tensor valueHdk = value.permute({1, 2, 0});                   // [H, dh, k]
+    const at::Tensor valueHdk = value.permute({1, 2, 0}).to(at::kFloat);    // [H, dh, k]
     constexpr int kinds = 3;                                                // activation, write, total
     at::Tensor keys[kinds], values[kinds];
     for (int i = 0; i < kinds; ++i) {
         keys[i] = at::zeros({n, H}, at::kLong);
         values[i] = at::zeros({n, H}, at::kFloat);
     }
-    const float* p = P.data_ptr<float>();
+    at::Tensor maxima = at::zeros({n, H}, at::kFloat), sums = at::zeros({n, H}, at::kFloat);
     const float* w = norms.data_ptr<float>();
     std::int64_t* keyOut[kinds];
     float* valueOut[kinds];
@@ -226,18 +235,25 @@ void LayerEffects::fillKeyMaxima() const
         keyOut[i] = keys[i].data_ptr<std::int64_t>();
         valueOut[i] = values[i].data_ptr<float>();
     }
+    float* maxOut = maxima.data_ptr<float>();
+    float* sumOut = sums.data_ptr<float>();
     const std::int64_t block = queryBlock(n, H);
     for (std::int64_t first = 0; first < n; first += block) {
-        const std::int64_t m = std::min(block, n - first);
-        const at::Tensor products = total ? at::bmm(headOutGradient.narrow(0, first, m).permute({1, 0, 2}), valueHdk).to(at::kFloat).contiguous()
-                                          : at::Tensor(); // [H, m, k]
+        const std::int64_t m = std::min(block, n - first), seen = first + m; // keys [0, seen)
+        at::Tensor P = probs.block(first, m).to(at::kFloat);                   // [H, m, seen]
+        if (P.stride(2) != 1)
+            P = P.contiguous();
+        const std::int64_t headStride = P.stride(0), rowStride = P.stride(1);
+        const at::Tensor products = total ? at::bmm(headOutGradient.narrow(0, first, m).permute({1, 0, 2}).to(at::kFloat), valueHdk.narrow(2, 0, seen))
+                                          : at::Tensor(); // [H, m, seen]
+        const float* p = P.data_ptr<float>();
         const float* x = total ? products.data_ptr<float>() : nullptr;
         at::parallel_for(0, H * m, 16, [&](std::int64_t begin, std::int64_t end) {
             for (std::int64_t row = begin; row < end; ++row) {
                 const std::int64_t h = row / m, q = first + row % m;
-                const float* pr = p + (h * n + q) * n;
+                const float* pr = p + h * headStride + (q - first) * rowStride;
                 const float* wr = w + h * n;
-                const float* xr = total ? x + row * n : nullptr;
+                const float* xr = total ? x + row * seen : nullptr;
                 float bestAbs[kinds] = {-1.0f, -1.0f, -1.0f}, bestValue[kinds] = {0, 0, 0};
                 std::int64_t bestKey[kinds] = {0, 0, 0};
                 const auto consider = [&](int i, float v, std::int64_t k) {
@@ -248,29 +264,43 @@ void LayerEffects::fillKeyMaxima() const
                         bestKey[i] = k;
                     }
                 };
+                // max over every key, the zeros after the query included (an ablated row may be negative).
+                float largest = q + 1 < n ? 0.0f : pr[0];
+                double sum = 0;
                 // Keys after the query have P = 0 (the causal mask; ablations cannot name them), so
-                // they can neither be a row's maximum nor change its value.
-                for (std::int64_t k = 0; k <= q; ++k)
-                    consider(0, pr[k], k);
-                for (std::int64_t k = 0; k <= q; ++k)
-                    consider(1, pr[k] * wr[k], k);
-                if (xr) {
-                    for (std::int64_t k = 0; k <= q; ++k)
-                        consider(2, pr[k] * xr[k], k);
+                // they can neither be a row's maximum by magnitude nor change its value or sum.
+                for (std::int64_t k = 0; k <= q; ++k) {
+                    const float pk = pr[k], wk = pk * wr[k];
+                    consider(0, pk, k);
+                    consider(1, wk, k);
+                    if (xr)
+                        consider(2, pk * xr[k], k);
+                    largest = std::max(largest, pk);
+                    sum += static_cast<double>(wk);
                 }
                 for (int i = 0; i < kinds; ++i) {
                     keyOut[i][q * H + h] = bestKey[i];
                     valueOut[i][q * H + h] = bestValue[i];
                 }
+                maxOut[q * H + h] = largest;
+                sumOut[q * H + h] = static_cast<float>(sum);
             }
         });
     }
+    const at::ScalarType type = headOut.scalar_type();
     const Metric metrics[kinds] = {Metric::Activation, Metric::WriteMagnitude, Metric::TotalEffect};
     for (int i = 0; i < kinds; ++i) {
         if (i == 2 && !total)
             continue;
-        keyMaximaCache[static_cast<std::size_t>(metrics[i])] = KeyMaxima{keys[i], values[i].to(probs.scalar_type())};
+        keyMaximaCache[static_cast<std::size_t>(metrics[i])] = KeyMaxima{keys[i], values[i].to(type)};
     }
+    activationOverKeys = maxima.to(type);
+    writeOverKeys = sums.to(type);
+}
+
+at::Tensor LayerEffects::totalToKeys() const
+{
+    return hasObjective ? totalToKeys_ : at::Tensor();
 }
 
 double LayerEffects::neuron(Metric metric, int t, int f) const
@@ -291,7 +321,7 @@ double LayerEffects::neuron(Metric metric, int t, int f) const
 
 double LayerEffects::head(Metric metric, int q, int k, int h) const
 {
-    const at::Tensor p = probs[q][k][h];
+    const at::Tensor p = at::scalar_tensor(probs.at(q, k, h), headOut.options());
     switch (metric) {
     case Metric::Activation: return p.item<double>();
     case Metric::WriteMagnitude: return (p * valueWriteNorm[k][h]).item<double>();
@@ -369,12 +399,13 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
         scalar = buildObjective(in, objective);
     const std::size_t residualIndex = indexOf(scalar ? scalar->residual : rec.layers.back().residOut);
     const std::size_t embeddingIndex = indexOf(rec.embeddings);
-    std::vector<std::size_t> mlpIndex, headIndex;
+    std::vector<std::size_t> mlpIndex, headIndex, valueIndex;
     std::vector<std::vector<std::pair<SaeLocation, std::size_t>>> saeIndex(rec.layers.size());
     for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
         const LayerRecord& L = rec.layers[layer];
         mlpIndex.push_back(indexOf(L.mlpPost));
         headIndex.push_back(indexOf(L.headOut));
+        valueIndex.push_back(indexOf(L.value));
         // ∂O/∂(what flows on) at every bound autoencoder's location, encoded yet or not.
         for (const BoundSae& b : in.saes.all()) {
             if (b.layer != static_cast<int>(layer))
@@ -422,7 +453,7 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
         le.directRows = rows;
         le.neuronActivation = L.mlpPost.detach();
         le.neuronOutNorm = lw.mlpOutWeight.norm(2, -1);
-        le.probs = L.probs.detach();
+        le.probs = layerProbs(model, rec, l);
         le.value = L.value.detach();
         le.headOut = L.headOut.detach();
         // ‖V[k,h]·W_O[h]‖ for every key token and head, one head at a time ([n, d] each).
@@ -432,6 +463,9 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
         if (effects) {
             le.neuronGradient = gradOf(mlpIndex[layer]);
             le.headOutGradient = gradOf(headIndex[layer]);
+            // Σ_{q,h} P[q,k,h]·(∂O/∂Z[q,h]·V[k,h]) = Σ_h V[k,h]·∂O/∂V[k,h]: V is read only by the weighted
+            // sum Z = P·V, so ∂O/∂V[k,h] = Σ_q P[q,k,h]·∂O/∂Z[q,h], which the backward pass made anyway.
+            le.totalToKeys_ = (le.value * gradOf(valueIndex[layer])).sum(at::IntArrayRef{1, 2});
             const bool neuronsUp = upstreamOf(in, e, NodeKind::MlpNeuron, l), headsUp = upstreamOf(in, e, NodeKind::AttnHead, l);
             le.neuronDirectRows = neuronsUp ? le.neuronActivation.index_select(0, rows) * at::mm(Grows, lw.mlpOutWeight.t())
                                             : at::zeros({rows.numel(), c.dMlp}, le.neuronActivation.options());
@@ -522,9 +556,7 @@ TokenEffects tokenEffects(const Effects& e)
     for (const LayerEffects& le : e.layers) {
         mlp += le.neurons(Metric::TotalEffect).to(at::kDouble).sum(1);
         from += le.headsOverKeys(Metric::TotalEffect).to(at::kDouble).sum(1);
-        // Σ_{q,h} P[q,k,h]·(∂O/∂Z[q,h]·V[k,h]) = Σ_h V[k,h]·(Σ_q P[q,k,h]·∂O/∂Z[q,h]).
-        const at::Tensor pulled = at::bmm(le.probs.permute({2, 1, 0}), le.headOutGradient.permute({1, 0, 2})); // [H, k, dh]
-        to += (pulled * le.value.permute({1, 0, 2})).sum(at::IntArrayRef{0, 2}).to(at::kDouble);
+        to += le.totalToKeys().to(at::kDouble);
         for (const auto& lat : le.latents) {
             auto it = std::find_if(latents.begin(), latents.end(), [&](const auto& p) { return p.first == lat.kind; });
             if (it == latents.end())
