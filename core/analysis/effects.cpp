@@ -254,36 +254,54 @@ void LayerEffects::fillKeyMaxima() const
                 const float* pr = p + h * headStride + (q - first) * rowStride;
                 const float* wr = w + h * n;
                 const float* xr = total ? x + row * seen : nullptr;
-                float bestAbs[kinds] = {-1.0f, -1.0f, -1.0f}, bestValue[kinds] = {0, 0, 0};
-                std::int64_t bestKey[kinds] = {0, 0, 0};
-                const auto consider = [&](int i, float v, std::int64_t k) {
-                    const float a = std::abs(v);
-                    if (a > bestAbs[i]) {
-                        bestAbs[i] = a;
-                        bestValue[i] = v;
-                        bestKey[i] = k;
-                    }
-                };
-                // max over every key, the zeros after the query included (an ablated row may be negative).
-                float largest = q + 1 < n ? 0.0f : pr[0];
-                double sum = 0;
                 // Keys after the query have P = 0 (the causal mask; ablations cannot name them), so
                 // they can neither be a row's maximum by magnitude nor change its value or sum.
-                for (std::int64_t k = 0; k <= q; ++k) {
-                    const float pk = pr[k], wk = pk * wr[k];
-                    consider(0, pk, k);
-                    consider(1, wk, k);
-                    if (xr)
-                        consider(2, pk * xr[k], k);
-                    largest = std::max(largest, pk);
-                    sum += static_cast<double>(wk);
+                // Vectorized reductions first (max is exact in any order), then the first key that
+                // reaches each maximum: the same key and value as a sequential scan keeping the first
+                // of a tie.
+                const std::int64_t count = q + 1;
+                float maxAbs[kinds] = {0, 0, 0};
+                float largest = q + 1 < n ? 0.0f : pr[0]; // max over every key, the zeros after the query included
+                float sum = 0;
+#pragma omp simd reduction(max : largest) reduction(+ : sum)
+                for (std::int64_t k = 0; k < count; ++k) {
+                    largest = std::max(largest, pr[k]);
+                    sum += pr[k] * wr[k];
+                }
+                float m0 = 0, m1 = 0, m2 = 0;
+#pragma omp simd reduction(max : m0, m1)
+                for (std::int64_t k = 0; k < count; ++k) {
+                    m0 = std::max(m0, std::abs(pr[k]));
+                    m1 = std::max(m1, std::abs(pr[k] * wr[k]));
+                }
+                if (xr) {
+#pragma omp simd reduction(max : m2)
+                    for (std::int64_t k = 0; k < count; ++k)
+                        m2 = std::max(m2, std::abs(pr[k] * xr[k]));
+                }
+                maxAbs[0] = m0;
+                maxAbs[1] = m1;
+                maxAbs[2] = m2;
+                std::int64_t bestKey[kinds] = {0, 0, 0};
+                float bestValue[kinds] = {0, 0, 0};
+                for (int i = 0; i < kinds; ++i) {
+                    if (i == 2 && !xr)
+                        break;
+                    for (std::int64_t k = 0; k < count; ++k) {
+                        const float v = i == 0 ? pr[k] : i == 1 ? pr[k] * wr[k] : pr[k] * xr[k];
+                        if (std::abs(v) == maxAbs[i]) {
+                            bestKey[i] = k;
+                            bestValue[i] = v;
+                            break;
+                        }
+                    }
                 }
                 for (int i = 0; i < kinds; ++i) {
                     keyOut[i][q * H + h] = bestKey[i];
                     valueOut[i][q * H + h] = bestValue[i];
                 }
                 maxOut[q * H + h] = largest;
-                sumOut[q * H + h] = static_cast<float>(sum);
+                sumOut[q * H + h] = sum;
             }
         });
     }
