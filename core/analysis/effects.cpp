@@ -150,6 +150,26 @@ at::Tensor LayerEffects::heads(Metric metric, std::int64_t first, std::int64_t c
     return {};
 }
 
+at::Tensor LayerEffects::headRow(Metric metric, std::int64_t q, std::int64_t h) const
+{
+    if (metricNeedsObjective(metric) && !hasObjective)
+        return {};
+    const at::Tensor P = probs.headBlock(h, q, 1)[0]; // [q + 1]
+    const at::Tensor V = value.narrow(0, 0, q + 1).select(1, h); // [q + 1, dh]
+    switch (metric) {
+    case Metric::Activation: return P;
+    case Metric::WriteMagnitude: return P * valueWriteNorm.narrow(0, 0, q + 1).select(1, h);
+    case Metric::TotalEffect: return P * at::mv(V, headOutGradient[q][h]);
+    case Metric::DirectEffect: {
+        const at::Tensor where = (directRows == q).nonzero();
+        if (where.numel() == 0)
+            return at::zeros_like(P);
+        return P * at::mv(V, headDirectFactor[where[0][0].item<std::int64_t>()][h]);
+    }
+    }
+    return {};
+}
+
 at::Tensor LayerEffects::headsOverKeys(Metric metric) const
 {
     if (metricNeedsObjective(metric) && !hasObjective)
@@ -220,7 +240,6 @@ void LayerEffects::fillKeyMaxima() const
     const std::int64_t n = probs.tokens(), H = probs.heads();
     const at::Tensor norms = valueWriteNorm.t().to(at::kFloat).contiguous(); // [H, k]
     const bool total = hasObjective;
-    const at::Tensor valueHdk = value.permute({1, 2, 0}).to(at::kFloat);    // [H, dh, k]
     constexpr int kinds = 3;                                                // activation, write, total
     at::Tensor keys[kinds], values[kinds];
     for (int i = 0; i < kinds; ++i) {
@@ -237,74 +256,79 @@ void LayerEffects::fillKeyMaxima() const
     }
     float* maxOut = maxima.data_ptr<float>();
     float* sumOut = sums.data_ptr<float>();
+    // Heads in parallel, each by blocks of query rows: one head's block of P (and of the x·V products)
+    // is at most 128 × n floats and stays in the core's cache through every reduction.
     const std::int64_t block = queryBlock(n, H);
-    for (std::int64_t first = 0; first < n; first += block) {
-        const std::int64_t m = std::min(block, n - first), seen = first + m; // keys [0, seen)
-        at::Tensor P = probs.block(first, m).to(at::kFloat);                   // [H, m, seen]
-        if (P.stride(2) != 1)
-            P = P.contiguous();
-        const std::int64_t headStride = P.stride(0), rowStride = P.stride(1);
-        const at::Tensor products = total ? at::bmm(headOutGradient.narrow(0, first, m).permute({1, 0, 2}).to(at::kFloat), valueHdk.narrow(2, 0, seen))
-                                          : at::Tensor(); // [H, m, seen]
-        const float* p = P.data_ptr<float>();
-        const float* x = total ? products.data_ptr<float>() : nullptr;
-        at::parallel_for(0, H * m, 16, [&](std::int64_t begin, std::int64_t end) {
-            for (std::int64_t row = begin; row < end; ++row) {
-                const std::int64_t h = row / m, q = first + row % m;
-                const float* pr = p + h * headStride + (q - first) * rowStride;
-                const float* wr = w + h * n;
-                const float* xr = total ? x + row * seen : nullptr;
-                // Keys after the query have P = 0 (the causal mask; ablations cannot name them), so
-                // they can neither be a row's maximum by magnitude nor change its value or sum.
-                // Vectorized reductions first (max is exact in any order), then the first key that
-                // reaches each maximum: the same key and value as a sequential scan keeping the first
-                // of a tie.
-                const std::int64_t count = q + 1;
-                float maxAbs[kinds] = {0, 0, 0};
-                float largest = q + 1 < n ? 0.0f : pr[0]; // max over every key, the zeros after the query included
-                float sum = 0;
+    const at::Tensor gradient = total ? headOutGradient.to(at::kFloat) : at::Tensor(); // [n, H, dh]
+    const at::Tensor valueF = value.to(at::kFloat);
+    at::parallel_for(0, H, 1, [&](std::int64_t beginHead, std::int64_t endHead) {
+        at::NoGradGuard noGradHere; // grad mode is per thread
+        for (std::int64_t h = beginHead; h < endHead; ++h) {
+            for (std::int64_t first = 0; first < n; first += block) {
+                const std::int64_t m = std::min(block, n - first), seen = first + m; // keys [0, seen)
+                const at::Tensor P = probs.headBlock(h, first, m).to(at::kFloat);  // [m, seen]
+                const at::Tensor products = total ? at::mm(gradient.narrow(0, first, m).select(1, h), valueF.narrow(0, 0, seen).select(1, h).t())
+                                                  : at::Tensor(); // [m, seen]
+                const std::int64_t rowStride = P.stride(0);
+                const float* p = P.data_ptr<float>();
+                const float* x = total ? products.data_ptr<float>() : nullptr;
+                for (std::int64_t r = 0; r < m; ++r) {
+                    const std::int64_t q = first + r;
+                    const float* pr = p + r * rowStride;
+                    const float* wr = w + h * n;
+                    const float* xr = total ? x + r * seen : nullptr;
+                    // Keys after the query have P = 0 (the causal mask; ablations cannot name them), so
+                    // they can neither be a row's maximum by magnitude nor change its value or sum.
+                    // Vectorized reductions first (max is exact in any order), then the first key that
+                    // reaches each maximum: the same key and value as a sequential scan keeping the first
+                    // of a tie.
+                    const std::int64_t count = q + 1;
+                    float maxAbs[kinds] = {0, 0, 0};
+                    float largest = q + 1 < n ? 0.0f : pr[0]; // max over every key, the zeros after the query included
+                    float sum = 0;
 #pragma omp simd reduction(max : largest) reduction(+ : sum)
-                for (std::int64_t k = 0; k < count; ++k) {
-                    largest = std::max(largest, pr[k]);
-                    sum += pr[k] * wr[k];
-                }
-                float m0 = 0, m1 = 0, m2 = 0;
-#pragma omp simd reduction(max : m0, m1)
-                for (std::int64_t k = 0; k < count; ++k) {
-                    m0 = std::max(m0, std::abs(pr[k]));
-                    m1 = std::max(m1, std::abs(pr[k] * wr[k]));
-                }
-                if (xr) {
-#pragma omp simd reduction(max : m2)
-                    for (std::int64_t k = 0; k < count; ++k)
-                        m2 = std::max(m2, std::abs(pr[k] * xr[k]));
-                }
-                maxAbs[0] = m0;
-                maxAbs[1] = m1;
-                maxAbs[2] = m2;
-                std::int64_t bestKey[kinds] = {0, 0, 0};
-                float bestValue[kinds] = {0, 0, 0};
-                for (int i = 0; i < kinds; ++i) {
-                    if (i == 2 && !xr)
-                        break;
                     for (std::int64_t k = 0; k < count; ++k) {
-                        const float v = i == 0 ? pr[k] : i == 1 ? pr[k] * wr[k] : pr[k] * xr[k];
-                        if (std::abs(v) == maxAbs[i]) {
-                            bestKey[i] = k;
-                            bestValue[i] = v;
+                        largest = std::max(largest, pr[k]);
+                        sum += pr[k] * wr[k];
+                    }
+                    float m0 = 0, m1 = 0, m2 = 0;
+#pragma omp simd reduction(max : m0, m1)
+                    for (std::int64_t k = 0; k < count; ++k) {
+                        m0 = std::max(m0, std::abs(pr[k]));
+                        m1 = std::max(m1, std::abs(pr[k] * wr[k]));
+                    }
+                    if (xr) {
+#pragma omp simd reduction(max : m2)
+                        for (std::int64_t k = 0; k < count; ++k)
+                            m2 = std::max(m2, std::abs(pr[k] * xr[k]));
+                    }
+                    maxAbs[0] = m0;
+                    maxAbs[1] = m1;
+                    maxAbs[2] = m2;
+                    std::int64_t bestKey[kinds] = {0, 0, 0};
+                    float bestValue[kinds] = {0, 0, 0};
+                    for (int i = 0; i < kinds; ++i) {
+                        if (i == 2 && !xr)
                             break;
+                        for (std::int64_t k = 0; k < count; ++k) {
+                            const float v = i == 0 ? pr[k] : i == 1 ? pr[k] * wr[k] : pr[k] * xr[k];
+                            if (std::abs(v) == maxAbs[i]) {
+                                bestKey[i] = k;
+                                bestValue[i] = v;
+                                break;
+                            }
                         }
                     }
+                    for (int i = 0; i < kinds; ++i) {
+                        keyOut[i][q * H + h] = bestKey[i];
+                        valueOut[i][q * H + h] = bestValue[i];
+                    }
+                    maxOut[q * H + h] = largest;
+                    sumOut[q * H + h] = sum;
                 }
-                for (int i = 0; i < kinds; ++i) {
-                    keyOut[i][q * H + h] = bestKey[i];
-                    valueOut[i][q * H + h] = bestValue[i];
-                }
-                maxOut[q * H + h] = largest;
-                sumOut[q * H + h] = sum;
             }
-        });
-    }
+        }
+    });
     const at::ScalarType type = headOut.scalar_type();
     const Metric metrics[kinds] = {Metric::Activation, Metric::WriteMagnitude, Metric::TotalEffect};
     for (int i = 0; i < kinds; ++i) {
@@ -884,7 +908,7 @@ std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int
                     std::vector<Candidate> inLayer;
                     for (std::int64_t r = 0; r < rows.size(0); ++r) {
                         const std::int64_t q = rows[r][0].item<std::int64_t>(), h = rows[r][1].item<std::int64_t>();
-                        const at::Tensor values = le.heads(metric, q, 1)[0].select(-1, h).abs().to(at::kDouble).contiguous(); // [k]
+                        const at::Tensor values = le.headRow(metric, q, h).abs().to(at::kDouble).contiguous(); // [q + 1]
                         const double* v = values.data_ptr<double>();
                         for (std::int64_t key = 0; key < values.numel(); ++key) {
                             if (v[key] >= threshold)

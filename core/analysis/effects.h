@@ -44,6 +44,8 @@ struct LayerEffects {
 
     at::Tensor neurons(Metric metric) const;                               // [n, F]
     at::Tensor heads(Metric metric, std::int64_t firstQuery = 0, std::int64_t queries = -1) const; // [m, k, H]
+    // One (query, head) row of per-pair values over the keys up to the query, [query + 1].
+    at::Tensor headRow(Metric metric, std::int64_t query, std::int64_t head) const;
     // Σ over key tokens for every (query, head) (activation: the maximum), [q, H], in closed form.
     at::Tensor headsOverKeys(Metric metric) const;
     double neuron(Metric metric, int token, int index) const;

@@ -140,19 +140,32 @@ std::pair<at::Tensor, at::Tensor> probAblationCoordinates(const std::vector<Acti
     return {at::tensor(coordinates, at::kLong).view({count, 3}), at::tensor(values, at::kDouble).to(at::kFloat)};
 }
 
-// The ablated entries inside the block of query rows [first, first + m) and keys [0, keys), as flat
-// indices into its [H, m, keys] tensor, and their values.
-std::pair<at::Tensor, at::Tensor> blockAblations(const at::Tensor& coordinates, const at::Tensor& values, std::int64_t first, std::int64_t m,
-                                                 std::int64_t keys)
+// The ablated probabilities as plain entries, for the attention node's per-head loops.
+struct ProbEntry {
+    std::int64_t head, query, key;
+    float value;
+};
+
+std::vector<ProbEntry> probEntries(const at::Tensor& coordinates, const at::Tensor& values)
 {
-    if (coordinates.size(0) == 0)
-        return {};
-    const at::Tensor q = coordinates.select(1, 1);
-    const at::Tensor inBlock = ((q >= first) & (q < first + m)).nonzero().squeeze(1);
-    if (inBlock.numel() == 0)
-        return {};
-    const at::Tensor c = coordinates.index_select(0, inBlock);
-    return {(c.select(1, 0) * m + (c.select(1, 1) - first)) * keys + c.select(1, 2), values.index_select(0, inBlock)};
+    std::vector<ProbEntry> out;
+    const at::Tensor c = coordinates.contiguous(), v = values.contiguous();
+    for (std::int64_t i = 0; i < c.size(0); ++i) {
+        const std::int64_t* row = c.data_ptr<std::int64_t>() + 3 * i;
+        out.push_back({row[0], row[1], row[2], v.data_ptr<float>()[i]});
+    }
+    return out;
+}
+
+// Calls f(offset, value) for the entries of head h inside the block of query rows [first, first + m)
+// of a row-major [m, keys] tensor.
+template <typename F>
+void forEachInBlock(const std::vector<ProbEntry>& entries, std::int64_t h, std::int64_t first, std::int64_t m, std::int64_t keys, F&& f)
+{
+    for (const ProbEntry& e : entries) {
+        if (e.head == h && e.query >= first && e.query < first + m && e.key < keys)
+            f((e.query - first) * keys + e.key, e.value);
+    }
 }
 
 // softmax(scale·Q·Kᵀ + bias) per head, [H, m, n] (qh [H, m, dh], kt [H, dh, n], bias [m, n]: −∞ above
@@ -164,59 +177,73 @@ at::Tensor causalProbs(const at::Tensor& qh, const at::Tensor& kt, const at::Ten
     return p;
 }
 
-// dS = P ⊙ (dP − Σ_k dP·P) in place in dP, row by row ([H, m, keys], contiguous; row r of a head is query
-// first + r), and 0 after the query (P is 0 there): softmax's backward without the temporaries of the
-// composite form.
+// One head's block of P: query rows [first, first + m) of qh ([n, dh]) against keys [0, first + m) of kh,
+// softmax(scale·q·kᵀ + bias), [m, first + m] (row-major), normalized in place.
+at::Tensor probsBlock(const at::Tensor& qh, const at::Tensor& kh, const at::Tensor& bias, std::int64_t first, std::int64_t m, double scale)
+{
+    const std::int64_t keys = first + m;
+    at::Tensor p = at::addmm(bias.narrow(0, first, m).narrow(1, 0, keys), qh.narrow(0, first, m), kh.narrow(0, 0, keys).t(), /*beta=*/1,
+                             /*alpha=*/scale);
+    at::_softmax_out(p, p, -1, false);
+    return p;
+}
+
+// dS = P ⊙ (dP − Σ_k dP·P) in place in dP for one head's block of query rows [first, first + m) ([m, keys],
+// contiguous), and 0 after each query (P is 0 there): softmax's backward without the temporaries of
+// the composite form.
 void softmaxBackwardInPlace(at::Tensor& dP, const at::Tensor& P, std::int64_t first)
 {
-    const std::int64_t m = dP.size(1), keys = dP.size(2), rows = dP.size(0) * m;
+    const std::int64_t m = dP.size(0), keys = dP.size(1);
     float* g = dP.data_ptr<float>();
     const float* p = P.data_ptr<float>();
-    at::parallel_for(0, rows, 16, [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t row = begin; row < end; ++row) {
-            const std::int64_t last = std::min(keys - 1, first + row % m); // keys ≤ query only
-            float* gr = g + row * keys;
-            const float* pr = p + row * keys;
-            float dot = 0;
+    for (std::int64_t row = 0; row < m; ++row) {
+        const std::int64_t last = std::min(keys - 1, first + row); // keys ≤ query only
+        float* gr = g + row * keys;
+        const float* pr = p + row * keys;
+        float dot = 0;
 #pragma omp simd reduction(+ : dot)
-            for (std::int64_t k = 0; k <= last; ++k)
-                dot += gr[k] * pr[k];
+        for (std::int64_t k = 0; k <= last; ++k)
+            dot += gr[k] * pr[k];
 #pragma omp simd
-            for (std::int64_t k = 0; k <= last; ++k)
-                gr[k] = pr[k] * (gr[k] - dot);
-            std::fill(gr + last + 1, gr + keys, 0.0f);
-        }
-    });
+        for (std::int64_t k = 0; k <= last; ++k)
+            gr[k] = pr[k] * (gr[k] - dot);
+        std::fill(gr + last + 1, gr + keys, 0.0f);
+    }
 }
 
 // Query rows per block of the attention node: the block [first, first + m) attends to keys [0, first + m)
 // only, so the products skip most of the masked half (at 1,024 tokens, 8 blocks do 56 % of the full
-// products' work) and each block's P is 1/8 of the layer's.
+// products' work), and one head's block of P (128 × at most n floats: 512 KB at 1,024 tokens) stays in
+// the core's cache from the scores through the softmax to the weighted sum.
 constexpr std::int64_t kAttentionBlockRows = 128;
 
 // One layer's causal attention Z = softmax(scale·Q·Kᵀ + mask)·V as one autograd node that saves only
 // Q, K and V (views of the record's projection) and recomputes P in its backward pass: 1.6 GFLOP a
 // layer of GPT-2 small at 1,024 tokens, against 50 MB of P per layer kept alive until then (what the
 // composite graph of ForwardOptions::keepProbs saves, as softmax's output and the product's input).
-// Both passes go by blocks of query rows. Ablated entries are constants: nothing flows back through
-// them to the scores.
+// Both passes run the heads in parallel (one thread each, single-threaded products), each head by
+// blocks of query rows. Ablated entries are constants: nothing flows back through them to the scores.
 struct CausalAttention : public torch::autograd::Function<CausalAttention> {
     static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
                               const at::Tensor& bias, const at::Tensor& ablCoordinates, const at::Tensor& ablValues, double scale)
     {
         const std::int64_t n = query.size(0), H = query.size(1), dh = query.size(2);
-        const at::Tensor qh = query.permute({1, 0, 2}); // [H, n, dh]
-        const at::Tensor kt = key.permute({1, 2, 0});   // [H, dh, n]
-        const at::Tensor vh = value.permute({1, 0, 2}); // [H, n, dh]
+        const std::vector<ProbEntry> entries = probEntries(ablCoordinates, ablValues);
         at::Tensor Z = at::empty({n, H, dh}, query.options());
-        for (std::int64_t first = 0; first < n; first += kAttentionBlockRows) {
-            const std::int64_t m = std::min(kAttentionBlockRows, n - first), keys = first + m;
-            at::Tensor P = causalProbs(qh.narrow(1, first, m), kt.narrow(2, 0, keys), bias.narrow(0, first, m).narrow(1, 0, keys), scale);
-            const auto [index, values] = blockAblations(ablCoordinates, ablValues, first, m, keys);
-            if (index.defined())
-                P.view({-1}).index_put_({index}, values.to(P.scalar_type()));
-            Z.narrow(0, first, m).copy_(at::bmm(P, vh.narrow(1, 0, keys)).permute({1, 0, 2}));
-        }
+        at::parallel_for(0, H, 1, [&](std::int64_t begin, std::int64_t end) {
+            at::NoGradGuard noGrad; // grad mode is per thread: the worker threads' own is on
+            for (std::int64_t h = begin; h < end; ++h) {
+                const at::Tensor qh = query.select(1, h), kh = key.select(1, h), vh = value.select(1, h); // [n, dh]
+                for (std::int64_t first = 0; first < n; first += kAttentionBlockRows) {
+                    const std::int64_t m = std::min(kAttentionBlockRows, n - first), keys = first + m;
+                    at::Tensor P = probsBlock(qh, kh, bias, first, m, scale);
+                    float* p = P.data_ptr<float>();
+                    forEachInBlock(entries, h, first, m, keys, [&](std::int64_t offset, float v) { p[offset] = v; });
+                    at::Tensor zb = Z.narrow(0, first, m).select(1, h); // [m, dh]
+                    at::mm_out(zb, P, vh.narrow(0, 0, keys));
+                }
+            }
+        });
         ctx->saved_data["scale"] = scale;
         ctx->save_for_backward({query, key, value, bias, ablCoordinates, ablValues});
         return Z;
@@ -225,30 +252,37 @@ struct CausalAttention : public torch::autograd::Function<CausalAttention> {
     static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads)
     {
         const auto saved = ctx->get_saved_variables();
-        const at::Tensor &query = saved[0], &key = saved[1], &value = saved[2], &bias = saved[3], &ablCoordinates = saved[4],
-                         &ablValues = saved[5];
+        const at::Tensor &query = saved[0], &key = saved[1], &value = saved[2], &bias = saved[3];
+        const std::vector<ProbEntry> entries = probEntries(saved[4], saved[5]);
         const double scale = ctx->saved_data["scale"].toDouble();
-        const std::int64_t n = query.size(0);
-        const at::Tensor qh = query.permute({1, 0, 2}), kh = key.permute({1, 0, 2}), vh = value.permute({1, 0, 2}); // [H, n, dh]
-        const at::Tensor gz = grads[0].permute({1, 0, 2});                                                          // [H, n, dh]
-        at::Tensor dQ = at::empty_like(query), dK = at::zeros_like(qh), dV = at::zeros_like(qh); // [n, H, dh], [H, n, dh] ×2
-        for (std::int64_t first = 0; first < n; first += kAttentionBlockRows) {
-            const std::int64_t m = std::min(kAttentionBlockRows, n - first), keys = first + m;
-            const at::Tensor qb = qh.narrow(1, first, m), gb = gz.narrow(1, first, m);              // [H, m, dh]
-            const at::Tensor kb = kh.narrow(1, 0, keys), vb = vh.narrow(1, 0, keys);                // [H, keys, dh]
-            at::Tensor P = causalProbs(qb, kb.transpose(1, 2), bias.narrow(0, first, m).narrow(1, 0, keys), scale); // unablated
-            at::Tensor dP = at::bmm(gb, vb.transpose(1, 2)); // [H, m, keys]
-            const auto [index, values] = blockAblations(ablCoordinates, ablValues, first, m, keys);
-            if (index.defined())
-                dP.view({-1}).index_fill_(0, index, 0);
-            softmaxBackwardInPlace(dP, P, first); // now dS
-            if (index.defined())
-                P.view({-1}).index_put_({index}, values.to(P.scalar_type())); // what the weighted sum read
-            dQ.narrow(0, first, m).copy_(at::bmm(dP, kb).mul_(scale).permute({1, 0, 2}));
-            dK.narrow(1, 0, keys).add_(at::bmm(dP.transpose(1, 2), qb), scale);
-            dV.narrow(1, 0, keys).add_(at::bmm(P.transpose(1, 2), gb));
-        }
-        return {dQ, dK.permute({1, 0, 2}), dV.permute({1, 0, 2}), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+        const std::int64_t n = query.size(0), H = query.size(1);
+        const at::Tensor gz = grads[0].contiguous(); // ∂O/∂Z [n, H, dh]
+        at::Tensor dQ = at::empty(query.sizes(), query.options()), dK = at::zeros(query.sizes(), query.options()),
+                   dV = at::zeros(query.sizes(), query.options());
+        at::parallel_for(0, H, 1, [&](std::int64_t begin, std::int64_t end) {
+            at::NoGradGuard noGrad; // grad mode is per thread: the worker threads' own is on
+            for (std::int64_t h = begin; h < end; ++h) {
+                const at::Tensor qh = query.select(1, h), kh = key.select(1, h), vh = value.select(1, h), gh = gz.select(1, h); // [n, dh]
+                for (std::int64_t first = 0; first < n; first += kAttentionBlockRows) {
+                    const std::int64_t m = std::min(kAttentionBlockRows, n - first), keys = first + m;
+                    const at::Tensor qb = qh.narrow(0, first, m), gb = gh.narrow(0, first, m); // [m, dh]
+                    const at::Tensor kb = kh.narrow(0, 0, keys), vb = vh.narrow(0, 0, keys);   // [keys, dh]
+                    at::Tensor P = probsBlock(qh, kh, bias, first, m, scale); // softmax's own (unablated) output
+                    at::Tensor dP = at::mm(gb, vb.t());                       // [m, keys]
+                    float* p = P.data_ptr<float>();
+                    float* g = dP.data_ptr<float>();
+                    forEachInBlock(entries, h, first, m, keys, [&](std::int64_t offset, float) { g[offset] = 0; });
+                    softmaxBackwardInPlace(dP, P, first); // now dS
+                    forEachInBlock(entries, h, first, m, keys, [&](std::int64_t offset, float v) { p[offset] = v; }); // what Z read
+                    at::Tensor dq = dQ.narrow(0, first, m).select(1, h);
+                    at::mm_out(dq, dP, kb);
+                    dq.mul_(scale);
+                    dK.narrow(0, 0, keys).select(1, h).addmm_(dP.t(), qb, /*beta=*/1, /*alpha=*/scale);
+                    dV.narrow(0, 0, keys).select(1, h).addmm_(P.t(), gb);
+                }
+            }
+        });
+        return {dQ, dK, dV, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     }
 };
 
@@ -559,6 +593,26 @@ at::Tensor LayerProbs::recompute(const at::Tensor& queries, std::int64_t firstHe
     return p;
 }
 
+at::Tensor LayerProbs::headBlock(std::int64_t h, std::int64_t first, std::int64_t count) const
+{
+    const std::int64_t keys = first + count;
+    if (recorded.defined())
+        return recorded.narrow(0, first, count).narrow(1, 0, keys).select(2, h);
+    at::NoGradGuard noGrad;
+    const at::Tensor future = at::arange(keys, at::kLong).unsqueeze(0) > at::arange(first, keys, at::kLong).unsqueeze(1);
+    const at::Tensor bias = at::zeros({count, keys}, query.options()).masked_fill_(future, -INFINITY);
+    // The same product and softmax as the pass's probsBlock, on the same shapes.
+    const at::Tensor qh = query.select(1, h).narrow(0, first, count), kh = key.select(1, h).narrow(0, 0, keys);
+    at::Tensor p = at::addmm(bias, qh, kh.t(), /*beta=*/1, /*alpha=*/scale);
+    at::_softmax_out(p, p, -1, false);
+    float* out = p.data_ptr<float>();
+    for (const auto& a : ablations) {
+        if (a.index == h && a.token >= first && a.token < keys && a.key >= 0 && a.key <= a.token)
+            out[(a.token - first) * keys + a.key] = a.value;
+    }
+    return p;
+}
+
 at::Tensor LayerProbs::block(std::int64_t first, std::int64_t count) const
 {
     if (recorded.defined())
@@ -593,7 +647,7 @@ double LayerProbs::at(std::int64_t q, std::int64_t k, std::int64_t h) const
         return recorded[q][k][h].item<double>();
     if (k > q)
         return 0.0; // causal
-    return recompute(at::tensor({q}, at::kLong), h, 1, q + 1)[0][0][k].item<double>();
+    return headBlock(h, q, 1)[0][k].item<double>();
 }
 
 LayerProbs layerProbs(const Gpt2Model& model, const ActivationRecord& record, int layer)

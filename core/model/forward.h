@@ -197,6 +197,10 @@ struct LayerProbs {
     // The block of query rows [first, first + count) in the (head, q, k) layout, with only the keys up
     // to its last query (the others are 0), [H, count, first + count]; a strided view when recorded.
     at::Tensor block(std::int64_t first, std::int64_t count) const;
+    // One head's block of query rows [first, first + count) against keys [0, first + count), [count,
+    // first + count] (q, k), rows of stride ≥ first + count, last dimension contiguous. Safe to call
+    // from at::parallel_for's threads.
+    at::Tensor headBlock(std::int64_t head, std::int64_t first, std::int64_t count) const;
     // One head's P, [n, n] (q, k).
     at::Tensor head(std::int64_t head) const;
     double at(std::int64_t q, std::int64_t k, std::int64_t head) const;
