@@ -266,7 +266,9 @@ void LayerEffects::fillKeyMaxima() const
         for (std::int64_t h = beginHead; h < endHead; ++h) {
             for (std::int64_t first = 0; first < n; first += block) {
                 const std::int64_t m = std::min(block, n - first), seen = first + m; // keys [0, seen)
-                const at::Tensor P = probs.headBlock(h, first, m).to(at::kFloat);  // [m, seen]
+                at::Tensor P = probs.headBlock(h, first, m).to(at::kFloat);        // [m, seen]
+                if (P.stride(1) != 1)
+                    P = P.contiguous(); // a recorded P in another layout
                 const at::Tensor products = total ? at::mm(gradient.narrow(0, first, m).select(1, h), valueF.narrow(0, 0, seen).select(1, h).t())
                                                   : at::Tensor(); // [m, seen]
                 const std::int64_t rowStride = P.stride(0);
