@@ -1,7 +1,10 @@
 // Long prompts (issue 15): the per-pair values the window asks for lazily — a head's metrics built from
 // their factors, an attention latent's pair map over every query row at once, a node's activation at
 // every token — equal the eager computations (a plain autograd pass, per-pair formulas, one row at a
-// time) at 1,024 tokens, and the staged results of a Run equal its final result.
+// time) at 1,024 tokens, and the staged results of a Run equal its final result. A record without
+// probabilities (ForwardOptions::keepProbs off, as analyzePrompt makes it: attention as one autograd node
+// that recomputes P by query blocks, effects reading P recomputed) gives the gradients, per-pair values,
+// reductions over keys, latents' effects and node table of the record that keeps them.
 // The model is the tiny fixture's shape (2 layers, d 32, 4 heads) with random weights and a
 // 1,024-token context, made by the project's generator; the fixture autoencoders fit its widths.
 // Tolerances: 1e-6 absolute (the issue's bound) and 1e-5 relative to the largest value compared — the
@@ -39,6 +42,27 @@ bool close(const at::Tensor& a, const at::Tensor& b)
     return true;
 }
 
+// |a − b| ≤ 1e-5 · max|b|: gradients of a scalar over every token are of order 10, where float32
+// rounding alone is of order 1e-6.
+bool closeRelative(const at::Tensor& a, const at::Tensor& b)
+{
+    const double scale = b.detach().abs().max().item<double>();
+    const double diff = test::maxAbsDiff(a, b);
+    if (scale == 0 || diff > 1e-5 * scale) {
+        qWarning("max |b| %g, max |a - b| %g", scale, diff);
+        return false;
+    }
+    return true;
+}
+
+// close(), or both exactly zero (a latent kind with no active entry where the objective reads).
+bool closeOrZero(const at::Tensor& a, const at::Tensor& b)
+{
+    if (b.detach().abs().max().item<double>() == 0)
+        return a.detach().abs().max().item<double>() == 0;
+    return close(a, b);
+}
+
 } // namespace
 
 class TestLongPrompt : public QObject {
@@ -48,11 +72,12 @@ class TestLongPrompt : public QObject {
     std::shared_ptr<const Gpt2Model> m_model;
     SaeSet m_saes;
     std::vector<int> m_ids;
-    std::optional<ActivationRecord> m_rec;
-    std::optional<Effects> m_effects;
+    std::optional<ActivationRecord> m_rec, m_lazy; // m_lazy: without recorded probabilities
+    std::optional<Effects> m_effects, m_lazyEffects;
     ResolvedObjective m_objective;
 
     AnalysisInput input() const { return {*m_model, m_saes, *m_rec}; }
+    AnalysisInput lazyInput() const { return {*m_model, m_saes, *m_lazy}; }
 
 private Q_SLOTS:
     void initTestCase()
@@ -84,6 +109,106 @@ private Q_SLOTS:
         m_rec = runForward(*m_model, m_ids, fo);
         QCOMPARE(m_rec->tokenCount(), kTokens);
         m_effects = computeEffects(input(), m_objective);
+        fo.keepProbs = false;
+        m_lazy = runForward(*m_model, m_ids, fo);
+        QVERIFY(!m_lazy->layers[0].probs.defined());
+        m_lazyEffects = computeEffects(lazyInput(), m_objective);
+    }
+
+    void lazyAttentionGradientsEqualTheCompositeGraphs()
+    {
+        // The attention node's backward pass (P recomputed by blocks of 128 query rows) against
+        // autograd through the composite graph, with ablated probabilities spread over several blocks
+        // (a whole row, single pairs, the first and last tokens) and without.
+        ForwardAblations ablations;
+        ablations.layers.resize(2);
+        for (int k = 0; k <= 700; ++k)
+            ablations.layers[0].probs.push_back({700, 2, k, 0.001f});
+        ablations.layers[0].probs.push_back({kTokens - 1, 0, 5, 0.3f});
+        ablations.layers[1].probs.push_back({0, 1, 0, 0.5f});
+        ablations.layers[1].probs.push_back({kTokens - 1, 3, kTokens - 1, -0.2f});
+        ablations.layers[1].probs.push_back({129, 1, 128, 0.7f});
+        for (const bool ablated : {false, true}) {
+            std::vector<at::Tensor> grads[2];
+            at::Tensor outputs[2];
+            for (const bool keep : {true, false}) {
+                ForwardOptions fo;
+                fo.withGrad = true;
+                fo.keepProbs = keep;
+                fo.ablations = ablated ? &ablations : nullptr;
+                fo.logits = RecordLogits::None;
+                const ActivationRecord rec = runForward(*m_model, m_ids, fo);
+                // A scalar that reads every token: gradients reach every query block.
+                const at::Tensor weights = at::linspace(-1, 1, rec.lnFinalOut.numel()).view_as(rec.lnFinalOut);
+                const at::Tensor obj = (rec.lnFinalOut * weights).sum();
+                std::vector<at::Tensor> inputs{rec.embeddings};
+                for (const LayerRecord& L : rec.layers)
+                    for (const at::Tensor& t : {L.query, L.key, L.value, L.headOut})
+                        inputs.push_back(t);
+                grads[keep] = torch::autograd::grad({obj}, inputs);
+                outputs[keep] = rec.lnFinalOut.detach();
+                if (ablated && !keep) // the record's ablated values, recomputed
+                    QCOMPARE(layerProbs(*m_model, rec, 0).at(700, 300, 2), double(0.001f));
+            }
+            QVERIFY(closeRelative(outputs[0], outputs[1]));
+            for (std::size_t i = 0; i < grads[0].size(); ++i)
+                QVERIFY2(closeRelative(grads[0][i], grads[1][i]), qPrintable(QStringLiteral("input %1, ablated %2").arg(i).arg(ablated)));
+        }
+    }
+
+    void lazyPerPairValuesEqualTheEagerOnes()
+    {
+        const int n = kTokens;
+        for (int layer = 0; layer < m_model->config.nLayer; ++layer) {
+            const LayerEffects& eager = m_effects->layers[layer];
+            const LayerEffects& lazy = m_lazyEffects->layers[layer];
+            QVERIFY(close(lazy.probs.rows(0, n), eager.probs.recorded));
+            QVERIFY(close(lazy.probs.rowsAt(at::tensor({5, 1000, 129}, at::kLong)), eager.probs.recorded.index_select(0, at::tensor({5, 1000, 129}, at::kLong))));
+            QVERIFY(close(lazy.probs.head(3), eager.probs.recorded.select(2, 3)));
+            QVERIFY(close(lazy.probs.block(256, 128), eager.probs.recorded.narrow(0, 256, 128).narrow(1, 0, 384).permute({2, 0, 1})));
+            for (Metric metric : {Metric::Activation, Metric::WriteMagnitude, Metric::DirectEffect, Metric::TotalEffect}) {
+                QVERIFY2(closeOrZero(lazy.heads(metric), eager.heads(metric)), metricKey(metric));
+                QVERIFY2(closeOrZero(lazy.headsOverKeys(metric), eager.headsOverKeys(metric)), metricKey(metric));
+                const LayerEffects::KeyMaxima& a = lazy.headKeyMaxima(metric);
+                const LayerEffects::KeyMaxima& b = eager.headKeyMaxima(metric);
+                QVERIFY2(closeOrZero(a.value, b.value), metricKey(metric));
+                // The key chosen holds the eager maximum (a near-tie may pick another key).
+                const at::Tensor dense = eager.heads(metric);
+                QVERIFY(closeOrZero(dense.gather(1, a.key.unsqueeze(1)).squeeze(1), b.value));
+            }
+            QVERIFY(close(lazy.totalToKeys(), eager.totalToKeys()));
+            for (const auto& [q, k, h] : {std::tuple{n - 1, 3, 1}, std::tuple{600, 17, 3}, std::tuple{130, 130, 0}})
+                for (Metric metric : {Metric::Activation, Metric::WriteMagnitude, Metric::DirectEffect, Metric::TotalEffect})
+                    QVERIFY(std::abs(lazy.head(metric, q, k, h) - eager.head(metric, q, k, h)) <= 1e-6);
+            // Attention (and MLP) latents: every metric, dense.
+            QCOMPARE(lazy.latents.size(), eager.latents.size());
+            for (std::size_t i = 0; i < eager.latents.size(); ++i)
+                for (Metric metric : {Metric::Activation, Metric::WriteMagnitude, Metric::DirectEffect, Metric::TotalEffect})
+                    QVERIFY2(closeOrZero(lazy.latents[i].dense(metric), eager.latents[i].dense(metric)), eager.latents[i].kind.c_str());
+            // A click on a head and on an attention latent.
+            const AnalysisInput lazyIn = lazyInput(), eagerIn = input();
+            const HeadMaps a = headMaps(lazyIn, layer, 2), b = headMaps(eagerIn, layer, 2);
+            QVERIFY(close(a.probs, b.probs));
+            QVERIFY(close(a.writeMagnitude, b.writeMagnitude));
+            const NodeRef head{NodeKind::AttnHead, layer, 2, n - 1, 300};
+            QVERIFY(close(activationByToken(lazyIn, head), activationByToken(eagerIn, head)));
+            QVERIFY(std::abs(nodeActivation(lazyIn, head) - nodeActivation(eagerIn, head)) <= 1e-6);
+            const SaeRecord& rec = *m_rec->layers[layer].sae(SaeLocation::ResidDeltaAttn);
+            const int latent = static_cast<int>((rec.latents.detach() > 0).sum(0).argmax().item<std::int64_t>());
+            const NodeRef node{NodeKind::AttnSaeLatent, layer, latent, n - 1, 0};
+            QVERIFY(close(pairAttributionMap(lazyIn, node).values, pairAttributionMap(eagerIn, node).values));
+        }
+        // Token effects and the node table.
+        const TokenEffects a = tokenEffects(*m_lazyEffects), b = tokenEffects(*m_effects);
+        QCOMPARE(a.rows.size(), b.rows.size());
+        for (std::size_t i = 0; i < a.rows.size(); ++i)
+            QVERIFY2(close(at::tensor(a.rows[i].values), at::tensor(b.rows[i].values)), b.rows[i].kind.c_str());
+        std::set<NodeRef> lazyTable, eagerTable;
+        for (const NodeMetrics& m : topNodes(lazyInput(), *m_lazyEffects, 15))
+            lazyTable.insert(m.node);
+        for (const NodeMetrics& m : topNodes(input(), *m_effects, 15))
+            eagerTable.insert(m.node);
+        QVERIFY(lazyTable == eagerTable);
     }
 
     void headMetricsFromFactorsEqualTheEagerPerPairValues()
@@ -165,7 +290,7 @@ private Q_SLOTS:
             }
             for (int l = 0; l < int(m_effects->layers.size()); ++l) {
                 const LayerEffects& le = m_effects->layers[l];
-                const std::int64_t F = le.neuronActivation.size(1), H = le.probs.size(2);
+                const std::int64_t F = le.neuronActivation.size(1), H = le.probs.heads();
                 add(le.neurons(metric), [&](std::int64_t i) { return NodeRef{NodeKind::MlpNeuron, l, int(i % F), int(i / F), 0}; });
                 if (metric != Metric::Activation) // the table ranks heads by their effects and write magnitude
                     add(le.heads(metric), [&](std::int64_t i) {

@@ -68,6 +68,8 @@ PromptRun runOne(const Gpt2Model& model, const SaeSet& saes, const PromptPlan& p
     fo.cancelled = control.cancelled;
     fo.logits = RecordLogits::None; // the objective reads the residual; next tokens need one row
     fo.deferSaes = true;
+    // P is recomputed where it is read (effects, clicks) instead of kept: n²·H floats a layer (issue 15).
+    fo.keepProbs = false;
     fo.progress = [&](int layers) { report(layers); };
     stage("forward");
     PromptRun r;

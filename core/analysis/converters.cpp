@@ -94,7 +94,7 @@ double nodeActivation(const AnalysisInput& in, const NodeRef& node)
     switch (n.kind) {
     case NodeKind::Embedding: return 1.0;
     case NodeKind::MlpNeuron: return in.record.layers[n.layer].mlpPost[n.token][n.index].item<double>();
-    case NodeKind::AttnHead: return in.record.layers[n.layer].probs[n.token][n.keyToken][n.index].item<double>();
+    case NodeKind::AttnHead: return layerProbs(in.model, in.record, n.layer).at(n.token, n.keyToken, n.index);
     default: return saeRecordFor(in, n).latents[n.token][n.index].item<double>();
     }
 }
@@ -108,7 +108,7 @@ at::Tensor activationByToken(const AnalysisInput& in, const NodeRef& node)
     case NodeKind::Embedding: return at::ones({tokens}, at::kDouble);
     case NodeKind::MlpNeuron: return in.record.layers[n.layer].mlpPost.detach().select(1, n.index).to(at::kDouble);
     // Causal: P[t,k,h] is 0 for t < k.
-    case NodeKind::AttnHead: return in.record.layers[n.layer].probs.detach().select(2, n.index).select(1, n.keyToken).to(at::kDouble);
+    case NodeKind::AttnHead: return layerProbs(in.model, in.record, n.layer).head(n.index).select(1, n.keyToken).to(at::kDouble);
     default: return saeRecordFor(in, n).latents.detach().select(1, n.index).to(at::kDouble);
     }
 }
@@ -311,7 +311,7 @@ std::optional<at::Tensor> pairAttribution(const AnalysisInput& in, const NodeRef
         uPerHead = weightTimesVector(in.model.weights.layers[n.layer].attnOutWeight, u).view({H, dh}); // W_O·u
     const at::Tensor values = L.value.narrow(0, 0, q + 1).detach();          // [q+1, H, dh]
     const at::Tensor perHead = (values * uPerHead.unsqueeze(0)).sum(-1);      // [q+1, H]
-    const at::Tensor probs = L.probs[q].narrow(0, 0, q + 1).detach();        // [q+1, H]
+    const at::Tensor probs = layerProbs(in.model, in.record, n.layer).rows(q, 1)[0].narrow(0, 0, q + 1); // [q+1, H]
     return (probs * perHead).sum(-1);
 }
 
@@ -338,7 +338,7 @@ PairAttributionMap pairAttributionMap(const AnalysisInput& in, const NodeRef& no
     const at::Tensor uPerHead = rec.bound.location == SaeLocation::AttnZ
                                     ? u
                                     : timesWeightT(u, in.model.weights.layers[n.layer].attnOutWeight); // (W_O·u_q)ᵀ
-    const at::Tensor probs = L.probs.detach().index_select(0, rows); // [m, k, H]
+    const at::Tensor probs = layerProbs(in.model, in.record, n.layer).rowsAt(rows); // [m, k, H]
     at::Tensor acc = at::zeros({rows.size(0), tokens}, L.value.options());
     for (int h = 0; h < H; ++h) {
         const at::Tensor vh = L.value.detach().select(1, h);                   // [k, dh]
@@ -355,7 +355,7 @@ HeadMaps headMaps(const AnalysisInput& in, int layer, int head)
     if (layer < 0 || layer >= c.nLayer || head < 0 || head >= c.nHead)
         throw InputError("head " + std::to_string(layer) + "." + std::to_string(head) + " does not exist");
     at::NoGradGuard noGrad;
-    const at::Tensor probs = in.record.layers[layer].probs.select(2, head).detach().contiguous(); // [q, k]
+    const at::Tensor probs = layerProbs(in.model, in.record, layer).head(head).contiguous(); // [q, k]
     const at::Tensor norms = headValueWrites(in, layer, head).norm(2, -1);                         // [k]
     return {probs, probs * norms.unsqueeze(0)};
 }

@@ -97,10 +97,12 @@ at::Tensor rowDots(const at::Tensor& A, const at::Tensor& rowsA, const at::Tenso
     return out;
 }
 
-// Query rows per block of per-pair head values: m·n·H floats stay below 4 Mi (16 MB).
+// Query rows per block of per-pair head values: m·n·H floats stay below 4 Mi (16 MB), and blocks of at
+// most 128 rows let a recomputed block skip the keys after its last query (56 % of the products'
+// work at 1,024 tokens instead of 67 % with 341-row blocks).
 std::int64_t queryBlock(std::int64_t n, std::int64_t heads)
 {
-    return std::max<std::int64_t>(1, (std::int64_t(1) << 22) / std::max<std::int64_t>(1, n * heads));
+    return std::clamp<std::int64_t>((std::int64_t(1) << 22) / std::max<std::int64_t>(1, n * heads), 1, 128);
 }
 
 // x_h · y_hᵀ for every head: a [m, H, c], b [k, H, c] → [m, k, H].
@@ -125,12 +127,12 @@ at::Tensor LayerEffects::neurons(Metric metric) const
 
 at::Tensor LayerEffects::heads(Metric metric, std::int64_t first, std::int64_t count) const
 {
-    const std::int64_t n = probs.size(0);
+    const std::int64_t n = probs.tokens();
     if (count < 0)
         count = n - first;
     if (metricNeedsObjective(metric) && !hasObjective)
         return {};
-    const at::Tensor P = probs.narrow(0, first, count); // [m, k, H]
+    const at::Tensor P = probs.rows(first, count); // [m, k, H]
     switch (metric) {
     case Metric::Activation: return P;
     case Metric::WriteMagnitude: return P * valueWriteNorm.unsqueeze(0);
@@ -150,17 +152,43 @@ at::Tensor LayerEffects::heads(Metric metric, std::int64_t first, std::int64_t c
     return {};
 }
 
+at::Tensor LayerEffects::headRow(Metric metric, std::int64_t q, std::int64_t h) const
+{
+    if (metricNeedsObjective(metric) && !hasObjective)
+        return {};
+    const at::Tensor P = probs.headBlock(h, q, 1)[0]; // [q + 1]
+    const at::Tensor V = value.narrow(0, 0, q + 1).select(1, h); // [q + 1, dh]
+    switch (metric) {
+    case Metric::Activation: return P;
+    case Metric::WriteMagnitude: return P * valueWriteNorm.narrow(0, 0, q + 1).select(1, h);
+    case Metric::TotalEffect: return P * at::mv(V, headOutGradient[q][h]);
+    case Metric::DirectEffect: {
+        const at::Tensor where = (directRows == q).nonzero();
+        if (where.numel() == 0)
+            return at::zeros_like(P);
+        return P * at::mv(V, headDirectFactor[where[0][0].item<std::int64_t>()][h]);
+    }
+    }
+    return {};
+}
+
 at::Tensor LayerEffects::headsOverKeys(Metric metric) const
 {
     if (metricNeedsObjective(metric) && !hasObjective)
         return {};
     switch (metric) {
-    case Metric::Activation: return probs.amax(1);
-    case Metric::WriteMagnitude: return (probs * valueWriteNorm.unsqueeze(0)).sum(1);
+    case Metric::Activation:
+        if (!activationOverKeys.defined())
+            fillKeyMaxima();
+        return activationOverKeys;
+    case Metric::WriteMagnitude:
+        if (!writeOverKeys.defined())
+            fillKeyMaxima();
+        return writeOverKeys;
     // Σ_k P[q,k,h]·(x[q,h]·V[k,h]) = x[q,h]·Z[q,h]: the head's whole output at q.
     case Metric::TotalEffect: return (headOutGradient * headOut).sum(-1);
     case Metric::DirectEffect: {
-        at::Tensor out = at::zeros({probs.size(0), probs.size(2)}, probs.options());
+        at::Tensor out = at::zeros({probs.tokens(), probs.heads()}, headOut.options());
         if (directRows.numel() > 0)
             out.index_copy_(0, directRows, (headDirectFactor * headOut.index_select(0, directRows)).sum(-1));
         return out;
@@ -184,13 +212,13 @@ const LayerEffects::KeyMaxima& LayerEffects::headKeyMaxima(Metric metric) const
     }
     slot.emplace();
     at::NoGradGuard noGrad;
-    const std::int64_t n = probs.size(0), H = probs.size(2);
+    const std::int64_t n = probs.tokens(), H = probs.heads();
     at::Tensor key = at::zeros({n, H}, at::kLong);
-    at::Tensor best = at::zeros({n, H}, probs.options());
+    at::Tensor best = at::zeros({n, H}, headOut.options());
     // Zero outside the rows of G; there, one batched product [H, r, dh]·[H, dh, k] and a reduction over keys.
     if (directRows.numel() > 0) {
-        const at::Tensor P = probs.permute({2, 0, 1}); // [H, q, k]
-        const at::Tensor v = P.index_select(1, directRows) * at::bmm(headDirectFactor.permute({1, 0, 2}), value.permute({1, 2, 0}));
+        const at::Tensor P = probs.rowsAt(directRows).permute({2, 0, 1}); // [H, r, k]
+        const at::Tensor v = P * at::bmm(headDirectFactor.permute({1, 0, 2}), value.permute({1, 2, 0}));
         const at::Tensor index = std::get<1>(v.abs().max(-1)); // [H, r]
         key.index_copy_(0, directRows, index.t());
         best.index_copy_(0, directRows, v.gather(-1, index.unsqueeze(-1)).squeeze(-1).t());
@@ -200,27 +228,27 @@ const LayerEffects::KeyMaxima& LayerEffects::headKeyMaxima(Metric metric) const
     return *slot;
 }
 
-// The key maxima of the activation, the write magnitude and (with an objective) the total effect in one
-// pass over the probabilities: for each (head, query) row, the key k with the largest |P[q,k,h]·f| for
-// f = 1, ‖V[k,h]·W_O[h]‖ and x[q,h]·V[k,h] (x = ∂O/∂Z), and that signed value. One fused loop reads P
-// once for all three (the [H, q, k] tensor is 50 MB a layer at 1,024 tokens; a reduction per metric made
-// four passes and two temporaries of that size each). The total effect's x·V products come from one
-// batched product per block of query rows, as before; the loop keeps the first key of a tie, as max does.
+// The key maxima of the activation, the write magnitude and (with an objective) the total effect, and
+// the activation's maximum and the write magnitude's sum over keys, in one pass over the probabilities:
+// for each (head, query) row, the key k with the largest |P[q,k,h]·f| for f = 1, ‖V[k,h]·W_O[h]‖ and
+// x[q,h]·V[k,h] (x = ∂O/∂Z), and that signed value; max_k P and Σ_k P·‖V·W_O‖. One fused loop reads each
+// block of P once for all of them (P is 50 MB a layer at 1,024 tokens: a reduction per metric made a
+// pass and a temporary of that size each); without recorded probabilities the block is recomputed here,
+// once, and only up to the keys its queries see. The total effect's x·V products come from one batched
+// product per block of query rows; the loop keeps the first key of a tie, as max does.
 void LayerEffects::fillKeyMaxima() const
 {
     at::NoGradGuard noGrad;
-    const std::int64_t n = probs.size(0), H = probs.size(2);
-    const at::Tensor P = probs.permute({2, 0, 1}).to(at::kFloat).contiguous(); // [H, q, k] (a view of the pass's tensor)
+    const std::int64_t n = probs.tokens(), H = probs.heads();
     const at::Tensor norms = valueWriteNorm.t().to(at::kFloat).contiguous(); // [H, k]
     const bool total = hasObjective;
-    const at::Tensor valueHdk = value.permute({1, 2, 0});                   // [H, dh, k]
     constexpr int kinds = 3;                                                // activation, write, total
     at::Tensor keys[kinds], values[kinds];
     for (int i = 0; i < kinds; ++i) {
         keys[i] = at::zeros({n, H}, at::kLong);
         values[i] = at::zeros({n, H}, at::kFloat);
     }
-    const float* p = P.data_ptr<float>();
+    at::Tensor maxima = at::zeros({n, H}, at::kFloat), sums = at::zeros({n, H}, at::kFloat);
     const float* w = norms.data_ptr<float>();
     std::int64_t* keyOut[kinds];
     float* valueOut[kinds];
@@ -228,51 +256,97 @@ void LayerEffects::fillKeyMaxima() const
         keyOut[i] = keys[i].data_ptr<std::int64_t>();
         valueOut[i] = values[i].data_ptr<float>();
     }
+    float* maxOut = maxima.data_ptr<float>();
+    float* sumOut = sums.data_ptr<float>();
+    // Heads in parallel, each by blocks of query rows: one head's block of P (and of the x·V products)
+    // is at most 128 × n floats and stays in the core's cache through every reduction.
     const std::int64_t block = queryBlock(n, H);
-    for (std::int64_t first = 0; first < n; first += block) {
-        const std::int64_t m = std::min(block, n - first);
-        const at::Tensor products = total ? at::bmm(headOutGradient.narrow(0, first, m).permute({1, 0, 2}), valueHdk).to(at::kFloat).contiguous()
-                                          : at::Tensor(); // [H, m, k]
-        const float* x = total ? products.data_ptr<float>() : nullptr;
-        at::parallel_for(0, H * m, 16, [&](std::int64_t begin, std::int64_t end) {
-            for (std::int64_t row = begin; row < end; ++row) {
-                const std::int64_t h = row / m, q = first + row % m;
-                const float* pr = p + (h * n + q) * n;
-                const float* wr = w + h * n;
-                const float* xr = total ? x + row * n : nullptr;
-                float bestAbs[kinds] = {-1.0f, -1.0f, -1.0f}, bestValue[kinds] = {0, 0, 0};
-                std::int64_t bestKey[kinds] = {0, 0, 0};
-                const auto consider = [&](int i, float v, std::int64_t k) {
-                    const float a = std::abs(v);
-                    if (a > bestAbs[i]) {
-                        bestAbs[i] = a;
-                        bestValue[i] = v;
-                        bestKey[i] = k;
+    const at::Tensor gradient = total ? headOutGradient.to(at::kFloat) : at::Tensor(); // [n, H, dh]
+    const at::Tensor valueF = value.to(at::kFloat);
+    at::parallel_for(0, H, 1, [&](std::int64_t beginHead, std::int64_t endHead) {
+        at::NoGradGuard noGradHere; // grad mode is per thread
+        for (std::int64_t h = beginHead; h < endHead; ++h) {
+            for (std::int64_t first = 0; first < n; first += block) {
+                const std::int64_t m = std::min(block, n - first), seen = first + m; // keys [0, seen)
+                at::Tensor P = probs.headBlock(h, first, m).to(at::kFloat);        // [m, seen]
+                if (P.stride(1) != 1)
+                    P = P.contiguous(); // a recorded P in another layout
+                const at::Tensor products = total ? at::mm(gradient.narrow(0, first, m).select(1, h), valueF.narrow(0, 0, seen).select(1, h).t())
+                                                  : at::Tensor(); // [m, seen]
+                const std::int64_t rowStride = P.stride(0);
+                const float* p = P.data_ptr<float>();
+                const float* x = total ? products.data_ptr<float>() : nullptr;
+                for (std::int64_t r = 0; r < m; ++r) {
+                    const std::int64_t q = first + r;
+                    const float* pr = p + r * rowStride;
+                    const float* wr = w + h * n;
+                    const float* xr = total ? x + r * seen : nullptr;
+                    // Keys after the query have P = 0 (the causal mask; ablations cannot name them), so
+                    // they can neither be a row's maximum by magnitude nor change its value or sum.
+                    // Vectorized reductions first (max is exact in any order), then the first key that
+                    // reaches each maximum: the same key and value as a sequential scan keeping the first
+                    // of a tie.
+                    const std::int64_t count = q + 1;
+                    float maxAbs[kinds] = {0, 0, 0};
+                    float largest = q + 1 < n ? 0.0f : pr[0]; // max over every key, the zeros after the query included
+                    float sum = 0;
+#pragma omp simd reduction(max : largest) reduction(+ : sum)
+                    for (std::int64_t k = 0; k < count; ++k) {
+                        largest = std::max(largest, pr[k]);
+                        sum += pr[k] * wr[k];
                     }
-                };
-                // Keys after the query have P = 0 (the causal mask; ablations cannot name them), so
-                // they can neither be a row's maximum nor change its value.
-                for (std::int64_t k = 0; k <= q; ++k)
-                    consider(0, pr[k], k);
-                for (std::int64_t k = 0; k <= q; ++k)
-                    consider(1, pr[k] * wr[k], k);
-                if (xr) {
-                    for (std::int64_t k = 0; k <= q; ++k)
-                        consider(2, pr[k] * xr[k], k);
-                }
-                for (int i = 0; i < kinds; ++i) {
-                    keyOut[i][q * H + h] = bestKey[i];
-                    valueOut[i][q * H + h] = bestValue[i];
+                    float m0 = 0, m1 = 0, m2 = 0;
+#pragma omp simd reduction(max : m0, m1)
+                    for (std::int64_t k = 0; k < count; ++k) {
+                        m0 = std::max(m0, std::abs(pr[k]));
+                        m1 = std::max(m1, std::abs(pr[k] * wr[k]));
+                    }
+                    if (xr) {
+#pragma omp simd reduction(max : m2)
+                        for (std::int64_t k = 0; k < count; ++k)
+                            m2 = std::max(m2, std::abs(pr[k] * xr[k]));
+                    }
+                    maxAbs[0] = m0;
+                    maxAbs[1] = m1;
+                    maxAbs[2] = m2;
+                    std::int64_t bestKey[kinds] = {0, 0, 0};
+                    float bestValue[kinds] = {0, 0, 0};
+                    for (int i = 0; i < kinds; ++i) {
+                        if (i == 2 && !xr)
+                            break;
+                        for (std::int64_t k = 0; k < count; ++k) {
+                            const float v = i == 0 ? pr[k] : i == 1 ? pr[k] * wr[k] : pr[k] * xr[k];
+                            if (std::abs(v) == maxAbs[i]) {
+                                bestKey[i] = k;
+                                bestValue[i] = v;
+                                break;
+                            }
+                        }
+                    }
+                    for (int i = 0; i < kinds; ++i) {
+                        keyOut[i][q * H + h] = bestKey[i];
+                        valueOut[i][q * H + h] = bestValue[i];
+                    }
+                    maxOut[q * H + h] = largest;
+                    sumOut[q * H + h] = sum;
                 }
             }
-        });
-    }
+        }
+    });
+    const at::ScalarType type = headOut.scalar_type();
     const Metric metrics[kinds] = {Metric::Activation, Metric::WriteMagnitude, Metric::TotalEffect};
     for (int i = 0; i < kinds; ++i) {
         if (i == 2 && !total)
             continue;
-        keyMaximaCache[static_cast<std::size_t>(metrics[i])] = KeyMaxima{keys[i], values[i].to(probs.scalar_type())};
+        keyMaximaCache[static_cast<std::size_t>(metrics[i])] = KeyMaxima{keys[i], values[i].to(type)};
     }
+    activationOverKeys = maxima.to(type);
+    writeOverKeys = sums.to(type);
+}
+
+at::Tensor LayerEffects::totalToKeys() const
+{
+    return hasObjective ? totalToKeys_ : at::Tensor();
 }
 
 double LayerEffects::neuron(Metric metric, int t, int f) const
@@ -293,7 +367,7 @@ double LayerEffects::neuron(Metric metric, int t, int f) const
 
 double LayerEffects::head(Metric metric, int q, int k, int h) const
 {
-    const at::Tensor p = probs[q][k][h];
+    const at::Tensor p = at::scalar_tensor(probs.at(q, k, h), headOut.options());
     switch (metric) {
     case Metric::Activation: return p.item<double>();
     case Metric::WriteMagnitude: return (p * valueWriteNorm[k][h]).item<double>();
@@ -371,12 +445,13 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
         scalar = buildObjective(in, objective);
     const std::size_t residualIndex = indexOf(scalar ? scalar->residual : rec.layers.back().residOut);
     const std::size_t embeddingIndex = indexOf(rec.embeddings);
-    std::vector<std::size_t> mlpIndex, headIndex;
+    std::vector<std::size_t> mlpIndex, headIndex, valueIndex;
     std::vector<std::vector<std::pair<SaeLocation, std::size_t>>> saeIndex(rec.layers.size());
     for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
         const LayerRecord& L = rec.layers[layer];
         mlpIndex.push_back(indexOf(L.mlpPost));
         headIndex.push_back(indexOf(L.headOut));
+        valueIndex.push_back(indexOf(L.value));
         // ∂O/∂(what flows on) at every bound autoencoder's location, encoded yet or not.
         for (const BoundSae& b : in.saes.all()) {
             if (b.layer != static_cast<int>(layer))
@@ -424,7 +499,7 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
         le.directRows = rows;
         le.neuronActivation = L.mlpPost.detach();
         le.neuronOutNorm = weightRowNorms(lw.mlpOutWeight);
-        le.probs = L.probs.detach();
+        le.probs = layerProbs(model, rec, l);
         le.value = L.value.detach();
         le.headOut = L.headOut.detach();
         // ‖V[k,h]·W_O[h]‖ for every key token and head, one head at a time ([n, d] each).
@@ -434,6 +509,9 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
         if (effects) {
             le.neuronGradient = gradOf(mlpIndex[layer]);
             le.headOutGradient = gradOf(headIndex[layer]);
+            // Σ_{q,h} P[q,k,h]·(∂O/∂Z[q,h]·V[k,h]) = Σ_h V[k,h]·∂O/∂V[k,h]: V is read only by the weighted
+            // sum Z = P·V, so ∂O/∂V[k,h] = Σ_q P[q,k,h]·∂O/∂Z[q,h], which the backward pass made anyway.
+            le.totalToKeys_ = (le.value * gradOf(valueIndex[layer])).sum(at::IntArrayRef{1, 2});
             const bool neuronsUp = upstreamOf(in, e, NodeKind::MlpNeuron, l), headsUp = upstreamOf(in, e, NodeKind::AttnHead, l);
             le.neuronDirectRows = neuronsUp ? le.neuronActivation.index_select(0, rows) * timesWeightT(Grows, lw.mlpOutWeight)
                                             : at::zeros({rows.numel(), c.dMlp}, le.neuronActivation.options());
@@ -524,9 +602,7 @@ TokenEffects tokenEffects(const Effects& e)
     for (const LayerEffects& le : e.layers) {
         mlp += le.neurons(Metric::TotalEffect).to(at::kDouble).sum(1);
         from += le.headsOverKeys(Metric::TotalEffect).to(at::kDouble).sum(1);
-        // Σ_{q,h} P[q,k,h]·(∂O/∂Z[q,h]·V[k,h]) = Σ_h V[k,h]·(Σ_q P[q,k,h]·∂O/∂Z[q,h]).
-        const at::Tensor pulled = at::bmm(le.probs.permute({2, 1, 0}), le.headOutGradient.permute({1, 0, 2})); // [H, k, dh]
-        to += (pulled * le.value.permute({1, 0, 2})).sum(at::IntArrayRef{0, 2}).to(at::kDouble);
+        to += le.totalToKeys().to(at::kDouble);
         for (const auto& lat : le.latents) {
             auto it = std::find_if(latents.begin(), latents.end(), [&](const auto& p) { return p.first == lat.kind; });
             if (it == latents.end())
@@ -836,7 +912,7 @@ std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int
                     std::vector<Candidate> inLayer;
                     for (std::int64_t r = 0; r < rows.size(0); ++r) {
                         const std::int64_t q = rows[r][0].item<std::int64_t>(), h = rows[r][1].item<std::int64_t>();
-                        const at::Tensor values = le.heads(metric, q, 1)[0].select(-1, h).abs().to(at::kDouble).contiguous(); // [k]
+                        const at::Tensor values = le.headRow(metric, q, h).abs().to(at::kDouble).contiguous(); // [q + 1]
                         const double* v = values.data_ptr<double>();
                         for (std::int64_t key = 0; key < values.numel(); ++key) {
                             if (v[key] >= threshold)

@@ -34,7 +34,7 @@ struct LayerEffects {
     at::Tensor neuronGradient;     // ∂O/∂a [n, F]
     at::Tensor neuronDirectRows;   // a ⊙ (G·W_outᵀ) at the rows `directRows`, [r, F] (zeros when not upstream)
     // Heads.
-    at::Tensor probs;              // P [q, k, H] (the record's)
+    LayerProbs probs;              // P [q, k, H]: the record's, or rows recomputed on demand
     at::Tensor value;              // V [n, H, dh]
     at::Tensor headOut;            // Z [n, H, dh]
     at::Tensor valueWriteNorm;     // ‖V[k,h]·W_O[h]‖ [k, H]
@@ -44,6 +44,8 @@ struct LayerEffects {
 
     at::Tensor neurons(Metric metric) const;                               // [n, F]
     at::Tensor heads(Metric metric, std::int64_t firstQuery = 0, std::int64_t queries = -1) const; // [m, k, H]
+    // One (query, head) row of per-pair values over the keys up to the query, [query + 1].
+    at::Tensor headRow(Metric metric, std::int64_t query, std::int64_t head) const;
     // Σ over key tokens for every (query, head) (activation: the maximum), [q, H], in closed form.
     at::Tensor headsOverKeys(Metric metric) const;
     double neuron(Metric metric, int token, int index) const;
@@ -59,7 +61,15 @@ struct LayerEffects {
     };
     const KeyMaxima& headKeyMaxima(Metric metric) const;
     mutable std::array<std::optional<KeyMaxima>, kMetricCount> keyMaximaCache; // headKeyMaxima's
-    void fillKeyMaxima() const; // activation, write magnitude and total effect at once (one pass over P)
+    // One pass over P (recomputed in query blocks when the record has none) for every reduction over
+    // keys that needs it: the key maxima of the activation, write magnitude and total effect, and the
+    // activation's maximum and the write magnitude's sum over keys.
+    void fillKeyMaxima() const;
+    mutable at::Tensor activationOverKeys, writeOverKeys; // [q, H], fillKeyMaxima's
+    // Σ over queries and heads of the total effect of each key token's pairs, [k] ("attn_to"); undefined
+    // without an objective.
+    at::Tensor totalToKeys() const;
+    at::Tensor totalToKeys_;       // Σ_h V[k,h]·∂O/∂V[k,h], set by computeEffects
 
     struct Latents {
         std::string kind;          // "mlp_sae", "attn_sae", "resid_sae"

@@ -178,7 +178,7 @@ at::Tensor tracedQuantity(const AnalysisInput& in, const ResolvedTrace& trace, c
             const at::Tensor xk = layerNormFixedScale(R[k], lw.ln1Gain, lw.ln1Bias, c.layerNormEps);
             const at::Tensor value = at::matmul(xk, asFloat32(lw.valueWeight(h, dh))) + qkvBias(lw, 2, h, dh, d);
             const at::Tensor projected = at::mv(asFloat32(lw.outWeight(h, dh)), valueGradient[t].detach()); // W_O[h]·g[q]
-            const at::Tensor p = in.record.layers[node.layer].probs[t][k][h].detach();
+            const at::Tensor p = layerProbs(in.model, in.record, node.layer).rows(t, 1)[0][k][h];
             return p * at::dot(value, projected);
         }
         const at::Tensor xq = layerNormFixedScale(R[t], lw.ln1Gain, lw.ln1Bias, c.layerNormEps);

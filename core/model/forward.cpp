@@ -2,7 +2,9 @@
 
 #include "core/model/weight_product.h"
 
+#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <cmath>
@@ -122,6 +124,169 @@ at::Tensor withAblatedProbs(const at::Tensor& probs, const std::vector<Activatio
 }
 
 namespace {
+
+// The ablated probabilities of one layer as (head, query, key) rows [A, 3] and their values [A],
+// range-checked as withAblatedProbs does.
+std::pair<at::Tensor, at::Tensor> probAblationCoordinates(const std::vector<ActivationAblation>& ablations, std::int64_t n, std::int64_t H)
+{
+    std::vector<std::int64_t> coordinates;
+    std::vector<double> values;
+    for (const auto& a : ablations) {
+        checkRange(a.token, n, "query token");
+        checkRange(a.key, a.token + 1, "key token");
+        checkRange(a.index, H, "head");
+        coordinates.insert(coordinates.end(), {a.index, a.token, a.key});
+        values.push_back(a.value);
+    }
+    const auto count = static_cast<std::int64_t>(values.size());
+    return {at::tensor(coordinates, at::kLong).view({count, 3}), at::tensor(values, at::kDouble).to(at::kFloat)};
+}
+
+// The ablated probabilities as plain entries, for the attention node's per-head loops.
+struct ProbEntry {
+    std::int64_t head, query, key;
+    float value;
+};
+
+std::vector<ProbEntry> probEntries(const at::Tensor& coordinates, const at::Tensor& values)
+{
+    std::vector<ProbEntry> out;
+    const at::Tensor c = coordinates.contiguous(), v = values.contiguous();
+    for (std::int64_t i = 0; i < c.size(0); ++i) {
+        const std::int64_t* row = c.data_ptr<std::int64_t>() + 3 * i;
+        out.push_back({row[0], row[1], row[2], v.data_ptr<float>()[i]});
+    }
+    return out;
+}
+
+// Calls f(offset, value) for the entries of head h inside the block of query rows [first, first + m)
+// of a row-major [m, keys] tensor.
+template <typename F>
+void forEachInBlock(const std::vector<ProbEntry>& entries, std::int64_t h, std::int64_t first, std::int64_t m, std::int64_t keys, F&& f)
+{
+    for (const ProbEntry& e : entries) {
+        if (e.head == h && e.query >= first && e.query < first + m && e.key < keys)
+            f((e.query - first) * keys + e.key, e.value);
+    }
+}
+
+// softmax(scale·Q·Kᵀ + bias) per head, [H, m, n] (qh [H, m, dh], kt [H, dh, n], bias [m, n]: −∞ above
+// the diagonal). The scores are written once and normalized in place: one [H, m, n] tensor, not two.
+at::Tensor causalProbs(const at::Tensor& qh, const at::Tensor& kt, const at::Tensor& bias, double scale)
+{
+    at::Tensor p = at::baddbmm(bias, qh, kt, /*beta=*/1, /*alpha=*/scale);
+    at::_softmax_out(p, p, -1, false);
+    return p;
+}
+
+// One head's block of P: query rows [first, first + m) of qh ([n, dh]) against keys [0, first + m) of kh,
+// softmax(scale·q·kᵀ + bias), [m, first + m] (row-major), normalized in place.
+at::Tensor probsBlock(const at::Tensor& qh, const at::Tensor& kh, const at::Tensor& bias, std::int64_t first, std::int64_t m, double scale)
+{
+    const std::int64_t keys = first + m;
+    at::Tensor p = at::addmm(bias.narrow(0, first, m).narrow(1, 0, keys), qh.narrow(0, first, m), kh.narrow(0, 0, keys).t(), /*beta=*/1,
+                             /*alpha=*/scale);
+    at::_softmax_out(p, p, -1, false);
+    return p;
+}
+
+// dS = P ⊙ (dP − Σ_k dP·P) in place in dP for one head's block of query rows [first, first + m) ([m, keys],
+// contiguous), and 0 after each query (P is 0 there): softmax's backward without the temporaries of
+// the composite form.
+void softmaxBackwardInPlace(at::Tensor& dP, const at::Tensor& P, std::int64_t first)
+{
+    const std::int64_t m = dP.size(0), keys = dP.size(1);
+    float* g = dP.data_ptr<float>();
+    const float* p = P.data_ptr<float>();
+    for (std::int64_t row = 0; row < m; ++row) {
+        const std::int64_t last = std::min(keys - 1, first + row); // keys ≤ query only
+        float* gr = g + row * keys;
+        const float* pr = p + row * keys;
+        float dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (std::int64_t k = 0; k <= last; ++k)
+            dot += gr[k] * pr[k];
+#pragma omp simd
+        for (std::int64_t k = 0; k <= last; ++k)
+            gr[k] = pr[k] * (gr[k] - dot);
+        std::fill(gr + last + 1, gr + keys, 0.0f);
+    }
+}
+
+// Query rows per block of the attention node: the block [first, first + m) attends to keys [0, first + m)
+// only, so the products skip most of the masked half (at 1,024 tokens, 8 blocks do 56 % of the full
+// products' work), and one head's block of P (128 × at most n floats: 512 KB at 1,024 tokens) stays in
+// the core's cache from the scores through the softmax to the weighted sum.
+constexpr std::int64_t kAttentionBlockRows = 128;
+
+// One layer's causal attention Z = softmax(scale·Q·Kᵀ + mask)·V as one autograd node that saves only
+// Q, K and V (views of the record's projection) and recomputes P in its backward pass: 1.6 GFLOP a
+// layer of GPT-2 small at 1,024 tokens, against 50 MB of P per layer kept alive until then (what the
+// composite graph of ForwardOptions::keepProbs saves, as softmax's output and the product's input).
+// Both passes run the heads in parallel (one thread each, single-threaded products), each head by
+// blocks of query rows. Ablated entries are constants: nothing flows back through them to the scores.
+struct CausalAttention : public torch::autograd::Function<CausalAttention> {
+    static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
+                              const at::Tensor& bias, const at::Tensor& ablCoordinates, const at::Tensor& ablValues, double scale)
+    {
+        const std::int64_t n = query.size(0), H = query.size(1), dh = query.size(2);
+        const std::vector<ProbEntry> entries = probEntries(ablCoordinates, ablValues);
+        at::Tensor Z = at::empty({n, H, dh}, query.options());
+        at::parallel_for(0, H, 1, [&](std::int64_t begin, std::int64_t end) {
+            at::NoGradGuard noGrad; // grad mode is per thread: the worker threads' own is on
+            for (std::int64_t h = begin; h < end; ++h) {
+                const at::Tensor qh = query.select(1, h), kh = key.select(1, h), vh = value.select(1, h); // [n, dh]
+                for (std::int64_t first = 0; first < n; first += kAttentionBlockRows) {
+                    const std::int64_t m = std::min(kAttentionBlockRows, n - first), keys = first + m;
+                    at::Tensor P = probsBlock(qh, kh, bias, first, m, scale);
+                    float* p = P.data_ptr<float>();
+                    forEachInBlock(entries, h, first, m, keys, [&](std::int64_t offset, float v) { p[offset] = v; });
+                    at::Tensor zb = Z.narrow(0, first, m).select(1, h); // [m, dh]
+                    at::mm_out(zb, P, vh.narrow(0, 0, keys));
+                }
+            }
+        });
+        ctx->saved_data["scale"] = scale;
+        ctx->save_for_backward({query, key, value, bias, ablCoordinates, ablValues});
+        return Z;
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads)
+    {
+        const auto saved = ctx->get_saved_variables();
+        const at::Tensor &query = saved[0], &key = saved[1], &value = saved[2], &bias = saved[3];
+        const std::vector<ProbEntry> entries = probEntries(saved[4], saved[5]);
+        const double scale = ctx->saved_data["scale"].toDouble();
+        const std::int64_t n = query.size(0), H = query.size(1);
+        const at::Tensor gz = grads[0].contiguous(); // ∂O/∂Z [n, H, dh]
+        at::Tensor dQ = at::empty(query.sizes(), query.options()), dK = at::zeros(query.sizes(), query.options()),
+                   dV = at::zeros(query.sizes(), query.options());
+        at::parallel_for(0, H, 1, [&](std::int64_t begin, std::int64_t end) {
+            at::NoGradGuard noGrad; // grad mode is per thread: the worker threads' own is on
+            for (std::int64_t h = begin; h < end; ++h) {
+                const at::Tensor qh = query.select(1, h), kh = key.select(1, h), vh = value.select(1, h), gh = gz.select(1, h); // [n, dh]
+                for (std::int64_t first = 0; first < n; first += kAttentionBlockRows) {
+                    const std::int64_t m = std::min(kAttentionBlockRows, n - first), keys = first + m;
+                    const at::Tensor qb = qh.narrow(0, first, m), gb = gh.narrow(0, first, m); // [m, dh]
+                    const at::Tensor kb = kh.narrow(0, 0, keys), vb = vh.narrow(0, 0, keys);   // [keys, dh]
+                    at::Tensor P = probsBlock(qh, kh, bias, first, m, scale); // softmax's own (unablated) output
+                    at::Tensor dP = at::mm(gb, vb.t());                       // [m, keys]
+                    float* p = P.data_ptr<float>();
+                    float* g = dP.data_ptr<float>();
+                    forEachInBlock(entries, h, first, m, keys, [&](std::int64_t offset, float) { g[offset] = 0; });
+                    softmaxBackwardInPlace(dP, P, first); // now dS
+                    forEachInBlock(entries, h, first, m, keys, [&](std::int64_t offset, float v) { p[offset] = v; }); // what Z read
+                    at::Tensor dq = dQ.narrow(0, first, m).select(1, h);
+                    at::mm_out(dq, dP, kb);
+                    dq.mul_(scale);
+                    dK.narrow(0, 0, keys).select(1, h).addmm_(dP.t(), qb, /*beta=*/1, /*alpha=*/scale);
+                    dV.narrow(0, 0, keys).select(1, h).addmm_(P.t(), gb);
+                }
+            }
+        });
+        return {dQ, dK, dV, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+};
 
 const std::vector<ActivationAblation>* latentAblationsFor(const LayerAblations* layer, SaeLocation location)
 {
@@ -306,7 +471,11 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
         L.value = qkv.narrow(1, 2 * d, d).view({n, H, dh});
 
         const double scale = attentionScale(c, layer);
-        if (windows == 1) {
+        if (windows == 1 && !options.keepProbs) {
+            const auto [ablCoordinates, ablValues] =
+                probAblationCoordinates(ablations ? ablations->probs : std::vector<ActivationAblation>{}, n, H);
+            L.headOut = CausalAttention::apply(L.query, L.key, L.value, futureBias, ablCoordinates, ablValues, scale); // [n, H, dh]
+        } else if (windows == 1) {
             const at::Tensor qh = L.query.permute({1, 0, 2});   // [H, n, dh]
             const at::Tensor kh = L.key.permute({1, 2, 0});     // [H, dh, n]
             const at::Tensor vh = L.value.permute({1, 0, 2});   // [H, n, dh]
@@ -390,6 +559,111 @@ at::Tensor attentionScores(const Gpt2Model& model, const ActivationRecord& recor
     const std::int64_t n = L.query.size(0);
     const at::Tensor scores = at::einsum("qhc,khc->qkh", {L.query.detach(), L.key.detach()}) * attentionScale(model.config, layer);
     return scores.masked_fill(at::ones({n, n}, at::kBool).triu(1).unsqueeze(-1), -INFINITY);
+}
+
+at::Tensor LayerProbs::recompute(const at::Tensor& queries, std::int64_t firstHead, std::int64_t count, std::int64_t keys) const
+{
+    at::NoGradGuard noGrad;
+    const std::int64_t m = queries.numel();
+    const at::Tensor qh = query.index_select(0, queries).narrow(1, firstHead, count).permute({1, 0, 2}); // [h, m, dh]
+    const at::Tensor kt = key.narrow(0, 0, keys).narrow(1, firstHead, count).permute({1, 2, 0});        // [h, dh, keys]
+    // The pass's causal bias at these rows: −∞ where k > q.
+    const at::Tensor future = at::arange(keys, at::kLong).unsqueeze(0) > queries.unsqueeze(1);
+    const at::Tensor bias = at::zeros({m, keys}, query.options()).masked_fill_(future, -INFINITY);
+    at::Tensor p = causalProbs(qh, kt, bias, scale);
+    if (!ablations.empty()) {
+        // Row of each query token within `queries` (-1: not asked for).
+        std::vector<std::int64_t> rowOf(static_cast<std::size_t>(tokens()), -1);
+        const at::Tensor qs = queries.contiguous();
+        for (std::int64_t i = 0; i < m; ++i)
+            rowOf[static_cast<std::size_t>(qs.data_ptr<std::int64_t>()[i])] = i;
+        std::vector<std::int64_t> index;
+        std::vector<double> values;
+        for (const auto& a : ablations) {
+            if (a.token < 0 || a.token >= tokens() || a.key < 0 || a.key > a.token || a.key >= keys || a.index < firstHead
+                || a.index >= firstHead + count)
+                continue; // out of range ones were refused by the pass
+            const std::int64_t row = rowOf[static_cast<std::size_t>(a.token)];
+            if (row < 0)
+                continue;
+            index.push_back(((a.index - firstHead) * m + row) * keys + a.key);
+            values.push_back(a.value);
+        }
+        if (!index.empty())
+            p.view({-1}).index_put_({at::tensor(index, at::kLong)}, at::tensor(values, at::kDouble).to(p.scalar_type()));
+    }
+    return p;
+}
+
+at::Tensor LayerProbs::headBlock(std::int64_t h, std::int64_t first, std::int64_t count) const
+{
+    const std::int64_t keys = first + count;
+    if (recorded.defined())
+        return recorded.narrow(0, first, count).narrow(1, 0, keys).select(2, h);
+    at::NoGradGuard noGrad;
+    const at::Tensor future = at::arange(keys, at::kLong).unsqueeze(0) > at::arange(first, keys, at::kLong).unsqueeze(1);
+    const at::Tensor bias = at::zeros({count, keys}, query.options()).masked_fill_(future, -INFINITY);
+    // The same product and softmax as the pass's probsBlock, on the same shapes.
+    const at::Tensor qh = query.select(1, h).narrow(0, first, count), kh = key.select(1, h).narrow(0, 0, keys);
+    at::Tensor p = at::addmm(bias, qh, kh.t(), /*beta=*/1, /*alpha=*/scale);
+    at::_softmax_out(p, p, -1, false);
+    float* out = p.data_ptr<float>();
+    for (const auto& a : ablations) {
+        if (a.index == h && a.token >= first && a.token < keys && a.key >= 0 && a.key <= a.token)
+            out[(a.token - first) * keys + a.key] = a.value;
+    }
+    return p;
+}
+
+at::Tensor LayerProbs::block(std::int64_t first, std::int64_t count) const
+{
+    if (recorded.defined())
+        return recorded.narrow(0, first, count).narrow(1, 0, first + count).permute({2, 0, 1});
+    return recompute(at::arange(first, first + count, at::kLong), 0, heads(), first + count);
+}
+
+at::Tensor LayerProbs::rows(std::int64_t first, std::int64_t count) const
+{
+    if (recorded.defined())
+        return recorded.narrow(0, first, count);
+    return recompute(at::arange(first, first + count, at::kLong), 0, heads(), tokens()).permute({1, 2, 0});
+}
+
+at::Tensor LayerProbs::rowsAt(const at::Tensor& queries) const
+{
+    if (recorded.defined())
+        return recorded.index_select(0, queries);
+    return recompute(queries, 0, heads(), tokens()).permute({1, 2, 0});
+}
+
+at::Tensor LayerProbs::head(std::int64_t h) const
+{
+    if (recorded.defined())
+        return recorded.select(2, h);
+    return recompute(at::arange(tokens(), at::kLong), h, 1, tokens())[0];
+}
+
+double LayerProbs::at(std::int64_t q, std::int64_t k, std::int64_t h) const
+{
+    if (recorded.defined())
+        return recorded[q][k][h].item<double>();
+    if (k > q)
+        return 0.0; // causal
+    return headBlock(h, q, 1)[0][k].item<double>();
+}
+
+LayerProbs layerProbs(const Gpt2Model& model, const ActivationRecord& record, int layer)
+{
+    const LayerRecord& L = record.layers.at(static_cast<std::size_t>(layer));
+    LayerProbs p;
+    if (L.probs.defined())
+        p.recorded = L.probs.detach();
+    p.query = L.query.detach();
+    p.key = L.key.detach();
+    p.scale = attentionScale(model.config, layer);
+    if (const LayerAblations* a = record.ablations.at(layer))
+        p.ablations = a->probs;
+    return p;
 }
 
 at::Tensor saePreActivation(const SaeRecord& record)

@@ -6,7 +6,8 @@
 //   LayerRecord::ln1Sigma     attn_ln.scale (σ of ln_1)                                   [n]
 //   LayerRecord::query/key/value  attn.q / attn.k / attn.v, but WITHOUT TDB's d_head^(-1/4)
 //                             scaling (HF convention; the 1/sqrt(d_head) is in the scores) [n, H, d_head]
-//   LayerRecord::probs        attn.qk_probs, layout (q, k, head)                           [n, n, H]
+//   LayerRecord::probs        attn.qk_probs, layout (q, k, head); only with ForwardOptions::keepProbs,
+//                             layerProbs() reads it or recomputes it                        [n, n, H]
 //   LayerRecord::headOut      attn.v_out: Z[q,h] = Σ_k P[q,k,h]·V[k,h] (before an attn_z SAE) [n, H, d_head]
 //   LayerRecord::attnOut      resid.delta_attn (includes b_O)                             [n, d]
 //   LayerRecord::residMid     resid.post_attn                                             [n, d]
@@ -151,6 +152,12 @@ struct ForwardOptions {
     // [n, n, H] when W = 1). 0: one window of all the ids (the usual pass). More than one window needs
     // withGrad, ablations and logits off.
     std::int64_t windowLength = 0;
+    // Keep the attention probabilities in the record (LayerRecord::probs: n²·H floats a layer, 600 MB at
+    // 1,024 tokens of GPT-2 small, all alive until the backward pass). Without them each layer's
+    // attention is one autograd node that saves only the queries, keys and values (the record holds
+    // them anyway) and recomputes P in its backward pass, and layerProbs() recomputes the rows that are
+    // read. Needed to differentiate w.r.t. LayerRecord::probs; ignored with more than one window.
+    bool keepProbs = true;
 };
 
 // Runs the model on token ids (1 ≤ n ≤ n_ctx, each id < vocab_size; std::invalid_argument otherwise —
@@ -172,6 +179,37 @@ at::Tensor logitsAt(const Gpt2Model& model, const ActivationRecord& record, int 
 // The pre-softmax attention scores of a layer, (q, k, head), −inf above the diagonal: scale·Q·Kᵀ from
 // the recorded queries and keys (not kept in the record: n²·H floats per layer).
 at::Tensor attentionScores(const Gpt2Model& model, const ActivationRecord& record, int layer);
+
+// One layer's attention probabilities P, layout (q, k, head): the record's tensor, or rows recomputed on
+// demand (no autograd) from the recorded queries and keys with the record's ablated entries, exactly as
+// the pass computed them (ForwardOptions::keepProbs false).
+struct LayerProbs {
+    at::Tensor recorded;                      // [n, n, H], or undefined
+    at::Tensor query, key;                    // [n, H, dh], detached
+    double scale = 1;                         // attentionScale of the layer
+    std::vector<ActivationAblation> ablations; // ForwardAblations' probs of the layer
+    std::int64_t tokens() const { return query.size(0); }
+    std::int64_t heads() const { return query.size(1); }
+    // P[first .. first + count), [count, n, H] (a view of a contiguous [H, count, n] when recomputed).
+    at::Tensor rows(std::int64_t first, std::int64_t count) const;
+    // The rows of the query tokens `queries` (int64 [m]), [m, n, H].
+    at::Tensor rowsAt(const at::Tensor& queries) const;
+    // The block of query rows [first, first + count) in the (head, q, k) layout, with only the keys up
+    // to its last query (the others are 0), [H, count, first + count]; a strided view when recorded.
+    at::Tensor block(std::int64_t first, std::int64_t count) const;
+    // One head's block of query rows [first, first + count) against keys [0, first + count), [count,
+    // first + count] (q, k), rows of stride ≥ first + count, last dimension contiguous. Safe to call
+    // from at::parallel_for's threads.
+    at::Tensor headBlock(std::int64_t head, std::int64_t first, std::int64_t count) const;
+    // One head's P, [n, n] (q, k).
+    at::Tensor head(std::int64_t head) const;
+    double at(std::int64_t q, std::int64_t k, std::int64_t head) const;
+
+private:
+    // [heads, m, keys] for the query tokens, heads [firstHead, firstHead + heads) and keys [0, keys).
+    at::Tensor recompute(const at::Tensor& queries, std::int64_t firstHead, std::int64_t heads, std::int64_t keys) const;
+};
+LayerProbs layerProbs(const Gpt2Model& model, const ActivationRecord& record, int layer);
 
 // Layer norm pieces shared with the analysis code: returns σ = sqrt(mean((x−μ)²) + ε) over the last
 // dim ([..., 1] kept) and writes the normalized, gained and biased output to *out.
