@@ -224,16 +224,16 @@ private Q_SLOTS:
     {
         typeAndRun(kPrompt, QString(), QString());
         QVERIFY(!m_window->lastRun()->hasObjective);
-        QVERIFY(!m_window->lastRun()->grid.has(GridMetric::DirectEffect));
+        QVERIFY(!m_window->lastRun()->grid.has(Metric::DirectEffect));
         typeAndRun(kPrompt, QStringLiteral(" Mary"), QString());
-        QVERIFY(m_window->lastRun()->grid.has(GridMetric::TotalEffect));
+        QVERIFY(m_window->lastRun()->grid.has(Metric::TotalEffect));
     }
 
     void sessionRoundTripRestoresTheInvestigation()
     {
         m_window->addAutoencoder(SaeRole::Attn, QStringLiteral("1=") + QString::fromStdString((test::dataDir() / "sae/resid_delta_attn.relu.pt").string()));
         typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
-        m_window->metricChooser()->setCurrentIndex(int(GridMetric::DirectEffect));
+        m_window->metricChooser()->setCurrentIndex(m_window->metricChooser()->findData(QVariant::fromValue(Metric::DirectEffect)));
         m_window->selectNode(NodeRef::parse("attn_sae:1:10@13"));
         QTRY_VERIFY_WITH_TIMEOUT(m_window->inspector()->hasView() && m_window->inspector()->view().name == QStringLiteral("attn_sae:1:10@13"), 30000);
         QTemporaryDir dir;
@@ -247,7 +247,7 @@ private Q_SLOTS:
         QVERIFY2(test::waitForSignal(restored, 60000), qPrintable(other.errorText()));
         QCOMPARE(other.promptField()->text(), kPrompt);
         QCOMPARE(other.targetField()->text(), QStringLiteral(" Mary"));
-        QCOMPARE(other.metricChooser()->currentIndex(), int(GridMetric::DirectEffect));
+        QVERIFY(other.gridMetric() == Metric::DirectEffect);
         QTRY_VERIFY_WITH_TIMEOUT(other.inspector()->hasView() && other.inspector()->view().name == QStringLiteral("attn_sae:1:10@13"), 30000);
         // Saving the restored window gives the same file, byte for byte.
         const QString again = dir.filePath(QStringLiteral("again.circuitscope.json"));

@@ -332,9 +332,9 @@ private Q_SLOTS:
         const int t = m_window->grid()->tokenOfInterest();
         QCOMPARE(t, int(m_window->lastRun()->tokens.size()) - 1);
         int heads = 0, neurons = 0;
-        for (int m : {int(Metric::Activation), int(Metric::TotalEffect)}) {
-            m_window->metricChooser()->setCurrentIndex(m);
-            const auto metric = static_cast<Metric>(m);
+        for (Metric metric : {Metric::Activation, Metric::TotalEffect}) {
+            m_window->metricChooser()->setCurrentIndex(m_window->metricChooser()->findData(QVariant::fromValue(metric)));
+            QVERIFY(m_window->grid()->metric() == metric);
             for (int layer = 0; layer < g.nLayers; ++layer) {
                 const LayerEffects& a = ref.left.run.effects.layers[std::size_t(layer)];
                 const LayerEffects& b = ref.left.baseline->effects.layers[std::size_t(layer)];

@@ -243,11 +243,11 @@ void MainWindow::buildCentral()
     gridLayout->setContentsMargins(0, 0, 0, 0);
     auto* controls = new QHBoxLayout;
     m_metric = new QComboBox;
-    for (int m = 0; m < kGridMetricCount; ++m)
-        m_metric->addItem(gridMetricName(static_cast<GridMetric>(m)), m);
+    for (Metric m : kMetrics)
+        m_metric->addItem(metricLabel(m), QVariant::fromValue(m));
     m_metric->setToolTip(tr("Cell color. Direct and total effects need a target token."));
     connect(m_metric, &QComboBox::currentIndexChanged, this, [this] {
-        m_grid->setMetric(static_cast<GridMetric>(m_metric->currentData().toInt()));
+        m_grid->setMetric(gridMetric());
     });
     m_topN = new QSpinBox;
     m_topN->setRange(1, kGridTopNComputed);
@@ -611,7 +611,6 @@ void MainWindow::addAutoencoder(SaeRole role, const QString& spec)
 
 namespace {
 
-const char* const kMetricNames[] = {"activation", "write_magnitude", "direct_effect", "total_effect"};
 const char* const kTabNames[] = {"write", "read", "pairs", "activation"};
 
 } // namespace
@@ -645,7 +644,7 @@ Session MainWindow::currentSession() const
     if (m_selected)
         s.selectedNode = m_selected->name();
     s.pins = m_circuit->pins();
-    s.view.metric = kMetricNames[std::clamp(m_metric->currentIndex(), 0, 3)];
+    s.view.metric = gridMetric();
     s.view.topN = m_topN->value();
     s.view.tableTopK = m_tableTopK->value();
     s.view.perUnitWrite = m_inspector->perUnitWrite();
@@ -700,10 +699,7 @@ void MainWindow::continueRestore()
     m_trace = s.trace;
     m_second->setSecondPrompt(s.secondPrompt);
     m_secondPromptAction->setEnabled(!s.secondPrompt);
-    for (int m = 0; m < 4; ++m) {
-        if (s.view.metric == kMetricNames[m])
-            m_metric->setCurrentIndex(m);
-    }
+    setGridMetric(s.view.metric);
     m_topN->setValue(s.view.topN);
     {
         // Part of the restore's one run, not a run of its own.
@@ -919,14 +915,27 @@ bool MainWindow::isGridDelta() const
 void MainWindow::updateMetricChooser()
 {
     const bool effects = m_lastRun && m_lastRun->hasObjective;
-    for (int m = 0; m < kGridMetricCount; ++m) {
-        const bool needsTarget = m >= int(GridMetric::DirectEffect);
+    for (int i = 0; i < m_metric->count(); ++i) {
+        const bool needsTarget = metricNeedsObjective(m_metric->itemData(i).value<Metric>());
         // Without a target the effect metrics are hidden, not shown as zeros (product.md §3).
-        m_metric->setItemData(m, needsTarget && !effects ? QVariant(0) : QVariant(), Qt::UserRole - 1);
+        m_metric->setItemData(i, needsTarget && !effects ? QVariant(0) : QVariant(), Qt::UserRole - 1);
     }
-    if (!effects && m_metric->currentIndex() >= int(GridMetric::DirectEffect))
-        m_metric->setCurrentIndex(int(GridMetric::Activation));
-    m_grid->setMetric(static_cast<GridMetric>(m_metric->currentData().toInt()));
+    if (!effects && metricNeedsObjective(gridMetric()))
+        setGridMetric(Metric::Activation);
+    m_grid->setMetric(gridMetric());
+}
+
+Metric MainWindow::gridMetric() const
+{
+    return m_metric->currentData().value<Metric>();
+}
+
+void MainWindow::setGridMetric(Metric metric)
+{
+    for (int i = 0; i < m_metric->count(); ++i) {
+        if (m_metric->itemData(i).value<Metric>() == metric)
+            m_metric->setCurrentIndex(i);
+    }
 }
 
 void MainWindow::selectNode(const NodeRef& node)

@@ -120,6 +120,9 @@ public:
     QLineEdit* distractorField() const { return m_distractor; }
     QLineEdit* goToField() const { return m_goTo; }
     QComboBox* metricChooser() const { return m_metric; }
+    // The grid's metric (the chooser holds the metric itself, not its name or position).
+    Metric gridMetric() const;
+    void setGridMetric(Metric metric);
     // "Δ": the grid colored by ablated − baseline or right − left; enabled only with a comparison.
     QCheckBox* gridDeltaToggle() const { return m_deltaGrid; }
     bool isGridDelta() const;
