@@ -20,6 +20,7 @@
 #include "ui/widgets/node_table_view.h"
 #include "ui/widgets/objective_editor.h"
 #include "ui/widgets/second_prompt_bar.h"
+#include "ui/widgets/token_chip_editor.h"
 #include "ui/widgets/token_effects_view.h"
 #include "ui/widgets/token_strip.h"
 #include "ui/widgets/trace_bar.h"
@@ -42,6 +43,7 @@
 #include <QTableView>
 #include <QTemporaryDir>
 #include <QTest>
+#include <QToolButton>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -113,9 +115,9 @@ class TestWindowInterventions : public QObject {
         return QTest::qWaitFor([&] { return m_window->lastRun() && m_window->lastRun()->id == m_window->engine()->latestRun(); }, 60000);
     }
 
-    void typeAndRun(const QString& prompt, const QString& target, const QString& distractor)
+    void typeAndRun(const QString& prompt, const QStringList& targets, const QStringList& distractors)
     {
-        m_window->setPrompt(prompt, target, distractor);
+        m_window->setPrompt(prompt, targets, distractors);
         QSignalSpy ready(m_window.get(), &MainWindow::runReady);
         QTest::mouseClick(m_window->runButton(), Qt::LeftButton);
         QVERIFY2(waitForRun(ready), qPrintable(m_window->errorText()));
@@ -169,7 +171,7 @@ private Q_SLOTS:
     {
         MainWindow w;
         QVERIFY2(w.minimumSizeHint().width() <= 1280 && w.minimumSizeHint().height() <= 800, qPrintable(QStringLiteral("%1×%2").arg(w.minimumSizeHint().width()).arg(w.minimumSizeHint().height())));
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         actAndWait([&] { m_window->ablate(QStringLiteral("attn:1:2@-1")); });
         actAndWait([&] { m_window->addSecondPrompt(); });
         const QSize min = m_window->minimumSizeHint();
@@ -181,7 +183,7 @@ private Q_SLOTS:
     void shortGridLeavesItsRoomToTheTable()
     {
         QVERIFY(!m_window->findChild<QDockWidget*>(QStringLiteral("ablationsDock"))->isVisible());
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         auto* scroll = qobject_cast<QScrollArea*>(m_window->grid()->parentWidget()->parentWidget());
         QVERIFY(scroll);
         const int gridHeight = m_window->grid()->sizeHint().height();
@@ -194,7 +196,7 @@ private Q_SLOTS:
 
     void ablateAHeadFromTheGridAndRemoveIt()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         const RunResult before = *m_window->lastRun();
         QCOMPARE(before.comparison, Comparison::None);
         const LayerGrid::Cell* head = gridCell(NodeKind::AttnHead, 1);
@@ -269,7 +271,7 @@ private Q_SLOTS:
 
     void traceANeuronFromTheTable()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         const RunResult logit = *m_window->lastRun();
         int proxyRow = -1;
         NodeRef neuron;
@@ -314,7 +316,7 @@ private Q_SLOTS:
     // top neurons by |Δ|, equal to the core's two runs; without a comparison the toggle is off.
     void gridColoredByDelta()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         QCheckBox* toggle = m_window->gridDeltaToggle();
         QVERIFY(!toggle->isEnabled());
         toggle->setChecked(true); // not applicable yet: the grid keeps the run's own values
@@ -403,7 +405,7 @@ private Q_SLOTS:
     // names both, and the node table equals `circuitscope-cli nodes --trace … --through v --downstream …`.
     void traceAHeadThroughTheValueOntoAClickedNode()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         const RunResult logit = *m_window->lastRun();
         const LayerGrid::Cell* headCell = gridCell(NodeKind::AttnHead, 0, [](const NodeRef& n) { return n.keyToken < n.token; });
         QVERIFY(headCell);
@@ -488,7 +490,7 @@ private Q_SLOTS:
 
     void twoPromptsOfDifferentLengths()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         actAndWait([&] { m_window->addSecondPrompt(); });
         QCOMPARE(m_window->secondPromptBar()->promptField()->text(), kPrompt);
         const QString shorter = QStringLiteral("When John and Mary went to the park, Mary gave it to");
@@ -549,12 +551,12 @@ private Q_SLOTS:
 
     void tokenEffectsAndObjectiveEditor()
     {
-        typeAndRun(kPrompt, QString(), QString());
+        typeAndRun(kPrompt, {}, {});
         QVERIFY(!m_window->tokenEffects()->isVisible()); // no objective: hidden
         ObjectiveEditor* editor = m_window->objectiveEditor();
         editor->kindChooser()->setCurrentIndex(editor->kindChooser()->findData(QStringLiteral("prob")));
         QVERIFY(!editor->distractorField()->isEnabled());
-        typeAndRun(kPrompt, QStringLiteral(" Mary| John"), QString());
+        typeAndRun(kPrompt, {QStringLiteral(" Mary"), QStringLiteral(" John")}, {});
         Session::Objective o = m_window->objectiveFromFields();
         QCOMPARE(o.kind, std::string("prob"));
         QCOMPARE(o.targets, (std::vector<std::string>{" Mary", " John"}));
@@ -576,17 +578,17 @@ private Q_SLOTS:
 
         // Swap, and the warnings for a trailing space and a target without its leading space.
         editor->kindChooser()->setCurrentIndex(0);
-        m_window->setPrompt(kPrompt + u' ', QStringLiteral("Mary"), QStringLiteral(" John"));
+        m_window->setPrompt(kPrompt + u' ', {QStringLiteral("Mary")}, {QStringLiteral(" John")});
         QVERIFY(editor->warning().contains(QStringLiteral("ends with a space")));
         QVERIFY(editor->warning().contains(QStringLiteral("“Mary” has no leading space")));
-        editor->swap();
-        QCOMPARE(m_window->targetField()->text(), QStringLiteral(" John"));
-        QCOMPARE(m_window->distractorField()->text(), QStringLiteral("Mary"));
+        QTest::mouseClick(editor->swapButton(), Qt::LeftButton);
+        QCOMPARE(m_window->targetField()->tokens(), std::vector<std::string>{" John"});
+        QCOMPARE(m_window->distractorField()->tokens(), std::vector<std::string>{"Mary"});
 
-        // Live, without a run: each piece is checked to be one token, and one that is not is shown
-        // with its tokenization (the model's own), the field framed in red.
+        // Live, without a run: each chip is checked to be one token, and one that is not shows its
+        // tokenization (the model's own), drawn red, and is named in the warning chip.
         const quint64 lastRun = m_window->lastRun()->id;
-        m_window->setPrompt(kPrompt, QStringLiteral(" Mary| Marzipanorama"), QStringLiteral(" John"));
+        m_window->setPrompt(kPrompt, {QStringLiteral(" Mary"), QStringLiteral(" Marzipanorama")}, {QStringLiteral(" John")});
         const std::vector<int> ids = m_ref.model->tokenizer->encode(" Marzipanorama");
         QVERIFY(ids.size() > 1);
         QStringList pieces;
@@ -596,28 +598,41 @@ private Q_SLOTS:
         QVERIFY2(editor->warning().contains(expected), qPrintable(editor->warning() + QStringLiteral(" / ") + expected));
         QCOMPARE(editor->notOneToken(), QStringList{expected});
         QVERIFY(!editor->warningLabel()->isHidden());
-        QVERIFY(m_window->targetField()->styleSheet().contains(QStringLiteral("border")));
-        QVERIFY(m_window->distractorField()->styleSheet().isEmpty());
-        // " Mary" alone is one token: no chip, no frame.
-        m_window->targetField()->setText(QStringLiteral(" Mary"));
+        QCOMPARE(m_window->targetField()->chipCount(), 2);
+        QVERIFY(m_window->targetField()->chipIsOneToken(0));
+        QCOMPARE(m_window->targetField()->chipText(0), QStringLiteral("·Mary"));
+        QVERIFY(!m_window->targetField()->chipIsOneToken(1));
+        QCOMPARE(m_window->targetField()->chipText(1), pieces.join(u'|'));
+        QVERIFY(m_window->distractorField()->chipIsOneToken(0));
+        // Removing the chip that is not one token clears the warning.
+        QTest::mouseClick(m_window->targetField()->removeButton(1), Qt::LeftButton);
+        QCOMPARE(m_window->targetField()->tokens(), std::vector<std::string>{" Mary"});
         QVERIFY(editor->warning().isEmpty());
         QVERIFY(editor->warningLabel()->isHidden());
-        QVERIFY(m_window->targetField()->styleSheet().isEmpty());
-        // A distractor is checked as well.
-        m_window->distractorField()->setText(QStringLiteral(" Marzipanorama"));
+        // A distractor is checked as well, while it is typed (before Enter makes it a chip).
+        QTest::keyClicks(m_window->distractorField()->input(), QStringLiteral(" Marzipanorama"));
         QVERIFY(editor->warning().contains(expected));
-        QVERIFY(m_window->distractorField()->styleSheet().contains(QStringLiteral("border")));
+        QVERIFY(m_window->distractorField()->input()->styleSheet().contains(QStringLiteral("border")));
+        QTest::keyClick(m_window->distractorField()->input(), Qt::Key_Return);
+        QCOMPARE(m_window->distractorField()->chipCount(), 2);
+        QVERIFY(!m_window->distractorField()->chipIsOneToken(1));
+        QVERIFY(m_window->distractorField()->input()->text().isEmpty());
+        QVERIFY(m_window->distractorField()->input()->styleSheet().isEmpty());
+        QVERIFY(editor->warning().contains(expected));
         QCOMPARE(m_window->lastRun()->id, lastRun); // all of it before any run
     }
 
     void sessionRoundTripWithInterventions()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary"), QStringLiteral(" drink")}, {QStringLiteral(" John")});
         actAndWait([&] { m_window->ablate(QStringLiteral("mlp:0:3@*"), 0.5); });
         actAndWait([&] { m_window->trace(NodeRef::parse("mlp:1:5@-1").resolved(int(m_window->lastRun()->tokens.size()))); });
         actAndWait([&] { m_window->addSecondPrompt(); });
         actAndWait([&] {
             m_window->secondPromptBar()->promptField()->setText(QStringLiteral("Then John gave a drink to"));
+            // The second prompt's own objective, its chips swapped from the first's.
+            m_window->secondPromptBar()->targetField()->setTokens({" John"});
+            m_window->secondPromptBar()->distractorField()->setTokens({" Mary"});
             m_window->run();
         });
         actAndWait([&] { m_window->tableTopK()->setValue(7); });
@@ -626,6 +641,9 @@ private Q_SLOTS:
         QCOMPARE(saved.ablations, std::vector<std::string>{"mlp:0:3@*=0.5"});
         QVERIFY(saved.trace && saved.trace->node == "mlp:1:5@-1");
         QVERIFY(saved.secondPrompt && saved.secondPrompt->prompt == "Then John gave a drink to");
+        QCOMPARE(saved.objective.targets, (std::vector<std::string>{" Mary", " drink"}));
+        QCOMPARE(saved.secondPrompt->targets, std::vector<std::string>{" John"});
+        QCOMPARE(saved.secondPrompt->distractors, std::vector<std::string>{" Mary"});
         QTemporaryDir dir;
         const QString path = dir.filePath(QStringLiteral("hypothesis.circuitscope.json"));
         QVERIFY(m_window->saveSession(path));
@@ -642,6 +660,10 @@ private Q_SLOTS:
         QVERIFY(back.trace == saved.trace);
         QVERIFY(back.secondPrompt == saved.secondPrompt);
         QVERIFY(back.objective == saved.objective);
+        QCOMPARE(other.targetField()->chipCount(), 2);
+        QCOMPARE(other.distractorField()->chipCount(), 1);
+        QCOMPARE(other.secondPromptBar()->targetField()->tokens(), std::vector<std::string>{" John"});
+        QCOMPARE(other.secondPromptBar()->distractorField()->tokens(), std::vector<std::string>{" Mary"});
         QCOMPARE(back.view.tableTopK, 7);
         QCOMPARE(other.lastRun()->table.size(), m_window->lastRun()->table.size());
         QCOMPARE(other.ablationsPanel()->ablations(), QStringList{QStringLiteral("mlp:0:3@*=0.5")});
@@ -663,13 +685,13 @@ private Q_SLOTS:
         third.openSession(old);
         QVERIFY2(test::waitForSignal(restored3, 60000), qPrintable(third.errorText()));
         QVERIFY(third.ablations().isEmpty() && !third.currentTrace() && !third.currentSession().secondPrompt);
-        QCOMPARE(third.targetField()->text(), QStringLiteral(" Mary"));
+        QCOMPARE(third.targetField()->tokens(), std::vector<std::string>{" Mary"});
         QCOMPARE(third.lastRun()->comparison, Comparison::None);
     }
 
     void rapidTogglingLeavesNoQueueAndTheLastStateWins()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         const NodeRef neuron = NodeRef::parse("mlp:1:7@4");
         int maxPending = 0;
         for (int i = 0; i < 201; ++i) {
@@ -688,7 +710,7 @@ private Q_SLOTS:
 
     void ablationValueIsEditable()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         actAndWait([&] { m_window->ablate(QStringLiteral("mlp:1:7@4")); });
         AblationListModel* model = m_window->ablationsPanel()->model();
         actAndWait([&] { QVERIFY(model->setData(model->index(0, AblationListModel::ValueColumn), 2.5)); });

@@ -411,6 +411,7 @@ void Engine::run(const RunRequest& request)
         r.next = nextTokensView(left.run.next);
         if (effects.hasObjective)
             r.tokenEffects = tokenEffectRows(left.run.tokenEffects);
+        r.trace = request.trace;
         r.ablations = QStringList();
         for (const auto& a : analysis.ablations)
             r.ablations << qs(a);

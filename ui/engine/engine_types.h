@@ -4,6 +4,7 @@
 #include "ui/engine/view_types.h"
 
 #include "core/analysis/metric.h"
+#include "core/session/session.h"
 #include "core/tokenizer/gpt2_tokenizer.h"
 
 #include <QMetaType>
@@ -111,6 +112,7 @@ struct RunResult {
     NextTokensView next;            // under the ablations
     QVector<TokenEffectRow> tokenEffects;
     QStringList ablations;          // "name=value", as run
+    std::optional<Session::Trace> trace; // as run: what the trace breadcrumb names
     Comparison comparison = Comparison::None;
     std::optional<double> baselineObjective;    // with ablations: the objective without them
     NextTokensView baselineNext;                // with ablations: the candidates without them

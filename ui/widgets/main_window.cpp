@@ -18,6 +18,7 @@
 #include "ui/widgets/present_view.h"
 #include "ui/widgets/second_prompt_bar.h"
 #include "ui/widgets/session_controller.h"
+#include "ui/widgets/token_chip_editor.h"
 #include "ui/widgets/settings.h"
 #include "ui/widgets/token_effects_view.h"
 #include "ui/widgets/token_strip.h"
@@ -99,10 +100,11 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), m_engine(new Engi
 
     restoreGeometry(Settings::windowGeometry());
     restoreState(Settings::windowState());
-    // A saved state may show the Ablations dock; it shows only while there are ablations.
+    // A saved state may show the Ablations or the Circuit dock; each shows only while it has entries.
     findChild<QDockWidget*>(QStringLiteral("ablationsDock"))->setVisible(false);
+    findChild<QDockWidget*>(QStringLiteral("circuitDock"))->setVisible(false);
     const LastPrompt last = Settings::lastPrompt();
-    setPrompt(last.text, last.target, last.distractor);
+    setPrompt(last.text, last.targets, last.distractors);
 }
 
 QString MainWindow::autosavePath()
@@ -187,6 +189,7 @@ void MainWindow::buildToolbar()
     bar->addWidget(m_prompt);
 
     m_objective = new ObjectiveEditor;
+    m_objective->follow(m_engine);
     m_target = m_objective->targetField();
     m_distractor = m_objective->distractorField();
     connect(m_objective, &ObjectiveEditor::returnPressed, this, &MainWindow::run);
@@ -222,6 +225,7 @@ void MainWindow::buildCentral()
     layout->addWidget(m_error);
 
     m_second = new SecondPromptBar;
+    m_second->follow(m_engine);
     connect(m_second, &SecondPromptBar::removeRequested, this, &MainWindow::removeSecondPrompt);
     connect(m_second, &SecondPromptBar::returnPressed, this, &MainWindow::run);
     layout->addWidget(m_second);
@@ -232,9 +236,8 @@ void MainWindow::buildCentral()
     m_tokenEffects = new TokenEffectsView;
     m_tokenEffects->follow(m_engine);
     layout->addWidget(m_tokenEffects);
-    m_tokens2 = new TokenStrip;
-    m_tokens2->setToolTip(tr("The second prompt's tokens"));
-    m_tokens2->hide();
+    m_tokens2 = new ComparedTokenStrip;
+    m_tokens2->follow(m_engine);
     layout->addWidget(m_tokens2);
 
     // Grid panel: controls above the grid.
@@ -276,6 +279,7 @@ void MainWindow::buildCentral()
     controls->addWidget(m_tableTopK);
     controls->addWidget(m_goTo, 1);
     m_traceBar = new TraceBar;
+    m_traceBar->follow(m_engine);
     connect(m_traceBar, &TraceBar::clearRequested, this, &MainWindow::clearTrace);
     gridLayout->addWidget(m_traceBar);
     gridLayout->addLayout(controls);
@@ -353,6 +357,10 @@ void MainWindow::buildCircuitDock()
     resizeDocks({dock}, {340}, Qt::Horizontal);
 
     connect(m_circuit, &CircuitPanel::pinsChanged, this, &MainWindow::syncPins);
+    // Empty, the list would only take a fifth of the width from the grid: the dock shows while there
+    // are pins (P, or Pin in a context menu or the inspector, adds the first).
+    connect(m_circuit, &CircuitPanel::pinsChanged, dock, [this, dock] { dock->setVisible(!m_circuit->pins().empty()); });
+    dock->setVisible(false);
     connect(m_circuit, &CircuitPanel::nodeActivated, this, &MainWindow::onPinActivated);
     connect(m_circuit, &CircuitPanel::presentRequested, this, &MainWindow::present);
     connect(m_circuit, &CircuitPanel::exportRequested, this, &MainWindow::chooseCircuitExport);
@@ -774,11 +782,17 @@ void MainWindow::chooseSessionToSave()
     saveSession(path);
 }
 
-void MainWindow::setPrompt(const QString& prompt, const QString& target, const QString& distractor)
+void MainWindow::setPrompt(const QString& prompt, const QStringList& targets, const QStringList& distractors)
 {
+    const auto texts = [](const QStringList& tokens) {
+        std::vector<std::string> out;
+        for (const QString& t : tokens)
+            out.push_back(t.toStdString());
+        return out;
+    };
     m_prompt->setText(prompt);
-    m_target->setText(target);
-    m_distractor->setText(distractor);
+    m_target->setTokens(texts(targets));
+    m_distractor->setTokens(texts(distractors));
 }
 
 void MainWindow::run()
@@ -817,9 +831,7 @@ void MainWindow::onModelOpened(const ModelSummary& s)
     m_views->clear(); // views of the old model
     m_modelLabel->setText(tr("%1 · %2 layers × %3 heads · d %4").arg(s.name).arg(s.nLayer).arg(s.nHead).arg(s.dModel));
     m_modelLabel->setToolTip(s.path);
-    m_objective->setTokenizer(s.tokenizer);
     m_tokens->setTokens({});
-    m_tokens2->hide();
     m_grid->setSnapshot({});
     m_table->setRows({});
     m_inspector->clear(tr("Run a prompt, then click a node."));
@@ -847,7 +859,6 @@ void MainWindow::onRunFinished(const RunResult& r)
     m_table->setProvenance(m_model ? m_model->name : QString(), r.prompt);
     m_table->setRows(r.table);
     m_actions->setTokenCount(int(r.tokens.size()));
-    showInterventionResults(r);
     fitGridPanel();
     m_tokenCountLabel->setText(tr("· %n token(s)", nullptr, static_cast<int>(r.tokens.size())));
     QString timing = tr("· computed in %1 s").arg(r.seconds, 0, 'f', 2);
@@ -880,7 +891,13 @@ void MainWindow::onRunFinished(const RunResult& r)
         selectNode(r.table.first().node);
     else
         m_inspector->clear(tr("Click a node in the grid or the table."));
-    Settings::setLastPrompt({r.prompt, m_target->text(), m_distractor->text()});
+    const auto list = [](const std::vector<std::string>& tokens) {
+        QStringList out;
+        for (const auto& t : tokens)
+            out << QString::fromStdString(t);
+        return out;
+    };
+    Settings::setLastPrompt({r.prompt, list(m_target->tokens()), list(m_distractor->tokens())});
     Q_EMIT runReady();
 }
 
@@ -1044,23 +1061,6 @@ void MainWindow::fitGridPanel()
     m_leftColumn->setSizes({grid, total - grid});
 }
 
-void MainWindow::showInterventionResults(const RunResult& r)
-{
-    if (m_pickingDownstreamFor)
-        m_traceBar->setPickingDownstream(*m_pickingDownstreamFor, r.tokens);
-    else
-        m_traceBar->setTrace(m_trace, r.tokens);
-    m_tokens2->setVisible(r.right.has_value());
-    if (r.right) {
-        m_tokens2->setTokens(r.right->tokens);
-        // Positions whose token differs from the first prompt's are marked (colored) in the second row.
-        QVector<double> differs;
-        for (int i = 0; i < r.right->tokens.size(); ++i)
-            differs.push_back(i < r.tokens.size() && r.tokens[i] == r.right->tokens[i] ? 0.0 : 1.0);
-        m_tokens2->setActivations(differs);
-    }
-}
-
 void MainWindow::rerun()
 {
     if (m_model && m_lastRun)
@@ -1108,6 +1108,7 @@ void MainWindow::trace(const NodeRef& node, const QString& through)
     t.node = m_lastRun ? portableNodeName(node, int(m_lastRun->tokens.size())) : node.name();
     t.through = through.toStdString();
     m_trace = t;
+    m_traceBar->setTrace(m_trace, m_lastRun ? m_lastRun->tokens : QStringList()); // no longer picking
     rerun();
 }
 
@@ -1123,6 +1124,7 @@ void MainWindow::traceOnto(const NodeRef& head, const NodeRef& downstream, const
     if (downstream.kind == NodeKind::AttnHead)
         t.downstreamThrough = downstreamThrough.toStdString();
     m_trace = t;
+    m_traceBar->setTrace(m_trace, m_lastRun ? m_lastRun->tokens : QStringList()); // no longer picking
     rerun();
 }
 

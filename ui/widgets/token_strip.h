@@ -42,4 +42,15 @@ private:
     int m_height = 32;
 };
 
+class EngineClient;
+
+// The second prompt's tokens under the first's (product.md §3 "Two prompts"): shown while the latest
+// run compares two prompts, with the positions whose token differs from the first prompt's colored.
+class ComparedTokenStrip : public TokenStrip {
+    Q_OBJECT
+public:
+    explicit ComparedTokenStrip(QWidget* parent = nullptr);
+    void follow(const EngineClient* client);
+};
+
 } // namespace cs::ui
