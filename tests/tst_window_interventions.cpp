@@ -503,6 +503,13 @@ private Q_SLOTS:
         QVERIFY(r.right);
         QVERIFY(r.right->tokens.size() != r.tokens.size());
         QVERIFY(m_window->secondTokenStrip()->isVisible());
+        // The second row: the right prompt's tokens, a position marked where it differs from the left's.
+        QCOMPARE(m_window->secondTokenStrip()->tokens(), r.right->tokens);
+        QCOMPARE(m_window->secondTokenStrip()->activations().size(), r.right->tokens.size());
+        for (int i = 0; i < r.right->tokens.size(); ++i)
+            QCOMPARE(m_window->secondTokenStrip()->activations()[i], i < r.tokens.size() && r.tokens[i] == r.right->tokens[i] ? 0.0 : 1.0);
+        QCOMPARE(m_window->secondTokenStrip()->activations()[0], 0.0);  // "When"
+        QCOMPARE(m_window->secondTokenStrip()->activations()[1], 1.0);  // "·John" against "·Mary"
         QCOMPARE(table()->headerData(NodeTableModel::ActivationColumn, Qt::Horizontal).toString(), QStringLiteral("Activation (left)"));
         QCOMPARE(table()->headerData(NodeTableModel::ActivationOtherColumn, Qt::Horizontal).toString(), QStringLiteral("Activation (right)"));
         QVERIFY(!m_window->table()->tableView()->isColumnHidden(NodeTableModel::ActivationDeltaColumn));
@@ -547,6 +554,7 @@ private Q_SLOTS:
         actAndWait([&] { QTest::mouseClick(m_window->secondPromptBar()->removeButton(), Qt::LeftButton); });
         QCOMPARE(m_window->lastRun()->comparison, Comparison::None);
         QVERIFY(!m_window->secondPromptBar()->secondPrompt());
+        QVERIFY(!m_window->secondTokenStrip()->isVisible());
     }
 
     void tokenEffectsAndObjectiveEditor()

@@ -14,6 +14,8 @@ public:
     explicit TokenStrip(QWidget* parent = nullptr);
 
     void setTokens(const QStringList& tokens);          // display strings
+    const QStringList& tokens() const { return m_tokens; }
+    const QVector<double>& activations() const { return m_values; }
     void setActivations(const QVector<double>& values); // empty: no coloring
     void setTokenOfInterest(int index);                 // does not emit
     int tokenOfInterest() const { return m_current; }
