@@ -228,6 +228,29 @@ private Q_SLOTS:
         QVERIFY(close(*r.baselineObjective, before.objective));
         QVERIFY(std::abs(r.objective - before.objective) > 1e-9); // the ablation changed something
         QVERIFY2(m_window->statusText().contains(QString::number(r.objective, 'g', 6)), qPrintable(m_window->statusText()));
+        // ... and `circuitscope-cli nodes --ablate` on the same prompt: its objective, its baseline's, and
+        // every node it lists is in the window's table with the same ablated, baseline and Δ values.
+        const nlohmann::json cli = runCli({QStringLiteral("nodes"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"), kPrompt,
+                                           QStringLiteral("--target"), QStringLiteral(" Mary"), QStringLiteral("--distractor"), QStringLiteral(" John"),
+                                           QStringLiteral("--top"), QString::number(m_window->tableTopK()->value()), QStringLiteral("--ablate"), spec});
+        QVERIFY(close(r.objective, cli["objective"].get<double>()));
+        QVERIFY(close(*r.baselineObjective, cli["baseline"]["objective"].get<double>()));
+        QVERIFY(!cli["nodes"].empty());
+        for (const auto& row : cli["nodes"]) {
+            const QString name = QString::fromStdString(row["node"].get<std::string>());
+            int found = -1;
+            for (int i = 0; i < table()->rowCount(); ++i) {
+                if (table()->rowAt(i).name == name)
+                    found = i;
+            }
+            QVERIFY2(found >= 0, qPrintable(name));
+            const NodeRow& shown = table()->rowAt(found);
+            QVERIFY(close(shown.activation, row["activation"].get<double>()));
+            QVERIFY(close(*shown.totalEffect, row["total_effect"].get<double>()));
+            QVERIFY(shown.other && close(*shown.other->totalEffect, row["baseline"]["total_effect"].get<double>()));
+            const double delta = table()->index(found, NodeTableModel::TotalEffectDeltaColumn).data(NodeTableModel::SortRole).toDouble();
+            QVERIFY(close(delta, row["total_effect"].get<double>() - row["baseline"]["total_effect"].get<double>(), 1e-5));
+        }
 
         // The table: ablated = the core's run, baseline = the core's baseline, Δ = ablated − baseline.
         const std::vector<NodeTableRow> refRows = nodeTable(*m_ref.model, m_ref.saes, ref, m_window->tableTopK()->value());
@@ -302,6 +325,22 @@ private Q_SLOTS:
             QCOMPARE(r.table[qsizetype(i)].node, refRows[i].node);
             QVERIFY(close(*r.table[qsizetype(i)].directEffect, refRows[i].left->directEffect));
             QVERIFY(close(*r.table[qsizetype(i)].totalEffect, refRows[i].left->totalEffect));
+        }
+
+        // ... and they are `circuitscope-cli nodes --trace` on the same prompt, row for row.
+        const nlohmann::json cli = runCli({QStringLiteral("nodes"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"), kPrompt,
+                                           QStringLiteral("--target"), QStringLiteral(" Mary"), QStringLiteral("--distractor"), QStringLiteral(" John"),
+                                           QStringLiteral("--top"), QString::number(m_window->tableTopK()->value()), QStringLiteral("--trace"),
+                                           QString::fromStdString(m_window->currentTrace()->node)});
+        QCOMPARE(cli["objective_kind"].get<std::string>(), std::string("activation"));
+        QVERIFY(close(r.objective, cli["objective"].get<double>()));
+        QCOMPARE(r.table.size(), qsizetype(cli["nodes"].size()));
+        for (qsizetype i = 0; i < r.table.size(); ++i) {
+            const auto& row = cli["nodes"][std::size_t(i)];
+            QCOMPARE(r.table[i].name.toStdString(), row["node"].get<std::string>());
+            QVERIFY(close(r.table[i].activation, row["activation"].get<double>()));
+            QVERIFY(close(*r.table[i].directEffect, row["direct_effect"].get<double>()));
+            QVERIFY(close(*r.table[i].totalEffect, row["total_effect"].get<double>()));
         }
 
         // Clear: back to the logit objective.
@@ -714,6 +753,39 @@ private Q_SLOTS:
         QCOMPARE(m_window->lastRun()->ablations, QStringList{QStringLiteral("mlp:1:7@4=0")});
         const Analysis ref = m_ref.analyze(m_window->currentSession());
         QVERIFY(close(m_window->lastRun()->objective, ref.left.run.effects.objective));
+    }
+
+    // Key A on the grid's selected node ablates it at its token (again: removes it); the inspector's
+    // Ablate / Trace menu ablates it at every token. Each run is the core's for the resulting spec.
+    void ablateWithKeyAAndFromTheInspector()
+    {
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
+        const LayerGrid::Cell* cell = gridCell(NodeKind::MlpNeuron, 1);
+        QVERIFY(cell);
+        const NodeRef node = cell->cell.node;
+        const int n = int(m_window->lastRun()->tokens.size());
+        m_window->selectNode(node);
+        m_window->grid()->setFocus();
+        actAndWait([&] { QTest::keyClick(m_window->grid(), Qt::Key_A); });
+        const QString here = ablationName(node, false, n) + QStringLiteral("=0");
+        QCOMPARE(m_window->ablations(), QStringList{here});
+        QCOMPARE(m_window->lastRun()->ablations, QStringList{here});
+        QVERIFY(close(m_window->lastRun()->objective, m_ref.analyze(m_window->currentSession()).left.run.effects.objective));
+        actAndWait([&] { QTest::keyClick(m_window->grid(), Qt::Key_A); });
+        QVERIFY(m_window->ablations().isEmpty());
+        QCOMPARE(m_window->lastRun()->comparison, Comparison::None);
+
+        QTRY_VERIFY_WITH_TIMEOUT(m_window->inspector()->hasView() && m_window->inspector()->view().node == node, 30000);
+        QMenu* menu = m_window->inspector()->interventionButton()->menu();
+        Q_EMIT menu->aboutToShow(); // what opening the button's menu does: it is filled for the shown node
+        QAction* every = findAction(menu, QStringLiteral("Ablate %1 at every token").arg(ablationName(node, false, n)));
+        QVERIFY(every);
+        actAndWait([&] { every->trigger(); });
+        const QString everywhere = ablationName(node, true, n) + QStringLiteral("=0");
+        QVERIFY(everywhere.contains(u'*'));
+        QCOMPARE(m_window->ablations(), QStringList{everywhere});
+        QCOMPARE(m_window->lastRun()->comparison, Comparison::Baseline);
+        QVERIFY(close(m_window->lastRun()->objective, m_ref.analyze(m_window->currentSession()).left.run.effects.objective));
     }
 
     void ablationValueIsEditable()
