@@ -176,6 +176,17 @@ private Q_SLOTS:
         actAndWait([&] { m_window->addSecondPrompt(); });
         const QSize min = m_window->minimumSizeHint();
         QVERIFY2(min.width() <= 1280 && min.height() <= 800, qPrintable(QStringLiteral("%1×%2").arg(min.width()).arg(min.height())));
+        // At 1280 × 800 the toolbar keeps every action on it (no » overflow menu) with a chip in each
+        // objective list, and the Ablations dock, alone on the right, leaves the grid its room.
+        m_window->resize(1280, 800);
+        auto* overflow = m_window->findChild<QToolButton*>(QStringLiteral("qt_toolbar_ext_button"));
+        QVERIFY(overflow);
+        QTRY_VERIFY(m_window->width() == 1280);
+        QTest::qWait(50); // the toolbar lays out after the resize
+        QVERIFY(!overflow->isVisible());
+        auto* ablations = m_window->findChild<QDockWidget*>(QStringLiteral("ablationsDock"));
+        QVERIFY(ablations->isVisible());
+        QVERIFY2(ablations->width() <= 260, qPrintable(QString::number(ablations->width())));
     }
 
     // A short grid takes only the height it draws; the node table under it gets the rest, and the

@@ -62,6 +62,8 @@ namespace cs::ui {
 namespace {
 
 constexpr int kGridTopNComputed = 32; // the engine ships this many per layer; the spin box shows fewer
+constexpr int kCircuitDockWidth = 340;
+constexpr int kAblationsDockWidth = 240;
 
 QString roleName(SaeRole role)
 {
@@ -184,7 +186,9 @@ void MainWindow::buildToolbar()
     m_prompt = new QLineEdit;
     m_prompt->setPlaceholderText(tr("Prompt"));
     m_prompt->setClearButtonEnabled(true);
-    m_prompt->setMinimumWidth(380);
+    // 280: with the objective's chips, Run, Add second prompt and Present still fit a 1280-pixel
+    // screen (a wider window gives the prompt the rest).
+    m_prompt->setMinimumWidth(280);
     connect(m_prompt, &QLineEdit::returnPressed, this, &MainWindow::run);
     bar->addWidget(m_prompt);
 
@@ -354,12 +358,17 @@ void MainWindow::buildCircuitDock()
     dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
     dock->setWidget(m_circuit);
     addDockWidget(Qt::RightDockWidgetArea, dock);
-    resizeDocks({dock}, {340}, Qt::Horizontal);
+    resizeDocks({dock}, {kCircuitDockWidth}, Qt::Horizontal);
 
     connect(m_circuit, &CircuitPanel::pinsChanged, this, &MainWindow::syncPins);
     // Empty, the list would only take a fifth of the width from the grid: the dock shows while there
     // are pins (P, or Pin in a context menu or the inspector, adds the first).
-    connect(m_circuit, &CircuitPanel::pinsChanged, dock, [this, dock] { dock->setVisible(!m_circuit->pins().empty()); });
+    connect(m_circuit, &CircuitPanel::pinsChanged, dock, [this, dock] {
+        const bool show = !m_circuit->pins().empty(), wasHidden = dock->isHidden();
+        dock->setVisible(show);
+        if (show && wasHidden)
+            resizeDocks({dock}, {kCircuitDockWidth}, Qt::Horizontal); // the notes wrap in it
+    });
     dock->setVisible(false);
     connect(m_circuit, &CircuitPanel::nodeActivated, this, &MainWindow::onPinActivated);
     connect(m_circuit, &CircuitPanel::presentRequested, this, &MainWindow::present);
@@ -1032,7 +1041,14 @@ void MainWindow::buildInterventionDocks()
     splitDockWidget(circuitDock, ablationsDock, Qt::Vertical);
     resizeDocks({circuitDock, ablationsDock}, {600, 240}, Qt::Vertical);
     // Empty, the list would only take the pins' room: the dock shows while there are ablations.
-    const auto showWhenUsed = [this, ablationsDock] { ablationsDock->setVisible(m_ablations->model()->rowCount() > 0); };
+    const auto showWhenUsed = [this, ablationsDock, circuitDock] {
+        const bool show = m_ablations->model()->rowCount() > 0, wasHidden = ablationsDock->isHidden();
+        ablationsDock->setVisible(show);
+        // Alone on the right, the short list of node names and values needs less room than the pins'
+        // notes: the grid keeps the rest (at 1280 × 800 the Circuit dock's width hid the neuron columns).
+        if (show && wasHidden && circuitDock->isHidden())
+            resizeDocks({ablationsDock}, {kAblationsDockWidth}, Qt::Horizontal);
+    };
     connect(m_ablations->model(), &QAbstractItemModel::modelReset, ablationsDock, showWhenUsed);
     connect(m_ablations->model(), &QAbstractItemModel::rowsInserted, ablationsDock, showWhenUsed);
     connect(m_ablations->model(), &QAbstractItemModel::rowsRemoved, ablationsDock, showWhenUsed);

@@ -13,8 +13,8 @@ namespace cs::ui {
 SecondPromptBar::SecondPromptBar(QWidget* parent)
     : QWidget(parent),
       m_prompt(new QLineEdit),
-      m_target(new TokenChipEditor(tr("first prompt's"))),
-      m_distractor(new TokenChipEditor(tr("first prompt's"))),
+      m_target(new TokenChipEditor(tr("as left"))),
+      m_distractor(new TokenChipEditor(tr("as left"))),
       m_warning(new WarningChip),
       m_remove(new QPushButton(tr("Remove second prompt")))
 {

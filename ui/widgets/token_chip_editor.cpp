@@ -24,10 +24,11 @@ TokenChipEditor::TokenChipEditor(const QString& placeholder, QWidget* parent) : 
     m_layout = new QHBoxLayout(this);
     m_layout->setContentsMargins(0, 0, 0, 0);
     m_layout->setSpacing(2);
+    m_placeholder = placeholder;
     m_input = new QLineEdit;
     m_input->setPlaceholderText(placeholder);
     // Room for a typical token; a long one scrolls inside the field rather than widening the toolbar.
-    m_input->setFixedWidth(fontMetrics().horizontalAdvance(QStringLiteral("M")) * 7);
+    m_input->setFixedWidth(inputWidth());
     m_input->installEventFilter(this);
     connect(m_input, &QLineEdit::returnPressed, this, [this] {
         if (m_input->text().isEmpty())
@@ -36,6 +37,7 @@ TokenChipEditor::TokenChipEditor(const QString& placeholder, QWidget* parent) : 
             commitInput();
     });
     connect(m_input, &QLineEdit::textChanged, this, [this] {
+        m_input->setFixedWidth(inputWidth());
         checkInput();
         Q_EMIT tokensChanged();
     });
@@ -180,7 +182,17 @@ void TokenChipEditor::rebuildChips()
         chip->show(); // now, not when the layout's queued show comes: a click may follow at once
         m_chips.push_back(chip);
     }
+    // With chips the field is only where the next one is typed: narrow, so that two editors and the
+    // prompt still fit a 1280-pixel toolbar; it widens while it holds text.
+    m_input->setPlaceholderText(m_tokens.empty() ? m_placeholder : QStringLiteral("+"));
+    m_input->setFixedWidth(inputWidth());
     m_layout->activate();
+}
+
+int TokenChipEditor::inputWidth() const
+{
+    const int m = fontMetrics().horizontalAdvance(QStringLiteral("M"));
+    return m * (m_tokens.empty() || !m_input->text().isEmpty() ? 7 : 3);
 }
 
 // The field is checked as it is typed, like a chip.

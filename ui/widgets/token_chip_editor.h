@@ -62,11 +62,13 @@ private:
     void rebuildChips();
     void checkInput();
     void commitInput();
+    int inputWidth() const;
 
     std::vector<std::string> m_tokens;
     std::vector<QWidget*> m_chips;
     QHBoxLayout* m_layout = nullptr;
     QLineEdit* m_input = nullptr;
+    QString m_placeholder; // while there are no chips
     std::shared_ptr<const Gpt2Tokenizer> m_tokenizer;
 };
 
