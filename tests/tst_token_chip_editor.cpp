@@ -124,6 +124,9 @@ private Q_SLOTS:
         editor.setPrompt(QStringLiteral("When Mary and John went to the store, John gave a drink to"));
         editor.setObjective({"logit_diff", {" Mary", " Marzipanorama"}, {" John"}});
         QVERIFY(editor.warning().contains(tokenization(" Marzipanorama")));
+        // The chip itself says it briefly (the red chip shows the tokenization); its tooltip has it all.
+        QCOMPARE(editor.warningLabel()->text(), QStringLiteral("⚠ not one token"));
+        QVERIFY(editor.warningLabel()->toolTip().contains(tokenization(" Marzipanorama")));
         QTest::mouseClick(editor.targetField()->removeButton(1), Qt::LeftButton);
         QVERIFY(editor.warning().isEmpty());
         QTest::mouseClick(editor.swapButton(), Qt::LeftButton);
@@ -140,6 +143,7 @@ private Q_SLOTS:
         QTest::keyClicks(editor.targetField()->input(), QStringLiteral("Anna"));
         QVERIFY(editor.warning().contains(QStringLiteral("the prompt ends with a space")));
         QVERIFY(editor.warning().contains(QStringLiteral("“Anna” has no leading space")));
+        QCOMPARE(editor.warningLabel()->text(), QStringLiteral("⚠ prompt ends with a space, no leading space"));
         // A probability objective has no distractors: they are left out, and not warned about.
         editor.targetField()->setTokens({" Mary"});
         editor.setPrompt(QStringLiteral("gave a drink to"));

@@ -26,6 +26,7 @@ const Kind kKinds[] = {
 
 ObjectiveEditor::ObjectiveEditor(QWidget* parent) : QWidget(parent)
 {
+    setSizePolicy(QSizePolicy::Fixed, QSizePolicy::Preferred); // the prompt field takes a wide toolbar's rest
     auto* layout = new QHBoxLayout(this);
     layout->setContentsMargins(0, 0, 0, 0);
     layout->setSpacing(4);

@@ -21,6 +21,8 @@ const char* const kBadChipStyle = "QFrame#tokenChip { background: #fdecea; borde
 
 TokenChipEditor::TokenChipEditor(const QString& placeholder, QWidget* parent) : QWidget(parent)
 {
+    // As wide as its chips and field, never wider: a wide toolbar gives the rest to the prompt.
+    setSizePolicy(QSizePolicy::Fixed, QSizePolicy::Preferred);
     m_layout = new QHBoxLayout(this);
     m_layout->setContentsMargins(0, 0, 0, 0);
     m_layout->setSpacing(2);
@@ -160,6 +162,7 @@ void TokenChipEditor::rebuildChips()
     for (int i = 0; i < chipCount(); ++i) {
         auto* chip = new QFrame;
         chip->setObjectName(QStringLiteral("tokenChip"));
+        chip->setSizePolicy(QSizePolicy::Fixed, QSizePolicy::Fixed);
         const bool one = chipIsOneToken(i);
         chip->setStyleSheet(QString::fromLatin1(one ? kChipStyle : kBadChipStyle));
         auto* row = new QHBoxLayout(chip);
@@ -225,18 +228,24 @@ void TokenChipEditor::changeEvent(QEvent* event)
     QWidget::changeEvent(event);
 }
 
-QStringList objectiveProblems(const QString& prompt, const TokenChipEditor& targets, const TokenChipEditor& distractors)
+ObjectiveProblems objectiveProblems(const QString& prompt, const TokenChipEditor& targets, const TokenChipEditor& distractors)
 {
-    QStringList problems = targets.notOneToken() + distractors.notOneToken();
-    if (prompt.endsWith(u' '))
-        problems << QObject::tr("the prompt ends with a space");
+    ObjectiveProblems p;
+    p.full = targets.notOneToken() + distractors.notOneToken();
+    if (!p.full.isEmpty())
+        p.brief << QObject::tr("not one token");
+    if (prompt.endsWith(u' ')) {
+        p.full << QObject::tr("the prompt ends with a space");
+        p.brief << QObject::tr("prompt ends with a space");
+    }
     for (const auto& t : targets.tokens()) {
         if (t.front() != ' ') {
-            problems << QObject::tr("“%1” has no leading space").arg(QString::fromStdString(t));
+            p.full << QObject::tr("“%1” has no leading space").arg(QString::fromStdString(t));
+            p.brief << QObject::tr("no leading space");
             break;
         }
     }
-    return problems;
+    return p;
 }
 
 WarningChip::WarningChip(QWidget* parent) : QLabel(parent)
@@ -245,16 +254,16 @@ WarningChip::WarningChip(QWidget* parent) : QLabel(parent)
     hide();
 }
 
-void WarningChip::setProblems(const QStringList& problems)
+void WarningChip::setProblems(const ObjectiveProblems& problems)
 {
-    if (problems.isEmpty()) {
+    if (problems.full.isEmpty()) {
         hide();
         clear();
         m_text.clear();
         return;
     }
-    m_text = QStringLiteral("⚠ ") + problems.join(QStringLiteral("; "));
-    setText(fontMetrics().elidedText(m_text, Qt::ElideRight, 300));
+    m_text = QStringLiteral("⚠ ") + problems.full.join(QStringLiteral("; "));
+    setText(QStringLiteral("⚠ ") + problems.brief.join(QStringLiteral(", ")));
     setToolTip(m_text + QStringLiteral("\n\n") +
                tr("Each target and distractor must be one token of the model's vocabulary.\n"
                   "GPT-2's word tokens start with a space: the next word after “… to” is “ Mary”, so a prompt "

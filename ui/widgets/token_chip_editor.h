@@ -74,15 +74,20 @@ private:
 
 // What the warning chip lists for a prompt and its objective: tokens that are not one token, a prompt
 // that ends with a space, the first target without a leading space (GPT-2's word tokens start with one).
-QStringList objectiveProblems(const QString& prompt, const TokenChipEditor& targets, const TokenChipEditor& distractors);
+// `full` says each problem in a sentence; `brief` names each kind once, for the chip itself.
+struct ObjectiveProblems {
+    QStringList full, brief;
+};
+ObjectiveProblems objectiveProblems(const QString& prompt, const TokenChipEditor& targets, const TokenChipEditor& distractors);
 
-// The warning chip: the problems joined, elided to a width that keeps a 1280-pixel toolbar's Run button
-// on screen; the tooltip has all of it. Hidden without problems.
+// The warning chip: the problems in brief ("⚠ not one token, no leading space": a red chip shows its
+// tokenization itself), so that it fits the toolbar; the tooltip and fullText() have every sentence.
+// Hidden without problems.
 class WarningChip : public QLabel {
     Q_OBJECT
 public:
     explicit WarningChip(QWidget* parent = nullptr);
-    void setProblems(const QStringList& problems);
+    void setProblems(const ObjectiveProblems& problems);
     QString fullText() const { return isHidden() ? QString() : m_text; }
 
 private:
