@@ -71,8 +71,8 @@ int main(int argc, char** argv)
     parser.addVersionOption();
     const QCommandLineOption model(QStringLiteral("model"), QStringLiteral("Hugging Face GPT-2 folder."), QStringLiteral("DIR"));
     const QCommandLineOption prompt(QStringLiteral("prompt"), QStringLiteral("Prompt to fill in."), QStringLiteral("TEXT"));
-    const QCommandLineOption target(QStringLiteral("target"), QStringLiteral("Target token."), QStringLiteral("TOK"));
-    const QCommandLineOption distractor(QStringLiteral("distractor"), QStringLiteral("Distractor token."), QStringLiteral("TOK"));
+    const QCommandLineOption target(QStringLiteral("target"), QStringLiteral("Target token (repeat for several)."), QStringLiteral("TOK"));
+    const QCommandLineOption distractor(QStringLiteral("distractor"), QStringLiteral("Distractor token (repeat for several)."), QStringLiteral("TOK"));
     const QCommandLineOption mlpSae(QStringLiteral("mlp-sae"), QStringLiteral("MLP autoencoder L=PATH (repeatable)."), QStringLiteral("L=PATH"));
     const QCommandLineOption attnSae(QStringLiteral("attn-sae"), QStringLiteral("Attention autoencoder L=PATH (repeatable)."), QStringLiteral("L=PATH"));
     const QCommandLineOption residSae(QStringLiteral("resid-sae"), QStringLiteral("Residual autoencoder L:location=PATH (repeatable)."), QStringLiteral("L=PATH"));
@@ -141,10 +141,10 @@ int main(int argc, char** argv)
         return app.exec();
     }
     if (demo && !parser.isSet(prompt))
-        window.setPrompt(QStringLiteral("When Mary and John went to the store, John gave a drink to"), QStringLiteral(" Mary"),
-                         QStringLiteral(" John"));
+        window.setPrompt(QStringLiteral("When Mary and John went to the store, John gave a drink to"), {QStringLiteral(" Mary")},
+                         {QStringLiteral(" John")});
     if (parser.isSet(prompt))
-        window.setPrompt(parser.value(prompt), parser.value(target), parser.value(distractor));
+        window.setPrompt(parser.value(prompt), parser.values(target), parser.values(distractor));
     const bool runWhenReady = parser.isSet(run) || demo;
     if (!modelDir.isEmpty()) {
         QObject::connect(&window, &cs::ui::MainWindow::modelReady, &window, [&] {

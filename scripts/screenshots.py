@@ -71,6 +71,12 @@ def shots(rand12):
     s["view"]["grid_delta"] = True
     out["demo-two-prompts"] = s
 
+    s = copy.deepcopy(demo)
+    # The objective editor's chips: a second target that is not one token shows its tokenization (and
+    # the run refuses it, saying so); the distractor is fine.
+    s["objective"] = {"kind": "logit_diff", "targets": [" Mary", " Marzipan"], "distractors": [" John"]}
+    out["demo-chips"] = s
+
     s = copy.deepcopy(rand)
     s["ablations"] = ["attn:5:3@-1=0", "mlp:7:100@*=0"]
     s["view"]["inspector_tab"] = "pairs"

@@ -185,7 +185,7 @@ class TestCircuit : public QObject {
 
     void run(const QString& target = QStringLiteral(" Mary"), const QString& distractor = QStringLiteral(" John"))
     {
-        m_window->setPrompt(kPrompt, target, distractor);
+        m_window->setPrompt(kPrompt, {target}, {distractor});
         QSignalSpy ready(m_window.get(), &MainWindow::runReady);
         m_window->run();
         QVERIFY2(test::waitForSignal(ready, 60000), qPrintable(m_window->errorText()));

@@ -55,8 +55,8 @@ private Q_SLOTS:
         QVERIFY(result.hasObjective);
         QVERIFY(!result.table.isEmpty());
         QCOMPARE(result.nextTokens.size(), 10);
-        QVERIFY(result.grid.has(GridMetric::TotalEffect));
-        const GridLayerRow& row = result.grid.row(GridMetric::Activation, 13, 1);
+        QVERIFY(result.grid.has(Metric::TotalEffect));
+        const GridLayerRow& row = result.grid.row(Metric::Activation, 13, 1);
         QCOMPARE(row.heads.size(), 4);
         QCOMPARE(row.neurons.size(), 16);
         for (int i = 1; i < row.neurons.size(); ++i)
@@ -74,8 +74,8 @@ private Q_SLOTS:
         r.prompt = kPrompt;
         const RunResult result = runAndWait(r);
         QVERIFY(!result.hasObjective);
-        QVERIFY(!result.grid.has(GridMetric::DirectEffect));
-        QVERIFY(result.grid.has(GridMetric::WriteMagnitude));
+        QVERIFY(!result.grid.has(Metric::DirectEffect));
+        QVERIFY(result.grid.has(Metric::WriteMagnitude));
         for (const NodeRow& row : result.table)
             QVERIFY(!row.directEffect && !row.totalEffect);
     }

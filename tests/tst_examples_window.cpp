@@ -159,8 +159,8 @@ private Q_SLOTS:
         view->normalizeBox()->setChecked(true);
         const GridSnapshot after = m_window->grid()->snapshot();
         int compared = 0;
-        const auto& rowsBefore = before.rows[int(GridMetric::Activation)];
-        const auto& rowsAfter = after.rows[int(GridMetric::Activation)];
+        const auto& rowsBefore = before.rows[int(Metric::Activation)];
+        const auto& rowsAfter = after.rows[int(Metric::Activation)];
         for (int t = 0; t < rowsBefore.size(); ++t) {
             for (int l = 0; l < rowsBefore[t].size(); ++l) {
                 for (int i = 0; i < rowsBefore[t][l].neurons.size(); ++i) {
@@ -174,8 +174,8 @@ private Q_SLOTS:
         }
         QVERIFY(compared > 0);
         view->normalizeBox()->setChecked(false);
-        QCOMPARE(m_window->grid()->snapshot().rows[int(GridMetric::Activation)][0][0].neurons[0].value,
-                 before.rows[int(GridMetric::Activation)][0][0].neurons[0].value);
+        QCOMPARE(m_window->grid()->snapshot().rows[int(Metric::Activation)][0][0].neurons[0].value,
+                 before.rows[int(Metric::Activation)][0][0].neurons[0].value);
     }
 
     void badCorpusIsShownInTheTab()

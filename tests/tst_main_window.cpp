@@ -8,11 +8,13 @@
 #include "ui/charts/token_bar_chart.h"
 #include "ui/widgets/layer_grid.h"
 #include "ui/widgets/main_window.h"
+#include "ui/widgets/token_chip_editor.h"
 #include "ui/widgets/node_inspector.h"
 #include "ui/widgets/node_table_view.h"
 #include "ui/widgets/token_strip.h"
 
 #include <QComboBox>
+#include <QDockWidget>
 #include <QFile>
 #include <QLineEdit>
 #include <QPushButton>
@@ -39,8 +41,11 @@ class TestMainWindow : public QObject {
     {
         m_window->promptField()->clear();
         QTest::keyClicks(m_window->promptField(), prompt);
-        m_window->targetField()->setText(target);
-        m_window->distractorField()->setText(distractor);
+        // Typed into the chip editors' fields, without Enter: a Run takes what was typed.
+        m_window->targetField()->setTokens({});
+        QTest::keyClicks(m_window->targetField()->input(), target);
+        m_window->distractorField()->setTokens({});
+        QTest::keyClicks(m_window->distractorField()->input(), distractor);
         QSignalSpy ready(m_window.get(), &MainWindow::runReady);
         QSignalSpy error(m_window.get(), &MainWindow::errorShown);
         QTest::mouseClick(m_window->runButton(), Qt::LeftButton);
@@ -67,6 +72,37 @@ private Q_SLOTS:
         QVERIFY(test::waitForSignal(ready, 30000));
     }
     void cleanup() { m_window.reset(); }
+
+    // Without pins the Circuit dock is hidden and the grid's side gets the whole width; the first pin
+    // shows it, the last unpin hides it, and a session with pins opens with it shown.
+    void circuitDockShowsOnlyWithPins()
+    {
+        typeAndRun(kPrompt, QString(), QString());
+        auto* dock = m_window->findChild<QDockWidget*>(QStringLiteral("circuitDock"));
+        QVERIFY(dock && !dock->isVisible());
+        QTRY_VERIFY(m_window->centralWidget()->width() > m_window->width() * 95 / 100);
+        const int wide = m_window->centralWidget()->width();
+        const NodeRef node = NodeRef::parse("mlp:1:5@13");
+        QVERIFY(m_window->togglePin(node));
+        QVERIFY(dock->isVisible());
+        QTRY_VERIFY(m_window->centralWidget()->width() < wide);
+        QVERIFY(!m_window->togglePin(node));
+        QVERIFY(!dock->isVisible());
+        QTRY_COMPARE(m_window->centralWidget()->width(), wide);
+
+        QVERIFY(m_window->togglePin(node));
+        QTemporaryDir dir;
+        const QString path = dir.filePath(QStringLiteral("pins.circuitscope.json"));
+        QVERIFY(m_window->saveSession(path));
+        MainWindow other;
+        other.resize(1600, 1000);
+        other.show();
+        QVERIFY(!other.findChild<QDockWidget*>(QStringLiteral("circuitDock"))->isVisible());
+        QSignalSpy restored(&other, &MainWindow::sessionRestored);
+        other.openSession(path);
+        QVERIFY2(test::waitForSignal(restored, 60000), qPrintable(other.errorText()));
+        QVERIFY(other.findChild<QDockWidget*>(QStringLiteral("circuitDock"))->isVisible());
+    }
 
     void clickingAGridCellShowsTheCoreComputation()
     {
@@ -180,7 +216,7 @@ private Q_SLOTS:
 
     void closingDuringARunIsSafe()
     {
-        m_window->setPrompt(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        m_window->setPrompt(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         m_window->run();
         m_window->run();
         m_window->close();
@@ -224,16 +260,16 @@ private Q_SLOTS:
     {
         typeAndRun(kPrompt, QString(), QString());
         QVERIFY(!m_window->lastRun()->hasObjective);
-        QVERIFY(!m_window->lastRun()->grid.has(GridMetric::DirectEffect));
+        QVERIFY(!m_window->lastRun()->grid.has(Metric::DirectEffect));
         typeAndRun(kPrompt, QStringLiteral(" Mary"), QString());
-        QVERIFY(m_window->lastRun()->grid.has(GridMetric::TotalEffect));
+        QVERIFY(m_window->lastRun()->grid.has(Metric::TotalEffect));
     }
 
     void sessionRoundTripRestoresTheInvestigation()
     {
         m_window->addAutoencoder(SaeRole::Attn, QStringLiteral("1=") + QString::fromStdString((test::dataDir() / "sae/resid_delta_attn.relu.pt").string()));
         typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
-        m_window->metricChooser()->setCurrentIndex(int(GridMetric::DirectEffect));
+        m_window->metricChooser()->setCurrentIndex(m_window->metricChooser()->findData(QVariant::fromValue(Metric::DirectEffect)));
         m_window->selectNode(NodeRef::parse("attn_sae:1:10@13"));
         QTRY_VERIFY_WITH_TIMEOUT(m_window->inspector()->hasView() && m_window->inspector()->view().name == QStringLiteral("attn_sae:1:10@13"), 30000);
         QTemporaryDir dir;
@@ -246,8 +282,8 @@ private Q_SLOTS:
         other.openSession(path);
         QVERIFY2(test::waitForSignal(restored, 60000), qPrintable(other.errorText()));
         QCOMPARE(other.promptField()->text(), kPrompt);
-        QCOMPARE(other.targetField()->text(), QStringLiteral(" Mary"));
-        QCOMPARE(other.metricChooser()->currentIndex(), int(GridMetric::DirectEffect));
+        QCOMPARE(other.targetField()->tokens(), std::vector<std::string>{" Mary"});
+        QVERIFY(other.gridMetric() == Metric::DirectEffect);
         QTRY_VERIFY_WITH_TIMEOUT(other.inspector()->hasView() && other.inspector()->view().name == QStringLiteral("attn_sae:1:10@13"), 30000);
         // Saving the restored window gives the same file, byte for byte.
         const QString again = dir.filePath(QStringLiteral("again.circuitscope.json"));
@@ -286,7 +322,7 @@ private Q_SLOTS:
         QVERIFY(m_window->saveSession(path));
         QCOMPARE(m_window->sessionPath(), path);
         QCOMPARE(MainWindow::recentSessions().value(0), path);
-        m_window->targetField()->setText(QStringLiteral(" John"));
+        m_window->targetField()->setTokens({" John"});
         m_window->saveCurrentSession(); // no dialog: the session has a file
         QCOMPARE(loadSession(path.toStdString()).objective.targets, std::vector<std::string>{" John"});
 

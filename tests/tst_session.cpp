@@ -28,7 +28,7 @@ Session sample()
     s.tokenOfInterest = 13;
     s.selectedNode = "attn:9:9@-1,1";
     s.pins = {{"attn:9:9@-1,1", "name mover: copies \"Mary\"\nsecond line"}, {"mlp:5:123@7", "日本語 note, with comma"}};
-    s.view.metric = "direct_effect";
+    s.view.metric = Metric::DirectEffect;
     s.view.topN = 24;
     s.view.perUnitWrite = true;
     s.view.inspectorTab = "pairs";
@@ -121,6 +121,8 @@ private Q_SLOTS:
                                   << QStringLiteral("autoencoders.role");
         QTest::newRow("bad view") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":1,\"view\":{\"top_n\":\"many\"}}")
                                   << QStringLiteral("field 'view.top_n' must be an integer");
+        QTest::newRow("bad view metric") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":1,\"view\":{\"metric\":\"loudness\"}}")
+                                         << QStringLiteral("field 'view.metric' must be activation, write_magnitude, direct_effect or total_effect");
         QTest::newRow("bad objective kind") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":2,\"objective\":{\"kind\":\"loss\"}}")
                                             << QStringLiteral("field 'objective.kind' must be logit_diff");
         QTest::newRow("targets not strings") << QStringLiteral("{\"schema\":\"circuitscope-session\",\"version\":2,\"objective\":{\"targets\":[1]}}")

@@ -20,6 +20,7 @@
 #include "ui/widgets/node_table_view.h"
 #include "ui/widgets/objective_editor.h"
 #include "ui/widgets/second_prompt_bar.h"
+#include "ui/widgets/token_chip_editor.h"
 #include "ui/widgets/token_effects_view.h"
 #include "ui/widgets/token_strip.h"
 #include "ui/widgets/trace_bar.h"
@@ -42,6 +43,7 @@
 #include <QTableView>
 #include <QTemporaryDir>
 #include <QTest>
+#include <QToolButton>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -113,9 +115,9 @@ class TestWindowInterventions : public QObject {
         return QTest::qWaitFor([&] { return m_window->lastRun() && m_window->lastRun()->id == m_window->engine()->latestRun(); }, 60000);
     }
 
-    void typeAndRun(const QString& prompt, const QString& target, const QString& distractor)
+    void typeAndRun(const QString& prompt, const QStringList& targets, const QStringList& distractors)
     {
-        m_window->setPrompt(prompt, target, distractor);
+        m_window->setPrompt(prompt, targets, distractors);
         QSignalSpy ready(m_window.get(), &MainWindow::runReady);
         QTest::mouseClick(m_window->runButton(), Qt::LeftButton);
         QVERIFY2(waitForRun(ready), qPrintable(m_window->errorText()));
@@ -169,11 +171,22 @@ private Q_SLOTS:
     {
         MainWindow w;
         QVERIFY2(w.minimumSizeHint().width() <= 1280 && w.minimumSizeHint().height() <= 800, qPrintable(QStringLiteral("%1×%2").arg(w.minimumSizeHint().width()).arg(w.minimumSizeHint().height())));
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         actAndWait([&] { m_window->ablate(QStringLiteral("attn:1:2@-1")); });
         actAndWait([&] { m_window->addSecondPrompt(); });
         const QSize min = m_window->minimumSizeHint();
         QVERIFY2(min.width() <= 1280 && min.height() <= 800, qPrintable(QStringLiteral("%1×%2").arg(min.width()).arg(min.height())));
+        // At 1280 × 800 the toolbar keeps every action on it (no » overflow menu) with a chip in each
+        // objective list, and the Ablations dock, alone on the right, leaves the grid its room.
+        m_window->resize(1280, 800);
+        auto* overflow = m_window->findChild<QToolButton*>(QStringLiteral("qt_toolbar_ext_button"));
+        QVERIFY(overflow);
+        QTRY_VERIFY(m_window->width() == 1280);
+        QTest::qWait(50); // the toolbar lays out after the resize
+        QVERIFY(!overflow->isVisible());
+        auto* ablations = m_window->findChild<QDockWidget*>(QStringLiteral("ablationsDock"));
+        QVERIFY(ablations->isVisible());
+        QVERIFY2(ablations->width() <= 260, qPrintable(QString::number(ablations->width())));
     }
 
     // A short grid takes only the height it draws; the node table under it gets the rest, and the
@@ -181,7 +194,7 @@ private Q_SLOTS:
     void shortGridLeavesItsRoomToTheTable()
     {
         QVERIFY(!m_window->findChild<QDockWidget*>(QStringLiteral("ablationsDock"))->isVisible());
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         auto* scroll = qobject_cast<QScrollArea*>(m_window->grid()->parentWidget()->parentWidget());
         QVERIFY(scroll);
         const int gridHeight = m_window->grid()->sizeHint().height();
@@ -194,7 +207,7 @@ private Q_SLOTS:
 
     void ablateAHeadFromTheGridAndRemoveIt()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         const RunResult before = *m_window->lastRun();
         QCOMPARE(before.comparison, Comparison::None);
         const LayerGrid::Cell* head = gridCell(NodeKind::AttnHead, 1);
@@ -226,6 +239,29 @@ private Q_SLOTS:
         QVERIFY(close(*r.baselineObjective, before.objective));
         QVERIFY(std::abs(r.objective - before.objective) > 1e-9); // the ablation changed something
         QVERIFY2(m_window->statusText().contains(QString::number(r.objective, 'g', 6)), qPrintable(m_window->statusText()));
+        // ... and `circuitscope-cli nodes --ablate` on the same prompt: its objective, its baseline's, and
+        // every node it lists is in the window's table with the same ablated, baseline and Δ values.
+        const nlohmann::json cli = runCli({QStringLiteral("nodes"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"), kPrompt,
+                                           QStringLiteral("--target"), QStringLiteral(" Mary"), QStringLiteral("--distractor"), QStringLiteral(" John"),
+                                           QStringLiteral("--top"), QString::number(m_window->tableTopK()->value()), QStringLiteral("--ablate"), spec});
+        QVERIFY(close(r.objective, cli["objective"].get<double>()));
+        QVERIFY(close(*r.baselineObjective, cli["baseline"]["objective"].get<double>()));
+        QVERIFY(!cli["nodes"].empty());
+        for (const auto& row : cli["nodes"]) {
+            const QString name = QString::fromStdString(row["node"].get<std::string>());
+            int found = -1;
+            for (int i = 0; i < table()->rowCount(); ++i) {
+                if (table()->rowAt(i).name == name)
+                    found = i;
+            }
+            QVERIFY2(found >= 0, qPrintable(name));
+            const NodeRow& shown = table()->rowAt(found);
+            QVERIFY(close(shown.activation, row["activation"].get<double>()));
+            QVERIFY(close(*shown.totalEffect, row["total_effect"].get<double>()));
+            QVERIFY(shown.other && close(*shown.other->totalEffect, row["baseline"]["total_effect"].get<double>()));
+            const double delta = table()->index(found, NodeTableModel::TotalEffectDeltaColumn).data(NodeTableModel::SortRole).toDouble();
+            QVERIFY(close(delta, row["total_effect"].get<double>() - row["baseline"]["total_effect"].get<double>(), 1e-5));
+        }
 
         // The table: ablated = the core's run, baseline = the core's baseline, Δ = ablated − baseline.
         const std::vector<NodeTableRow> refRows = nodeTable(*m_ref.model, m_ref.saes, ref, m_window->tableTopK()->value());
@@ -269,7 +305,7 @@ private Q_SLOTS:
 
     void traceANeuronFromTheTable()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         const RunResult logit = *m_window->lastRun();
         int proxyRow = -1;
         NodeRef neuron;
@@ -302,6 +338,22 @@ private Q_SLOTS:
             QVERIFY(close(*r.table[qsizetype(i)].totalEffect, refRows[i].left->totalEffect));
         }
 
+        // ... and they are `circuitscope-cli nodes --trace` on the same prompt, row for row.
+        const nlohmann::json cli = runCli({QStringLiteral("nodes"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--prompt"), kPrompt,
+                                           QStringLiteral("--target"), QStringLiteral(" Mary"), QStringLiteral("--distractor"), QStringLiteral(" John"),
+                                           QStringLiteral("--top"), QString::number(m_window->tableTopK()->value()), QStringLiteral("--trace"),
+                                           QString::fromStdString(m_window->currentTrace()->node)});
+        QCOMPARE(cli["objective_kind"].get<std::string>(), std::string("activation"));
+        QVERIFY(close(r.objective, cli["objective"].get<double>()));
+        QCOMPARE(r.table.size(), qsizetype(cli["nodes"].size()));
+        for (qsizetype i = 0; i < r.table.size(); ++i) {
+            const auto& row = cli["nodes"][std::size_t(i)];
+            QCOMPARE(r.table[i].name.toStdString(), row["node"].get<std::string>());
+            QVERIFY(close(r.table[i].activation, row["activation"].get<double>()));
+            QVERIFY(close(*r.table[i].directEffect, row["direct_effect"].get<double>()));
+            QVERIFY(close(*r.table[i].totalEffect, row["total_effect"].get<double>()));
+        }
+
         // Clear: back to the logit objective.
         actAndWait([&] { QTest::mouseClick(m_window->traceBar()->clearButton(), Qt::LeftButton); });
         QVERIFY(m_window->traceBar()->text().isEmpty());
@@ -314,7 +366,7 @@ private Q_SLOTS:
     // top neurons by |Δ|, equal to the core's two runs; without a comparison the toggle is off.
     void gridColoredByDelta()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         QCheckBox* toggle = m_window->gridDeltaToggle();
         QVERIFY(!toggle->isEnabled());
         toggle->setChecked(true); // not applicable yet: the grid keeps the run's own values
@@ -332,9 +384,9 @@ private Q_SLOTS:
         const int t = m_window->grid()->tokenOfInterest();
         QCOMPARE(t, int(m_window->lastRun()->tokens.size()) - 1);
         int heads = 0, neurons = 0;
-        for (int m : {int(Metric::Activation), int(Metric::TotalEffect)}) {
-            m_window->metricChooser()->setCurrentIndex(m);
-            const auto metric = static_cast<Metric>(m);
+        for (Metric metric : {Metric::Activation, Metric::TotalEffect}) {
+            m_window->metricChooser()->setCurrentIndex(m_window->metricChooser()->findData(QVariant::fromValue(metric)));
+            QVERIFY(m_window->grid()->metric() == metric);
             for (int layer = 0; layer < g.nLayers; ++layer) {
                 const LayerEffects& a = ref.left.run.effects.layers[std::size_t(layer)];
                 const LayerEffects& b = ref.left.baseline->effects.layers[std::size_t(layer)];
@@ -403,7 +455,7 @@ private Q_SLOTS:
     // names both, and the node table equals `circuitscope-cli nodes --trace … --through v --downstream …`.
     void traceAHeadThroughTheValueOntoAClickedNode()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         const RunResult logit = *m_window->lastRun();
         const LayerGrid::Cell* headCell = gridCell(NodeKind::AttnHead, 0, [](const NodeRef& n) { return n.keyToken < n.token; });
         QVERIFY(headCell);
@@ -488,7 +540,7 @@ private Q_SLOTS:
 
     void twoPromptsOfDifferentLengths()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         actAndWait([&] { m_window->addSecondPrompt(); });
         QCOMPARE(m_window->secondPromptBar()->promptField()->text(), kPrompt);
         const QString shorter = QStringLiteral("When John and Mary went to the park, Mary gave it to");
@@ -501,6 +553,13 @@ private Q_SLOTS:
         QVERIFY(r.right);
         QVERIFY(r.right->tokens.size() != r.tokens.size());
         QVERIFY(m_window->secondTokenStrip()->isVisible());
+        // The second row: the right prompt's tokens, a position marked where it differs from the left's.
+        QCOMPARE(m_window->secondTokenStrip()->tokens(), r.right->tokens);
+        QCOMPARE(m_window->secondTokenStrip()->activations().size(), r.right->tokens.size());
+        for (int i = 0; i < r.right->tokens.size(); ++i)
+            QCOMPARE(m_window->secondTokenStrip()->activations()[i], i < r.tokens.size() && r.tokens[i] == r.right->tokens[i] ? 0.0 : 1.0);
+        QCOMPARE(m_window->secondTokenStrip()->activations()[0], 0.0);  // "When"
+        QCOMPARE(m_window->secondTokenStrip()->activations()[1], 1.0);  // "·John" against "·Mary"
         QCOMPARE(table()->headerData(NodeTableModel::ActivationColumn, Qt::Horizontal).toString(), QStringLiteral("Activation (left)"));
         QCOMPARE(table()->headerData(NodeTableModel::ActivationOtherColumn, Qt::Horizontal).toString(), QStringLiteral("Activation (right)"));
         QVERIFY(!m_window->table()->tableView()->isColumnHidden(NodeTableModel::ActivationDeltaColumn));
@@ -545,16 +604,17 @@ private Q_SLOTS:
         actAndWait([&] { QTest::mouseClick(m_window->secondPromptBar()->removeButton(), Qt::LeftButton); });
         QCOMPARE(m_window->lastRun()->comparison, Comparison::None);
         QVERIFY(!m_window->secondPromptBar()->secondPrompt());
+        QVERIFY(!m_window->secondTokenStrip()->isVisible());
     }
 
     void tokenEffectsAndObjectiveEditor()
     {
-        typeAndRun(kPrompt, QString(), QString());
+        typeAndRun(kPrompt, {}, {});
         QVERIFY(!m_window->tokenEffects()->isVisible()); // no objective: hidden
         ObjectiveEditor* editor = m_window->objectiveEditor();
         editor->kindChooser()->setCurrentIndex(editor->kindChooser()->findData(QStringLiteral("prob")));
         QVERIFY(!editor->distractorField()->isEnabled());
-        typeAndRun(kPrompt, QStringLiteral(" Mary| John"), QString());
+        typeAndRun(kPrompt, {QStringLiteral(" Mary"), QStringLiteral(" John")}, {});
         Session::Objective o = m_window->objectiveFromFields();
         QCOMPARE(o.kind, std::string("prob"));
         QCOMPARE(o.targets, (std::vector<std::string>{" Mary", " John"}));
@@ -576,17 +636,17 @@ private Q_SLOTS:
 
         // Swap, and the warnings for a trailing space and a target without its leading space.
         editor->kindChooser()->setCurrentIndex(0);
-        m_window->setPrompt(kPrompt + u' ', QStringLiteral("Mary"), QStringLiteral(" John"));
+        m_window->setPrompt(kPrompt + u' ', {QStringLiteral("Mary")}, {QStringLiteral(" John")});
         QVERIFY(editor->warning().contains(QStringLiteral("ends with a space")));
         QVERIFY(editor->warning().contains(QStringLiteral("“Mary” has no leading space")));
-        editor->swap();
-        QCOMPARE(m_window->targetField()->text(), QStringLiteral(" John"));
-        QCOMPARE(m_window->distractorField()->text(), QStringLiteral("Mary"));
+        QTest::mouseClick(editor->swapButton(), Qt::LeftButton);
+        QCOMPARE(m_window->targetField()->tokens(), std::vector<std::string>{" John"});
+        QCOMPARE(m_window->distractorField()->tokens(), std::vector<std::string>{"Mary"});
 
-        // Live, without a run: each piece is checked to be one token, and one that is not is shown
-        // with its tokenization (the model's own), the field framed in red.
+        // Live, without a run: each chip is checked to be one token, and one that is not shows its
+        // tokenization (the model's own), drawn red, and is named in the warning chip.
         const quint64 lastRun = m_window->lastRun()->id;
-        m_window->setPrompt(kPrompt, QStringLiteral(" Mary| Marzipanorama"), QStringLiteral(" John"));
+        m_window->setPrompt(kPrompt, {QStringLiteral(" Mary"), QStringLiteral(" Marzipanorama")}, {QStringLiteral(" John")});
         const std::vector<int> ids = m_ref.model->tokenizer->encode(" Marzipanorama");
         QVERIFY(ids.size() > 1);
         QStringList pieces;
@@ -596,28 +656,41 @@ private Q_SLOTS:
         QVERIFY2(editor->warning().contains(expected), qPrintable(editor->warning() + QStringLiteral(" / ") + expected));
         QCOMPARE(editor->notOneToken(), QStringList{expected});
         QVERIFY(!editor->warningLabel()->isHidden());
-        QVERIFY(m_window->targetField()->styleSheet().contains(QStringLiteral("border")));
-        QVERIFY(m_window->distractorField()->styleSheet().isEmpty());
-        // " Mary" alone is one token: no chip, no frame.
-        m_window->targetField()->setText(QStringLiteral(" Mary"));
+        QCOMPARE(m_window->targetField()->chipCount(), 2);
+        QVERIFY(m_window->targetField()->chipIsOneToken(0));
+        QCOMPARE(m_window->targetField()->chipText(0), QStringLiteral("·Mary"));
+        QVERIFY(!m_window->targetField()->chipIsOneToken(1));
+        QCOMPARE(m_window->targetField()->chipText(1), pieces.join(u'|'));
+        QVERIFY(m_window->distractorField()->chipIsOneToken(0));
+        // Removing the chip that is not one token clears the warning.
+        QTest::mouseClick(m_window->targetField()->removeButton(1), Qt::LeftButton);
+        QCOMPARE(m_window->targetField()->tokens(), std::vector<std::string>{" Mary"});
         QVERIFY(editor->warning().isEmpty());
         QVERIFY(editor->warningLabel()->isHidden());
-        QVERIFY(m_window->targetField()->styleSheet().isEmpty());
-        // A distractor is checked as well.
-        m_window->distractorField()->setText(QStringLiteral(" Marzipanorama"));
+        // A distractor is checked as well, while it is typed (before Enter makes it a chip).
+        QTest::keyClicks(m_window->distractorField()->input(), QStringLiteral(" Marzipanorama"));
         QVERIFY(editor->warning().contains(expected));
-        QVERIFY(m_window->distractorField()->styleSheet().contains(QStringLiteral("border")));
+        QVERIFY(m_window->distractorField()->input()->styleSheet().contains(QStringLiteral("border")));
+        QTest::keyClick(m_window->distractorField()->input(), Qt::Key_Return);
+        QCOMPARE(m_window->distractorField()->chipCount(), 2);
+        QVERIFY(!m_window->distractorField()->chipIsOneToken(1));
+        QVERIFY(m_window->distractorField()->input()->text().isEmpty());
+        QVERIFY(m_window->distractorField()->input()->styleSheet().isEmpty());
+        QVERIFY(editor->warning().contains(expected));
         QCOMPARE(m_window->lastRun()->id, lastRun); // all of it before any run
     }
 
     void sessionRoundTripWithInterventions()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary"), QStringLiteral(" drink")}, {QStringLiteral(" John")});
         actAndWait([&] { m_window->ablate(QStringLiteral("mlp:0:3@*"), 0.5); });
         actAndWait([&] { m_window->trace(NodeRef::parse("mlp:1:5@-1").resolved(int(m_window->lastRun()->tokens.size()))); });
         actAndWait([&] { m_window->addSecondPrompt(); });
         actAndWait([&] {
             m_window->secondPromptBar()->promptField()->setText(QStringLiteral("Then John gave a drink to"));
+            // The second prompt's own objective, its chips swapped from the first's.
+            m_window->secondPromptBar()->targetField()->setTokens({" John"});
+            m_window->secondPromptBar()->distractorField()->setTokens({" Mary"});
             m_window->run();
         });
         actAndWait([&] { m_window->tableTopK()->setValue(7); });
@@ -626,6 +699,9 @@ private Q_SLOTS:
         QCOMPARE(saved.ablations, std::vector<std::string>{"mlp:0:3@*=0.5"});
         QVERIFY(saved.trace && saved.trace->node == "mlp:1:5@-1");
         QVERIFY(saved.secondPrompt && saved.secondPrompt->prompt == "Then John gave a drink to");
+        QCOMPARE(saved.objective.targets, (std::vector<std::string>{" Mary", " drink"}));
+        QCOMPARE(saved.secondPrompt->targets, std::vector<std::string>{" John"});
+        QCOMPARE(saved.secondPrompt->distractors, std::vector<std::string>{" Mary"});
         QTemporaryDir dir;
         const QString path = dir.filePath(QStringLiteral("hypothesis.circuitscope.json"));
         QVERIFY(m_window->saveSession(path));
@@ -642,6 +718,10 @@ private Q_SLOTS:
         QVERIFY(back.trace == saved.trace);
         QVERIFY(back.secondPrompt == saved.secondPrompt);
         QVERIFY(back.objective == saved.objective);
+        QCOMPARE(other.targetField()->chipCount(), 2);
+        QCOMPARE(other.distractorField()->chipCount(), 1);
+        QCOMPARE(other.secondPromptBar()->targetField()->tokens(), std::vector<std::string>{" John"});
+        QCOMPARE(other.secondPromptBar()->distractorField()->tokens(), std::vector<std::string>{" Mary"});
         QCOMPARE(back.view.tableTopK, 7);
         QCOMPARE(other.lastRun()->table.size(), m_window->lastRun()->table.size());
         QCOMPARE(other.ablationsPanel()->ablations(), QStringList{QStringLiteral("mlp:0:3@*=0.5")});
@@ -663,13 +743,13 @@ private Q_SLOTS:
         third.openSession(old);
         QVERIFY2(test::waitForSignal(restored3, 60000), qPrintable(third.errorText()));
         QVERIFY(third.ablations().isEmpty() && !third.currentTrace() && !third.currentSession().secondPrompt);
-        QCOMPARE(third.targetField()->text(), QStringLiteral(" Mary"));
+        QCOMPARE(third.targetField()->tokens(), std::vector<std::string>{" Mary"});
         QCOMPARE(third.lastRun()->comparison, Comparison::None);
     }
 
     void rapidTogglingLeavesNoQueueAndTheLastStateWins()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         const NodeRef neuron = NodeRef::parse("mlp:1:7@4");
         int maxPending = 0;
         for (int i = 0; i < 201; ++i) {
@@ -686,9 +766,42 @@ private Q_SLOTS:
         QVERIFY(close(m_window->lastRun()->objective, ref.left.run.effects.objective));
     }
 
+    // Key A on the grid's selected node ablates it at its token (again: removes it); the inspector's
+    // Ablate / Trace menu ablates it at every token. Each run is the core's for the resulting spec.
+    void ablateWithKeyAAndFromTheInspector()
+    {
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
+        const LayerGrid::Cell* cell = gridCell(NodeKind::MlpNeuron, 1);
+        QVERIFY(cell);
+        const NodeRef node = cell->cell.node;
+        const int n = int(m_window->lastRun()->tokens.size());
+        m_window->selectNode(node);
+        m_window->grid()->setFocus();
+        actAndWait([&] { QTest::keyClick(m_window->grid(), Qt::Key_A); });
+        const QString here = ablationName(node, false, n) + QStringLiteral("=0");
+        QCOMPARE(m_window->ablations(), QStringList{here});
+        QCOMPARE(m_window->lastRun()->ablations, QStringList{here});
+        QVERIFY(close(m_window->lastRun()->objective, m_ref.analyze(m_window->currentSession()).left.run.effects.objective));
+        actAndWait([&] { QTest::keyClick(m_window->grid(), Qt::Key_A); });
+        QVERIFY(m_window->ablations().isEmpty());
+        QCOMPARE(m_window->lastRun()->comparison, Comparison::None);
+
+        QTRY_VERIFY_WITH_TIMEOUT(m_window->inspector()->hasView() && m_window->inspector()->view().node == node, 30000);
+        QMenu* menu = m_window->inspector()->interventionButton()->menu();
+        Q_EMIT menu->aboutToShow(); // what opening the button's menu does: it is filled for the shown node
+        QAction* every = findAction(menu, QStringLiteral("Ablate %1 at every token").arg(ablationName(node, false, n)));
+        QVERIFY(every);
+        actAndWait([&] { every->trigger(); });
+        const QString everywhere = ablationName(node, true, n) + QStringLiteral("=0");
+        QVERIFY(everywhere.contains(u'*'));
+        QCOMPARE(m_window->ablations(), QStringList{everywhere});
+        QCOMPARE(m_window->lastRun()->comparison, Comparison::Baseline);
+        QVERIFY(close(m_window->lastRun()->objective, m_ref.analyze(m_window->currentSession()).left.run.effects.objective));
+    }
+
     void ablationValueIsEditable()
     {
-        typeAndRun(kPrompt, QStringLiteral(" Mary"), QStringLiteral(" John"));
+        typeAndRun(kPrompt, {QStringLiteral(" Mary")}, {QStringLiteral(" John")});
         actAndWait([&] { m_window->ablate(QStringLiteral("mlp:1:7@4")); });
         AblationListModel* model = m_window->ablationsPanel()->model();
         actAndWait([&] { QVERIFY(model->setData(model->index(0, AblationListModel::ValueColumn), 2.5)); });

@@ -623,22 +623,6 @@ TokenEffects tokenEffects(const Effects& e)
     return out;
 }
 
-const char* metricKey(Metric metric)
-{
-    switch (metric) {
-    case Metric::Activation: return "activation";
-    case Metric::WriteMagnitude: return "write_magnitude";
-    case Metric::DirectEffect: return "direct_effect";
-    case Metric::TotalEffect: return "total_effect";
-    }
-    return "?";
-}
-
-bool metricNeedsObjective(Metric metric)
-{
-    return metric == Metric::DirectEffect || metric == Metric::TotalEffect;
-}
-
 double NodeMetrics::value(Metric metric) const
 {
     switch (metric) {

@@ -35,7 +35,7 @@ nlohmann::ordered_json sessionToJson(const Session& s)
     j["pins"] = nlohmann::ordered_json::array();
     for (const auto& p : s.pins)
         j["pins"].push_back({{"node", p.node}, {"note", p.note}});
-    j["view"] = {{"metric", s.view.metric},
+    j["view"] = {{"metric", metricKey(s.view.metric)},
                  {"top_n", s.view.topN},
                  {"top_k", s.view.topK},
                  {"table_top_k", s.view.tableTopK},
@@ -192,7 +192,11 @@ Session sessionFromJson(const nlohmann::json& j, const std::filesystem::path& so
         const auto& v = j["view"];
         if (!v.is_object())
             r.fail("view", "must be an object");
-        s.view.metric = r.string(v, "metric", "view.", s.view.metric);
+        const std::string metric = r.string(v, "metric", "view.", metricKey(s.view.metric));
+        const std::optional<Metric> m = metricFromKey(metric);
+        if (!m)
+            r.fail("view.metric", "must be activation, write_magnitude, direct_effect or total_effect");
+        s.view.metric = *m;
         s.view.topN = r.integer(v, "top_n", "view.", s.view.topN);
         s.view.topK = r.integer(v, "top_k", "view.", s.view.topK);
         s.view.tableTopK = r.integer(v, "table_top_k", "view.", s.view.tableTopK);

@@ -7,6 +7,7 @@
 // session is applied to a model, like the node names of pins. Written atomically and deterministically (same session →
 // same bytes), so a resave of an unchanged session is byte-identical.
 
+#include "core/analysis/metric.h"
 #include "core/model/sae_role.h"
 
 #include <nlohmann/json.hpp>
@@ -32,7 +33,7 @@ struct Session {
         bool operator==(const Pin&) const = default;
     };
     struct View {
-        std::string metric = "activation";  // grid metric
+        Metric metric = Metric::Activation; // grid metric; its metricKey in the file
         int topN = 16;                      // neurons/latents per grid row
         int topK = 20;                      // tokens per list
         int tableTopK = 15;                 // node table: nodes per metric

@@ -46,13 +46,13 @@ QString engineJobText(EngineJob job)
     return {};
 }
 
-QString gridMetricName(GridMetric metric)
+QString metricLabel(Metric metric)
 {
     switch (metric) {
-    case GridMetric::Activation: return QStringLiteral("Activation");
-    case GridMetric::WriteMagnitude: return QStringLiteral("Write magnitude");
-    case GridMetric::DirectEffect: return QStringLiteral("Direct effect");
-    case GridMetric::TotalEffect: return QStringLiteral("Estimated total effect");
+    case Metric::Activation: return QStringLiteral("Activation");
+    case Metric::WriteMagnitude: return QStringLiteral("Write magnitude");
+    case Metric::DirectEffect: return QStringLiteral("Direct effect");
+    case Metric::TotalEffect: return QStringLiteral("Estimated total effect");
     }
     return {};
 }
@@ -208,7 +208,7 @@ GridSnapshot buildGrid(const AnalysisInput& in, const Effects& e, int topN)
             out.push_back({c.node, c.value});
         return out;
     };
-    g.rows.resize(kGridMetricCount);
+    g.rows.resize(kMetricCount);
     for (std::size_t m = 0; m < values.rows.size(); ++m) {
         for (const auto& layers : values.rows[m]) {
             QVector<GridLayerRow> row;
@@ -241,8 +241,8 @@ GridSnapshot buildDeltaGrid(const AnalysisInput& in, const Effects& main, const 
         const at::Tensor x = a.narrow(0, 0, common).to(at::kDouble), y = b.narrow(0, 0, common).to(at::kDouble);
         return (otherMinusMain ? y - x : x - y).contiguous();
     };
-    g.rows.resize(kGridMetricCount);
-    for (int m = 0; m < kGridMetricCount; ++m) {
+    g.rows.resize(kMetricCount);
+    for (int m = 0; m < kMetricCount; ++m) {
         const auto metric = static_cast<Metric>(m);
         if (!g.hasEffects && metricNeedsObjective(metric))
             continue;
@@ -411,6 +411,7 @@ void Engine::run(const RunRequest& request)
         r.next = nextTokensView(left.run.next);
         if (effects.hasObjective)
             r.tokenEffects = tokenEffectRows(left.run.tokenEffects);
+        r.trace = request.trace;
         r.ablations = QStringList();
         for (const auto& a : analysis.ablations)
             r.ablations << qs(a);

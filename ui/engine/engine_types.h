@@ -4,6 +4,7 @@
 #include "ui/engine/view_types.h"
 
 #include "core/analysis/metric.h"
+#include "core/session/session.h"
 #include "core/tokenizer/gpt2_tokenizer.h"
 
 #include <QMetaType>
@@ -26,10 +27,8 @@ struct ModelSummary {
     std::shared_ptr<const Gpt2Tokenizer> tokenizer;
 };
 
-// The metrics a layer-grid cell can show (math §6.2): the core's one metric type.
-using GridMetric = cs::Metric;
-inline constexpr int kGridMetricCount = cs::kMetricCount;
-QString gridMetricName(GridMetric metric);
+// A metric's name in the window ("Write magnitude"); metricKey is its name in files.
+QString metricLabel(Metric metric);
 
 struct GridCell {
     NodeRef node;      // what a click selects (heads: the key token with the largest |value|)
@@ -58,8 +57,8 @@ struct GridSnapshot {
     // [metric][token][layer]; metrics without a value (effects without a target) are empty.
     QVector<QVector<QVector<GridLayerRow>>> rows;
 
-    bool has(GridMetric m) const { return rows.size() > int(m) && !rows[int(m)].isEmpty(); }
-    const GridLayerRow& row(GridMetric m, int token, int layer) const { return rows[int(m)][token][layer]; }
+    bool has(Metric m) const { return rows.size() > int(m) && !rows[int(m)].isEmpty(); }
+    const GridLayerRow& row(Metric m, int token, int layer) const { return rows[int(m)][token][layer]; }
 };
 
 // One next-token candidate (product.md §5.1 "logits"), at the objective's token.
@@ -113,6 +112,7 @@ struct RunResult {
     NextTokensView next;            // under the ablations
     QVector<TokenEffectRow> tokenEffects;
     QStringList ablations;          // "name=value", as run
+    std::optional<Session::Trace> trace; // as run: what the trace breadcrumb names
     Comparison comparison = Comparison::None;
     std::optional<double> baselineObjective;    // with ablations: the objective without them
     NextTokensView baselineNext;                // with ablations: the candidates without them
@@ -126,6 +126,7 @@ struct RunResult {
 
 } // namespace cs::ui
 
+Q_DECLARE_METATYPE(cs::Metric) // the grid's metric chooser holds it
 Q_DECLARE_METATYPE(cs::ui::ModelSummary)
 Q_DECLARE_METATYPE(cs::ui::RunResult)
 Q_DECLARE_METATYPE(cs::ui::NextTokensView)

@@ -453,9 +453,9 @@ QVector<double> ExamplesView::shownActivations(const NodeRef& node, const QVecto
 GridSnapshot normalizedGrid(const GridSnapshot& grid, const std::function<double(const NodeRef&)>& scale)
 {
     GridSnapshot out = grid;
-    if (!out.has(GridMetric::Activation))
+    if (!out.has(Metric::Activation))
         return out;
-    for (auto& token : out.rows[int(GridMetric::Activation)]) {
+    for (auto& token : out.rows[int(Metric::Activation)]) {
         for (auto& layer : token) {
             for (auto* cells : {&layer.heads, &layer.neurons, &layer.mlpLatents, &layer.attnLatents, &layer.residLatents})
                 for (auto& c : *cells)

@@ -44,15 +44,15 @@ void LayerGrid::setSnapshot(const GridSnapshot& snapshot)
     m_snapshot = snapshot;
     m_token = std::clamp(m_token, 0, std::max(0, snapshot.tokenCount - 1));
     if (!m_snapshot.has(m_metric))
-        m_metric = GridMetric::Activation;
+        m_metric = Metric::Activation;
     rebuild();
 }
 
 QString LayerGrid::valueName() const
 {
     if (m_snapshot.delta.isEmpty())
-        return gridMetricName(m_metric);
-    return tr("Δ %1 (%2)").arg(gridMetricName(m_metric), m_snapshot.delta);
+        return metricLabel(m_metric);
+    return tr("Δ %1 (%2)").arg(metricLabel(m_metric), m_snapshot.delta);
 }
 
 void LayerGrid::setTokenOfInterest(int token)
@@ -61,7 +61,7 @@ void LayerGrid::setTokenOfInterest(int token)
     rebuild();
 }
 
-void LayerGrid::setMetric(GridMetric metric)
+void LayerGrid::setMetric(Metric metric)
 {
     m_metric = metric;
     rebuild();
@@ -214,7 +214,7 @@ void LayerGrid::paintEvent(QPaintEvent*)
         p.setPen(palette().color(QPalette::PlaceholderText));
         p.drawText(rect().adjusted(12, 0, -12, 0), Qt::AlignCenter | Qt::TextWordWrap,
                    m_snapshot.nLayers == 0            ? tr("Run a prompt to see the layer grid.")
-                   : !m_snapshot.has(m_metric)        ? tr("%1 needs a target token.").arg(gridMetricName(m_metric))
+                   : !m_snapshot.has(m_metric)        ? tr("%1 needs a target token.").arg(metricLabel(m_metric))
                                                       : tr("No Δ at token %1: the right prompt has %2 tokens; choose one of "
                                                            "the first %2 in the token strip.").arg(m_token).arg(m_snapshot.comparedTokens));
         return;
@@ -375,7 +375,7 @@ bool LayerGrid::event(QEvent* event)
     return QWidget::event(event);
 }
 
-std::optional<NodeRef> parseGoToNode(const QString& text, int token, const GridSnapshot* grid, GridMetric metric)
+std::optional<NodeRef> parseGoToNode(const QString& text, int token, const GridSnapshot* grid, Metric metric)
 {
     const QString t = text.trimmed();
     if (t.isEmpty())

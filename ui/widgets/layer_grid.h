@@ -24,7 +24,7 @@ public:
 
     void setSnapshot(const GridSnapshot& snapshot);
     void setTokenOfInterest(int token);
-    void setMetric(GridMetric metric);
+    void setMetric(Metric metric);
     void setTopN(int n);
     void setSelectedNode(const std::optional<NodeRef>& node); // outline only, does not emit
     // The names of the pinned nodes: their cells get a corner mark, and the context menu offers Unpin.
@@ -33,7 +33,7 @@ public:
     // Whether the node is ablated at its token or at every token (a dashed outline; NodeActions knows).
     bool isAblated(const NodeRef& node) const;
 
-    GridMetric metric() const { return m_metric; }
+    Metric metric() const { return m_metric; }
     // What a cell's value is: the metric's name, or for a grid of differences "Δ NAME (ablated − baseline)".
     QString valueName() const;
     int tokenOfInterest() const { return m_token; }
@@ -77,7 +77,7 @@ private:
 
     NodeActions* m_actions = nullptr;
     GridSnapshot m_snapshot;
-    GridMetric m_metric = GridMetric::Activation;
+    Metric m_metric = Metric::Activation;
     int m_token = 0;
     int m_topN = 16;
     std::optional<NodeRef> m_selected;
@@ -94,6 +94,6 @@ private:
 // short forms "mlp 5 123", "attn 3 7", "L5/N123", "L5/H7" (at the token of interest; a head's key
 // token is the one the grid shows for it). nullopt when the text is not a node.
 std::optional<NodeRef> parseGoToNode(const QString& text, int tokenOfInterest, const GridSnapshot* grid = nullptr,
-                                     GridMetric metric = GridMetric::Activation);
+                                     Metric metric = Metric::Activation);
 
 } // namespace cs::ui

@@ -18,6 +18,7 @@
 #include "ui/widgets/present_view.h"
 #include "ui/widgets/second_prompt_bar.h"
 #include "ui/widgets/session_controller.h"
+#include "ui/widgets/token_chip_editor.h"
 #include "ui/widgets/settings.h"
 #include "ui/widgets/token_effects_view.h"
 #include "ui/widgets/token_strip.h"
@@ -61,6 +62,8 @@ namespace cs::ui {
 namespace {
 
 constexpr int kGridTopNComputed = 32; // the engine ships this many per layer; the spin box shows fewer
+constexpr int kCircuitDockWidth = 340;
+constexpr int kAblationsDockWidth = 240;
 
 QString roleName(SaeRole role)
 {
@@ -99,10 +102,11 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), m_engine(new Engi
 
     restoreGeometry(Settings::windowGeometry());
     restoreState(Settings::windowState());
-    // A saved state may show the Ablations dock; it shows only while there are ablations.
+    // A saved state may show the Ablations or the Circuit dock; each shows only while it has entries.
     findChild<QDockWidget*>(QStringLiteral("ablationsDock"))->setVisible(false);
+    findChild<QDockWidget*>(QStringLiteral("circuitDock"))->setVisible(false);
     const LastPrompt last = Settings::lastPrompt();
-    setPrompt(last.text, last.target, last.distractor);
+    setPrompt(last.text, last.targets, last.distractors);
 }
 
 QString MainWindow::autosavePath()
@@ -182,11 +186,14 @@ void MainWindow::buildToolbar()
     m_prompt = new QLineEdit;
     m_prompt->setPlaceholderText(tr("Prompt"));
     m_prompt->setClearButtonEnabled(true);
-    m_prompt->setMinimumWidth(380);
+    // 280: with the objective's chips, Run, Add second prompt and Present still fit a 1280-pixel
+    // screen (a wider window gives the prompt the rest).
+    m_prompt->setMinimumWidth(280);
     connect(m_prompt, &QLineEdit::returnPressed, this, &MainWindow::run);
     bar->addWidget(m_prompt);
 
     m_objective = new ObjectiveEditor;
+    m_objective->follow(m_engine);
     m_target = m_objective->targetField();
     m_distractor = m_objective->distractorField();
     connect(m_objective, &ObjectiveEditor::returnPressed, this, &MainWindow::run);
@@ -222,6 +229,7 @@ void MainWindow::buildCentral()
     layout->addWidget(m_error);
 
     m_second = new SecondPromptBar;
+    m_second->follow(m_engine);
     connect(m_second, &SecondPromptBar::removeRequested, this, &MainWindow::removeSecondPrompt);
     connect(m_second, &SecondPromptBar::returnPressed, this, &MainWindow::run);
     layout->addWidget(m_second);
@@ -232,9 +240,8 @@ void MainWindow::buildCentral()
     m_tokenEffects = new TokenEffectsView;
     m_tokenEffects->follow(m_engine);
     layout->addWidget(m_tokenEffects);
-    m_tokens2 = new TokenStrip;
-    m_tokens2->setToolTip(tr("The second prompt's tokens"));
-    m_tokens2->hide();
+    m_tokens2 = new ComparedTokenStrip;
+    m_tokens2->follow(m_engine);
     layout->addWidget(m_tokens2);
 
     // Grid panel: controls above the grid.
@@ -243,11 +250,11 @@ void MainWindow::buildCentral()
     gridLayout->setContentsMargins(0, 0, 0, 0);
     auto* controls = new QHBoxLayout;
     m_metric = new QComboBox;
-    for (int m = 0; m < kGridMetricCount; ++m)
-        m_metric->addItem(gridMetricName(static_cast<GridMetric>(m)), m);
+    for (Metric m : kMetrics)
+        m_metric->addItem(metricLabel(m), QVariant::fromValue(m));
     m_metric->setToolTip(tr("Cell color. Direct and total effects need a target token."));
     connect(m_metric, &QComboBox::currentIndexChanged, this, [this] {
-        m_grid->setMetric(static_cast<GridMetric>(m_metric->currentData().toInt()));
+        m_grid->setMetric(gridMetric());
     });
     m_topN = new QSpinBox;
     m_topN->setRange(1, kGridTopNComputed);
@@ -276,6 +283,7 @@ void MainWindow::buildCentral()
     controls->addWidget(m_tableTopK);
     controls->addWidget(m_goTo, 1);
     m_traceBar = new TraceBar;
+    m_traceBar->follow(m_engine);
     connect(m_traceBar, &TraceBar::clearRequested, this, &MainWindow::clearTrace);
     gridLayout->addWidget(m_traceBar);
     gridLayout->addLayout(controls);
@@ -350,9 +358,18 @@ void MainWindow::buildCircuitDock()
     dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
     dock->setWidget(m_circuit);
     addDockWidget(Qt::RightDockWidgetArea, dock);
-    resizeDocks({dock}, {340}, Qt::Horizontal);
+    resizeDocks({dock}, {kCircuitDockWidth}, Qt::Horizontal);
 
     connect(m_circuit, &CircuitPanel::pinsChanged, this, &MainWindow::syncPins);
+    // Empty, the list would only take a fifth of the width from the grid: the dock shows while there
+    // are pins (P, or Pin in a context menu or the inspector, adds the first).
+    connect(m_circuit, &CircuitPanel::pinsChanged, dock, [this, dock] {
+        const bool show = !m_circuit->pins().empty(), wasHidden = dock->isHidden();
+        dock->setVisible(show);
+        if (show && wasHidden)
+            resizeDocks({dock}, {kCircuitDockWidth}, Qt::Horizontal); // the notes wrap in it
+    });
+    dock->setVisible(false);
     connect(m_circuit, &CircuitPanel::nodeActivated, this, &MainWindow::onPinActivated);
     connect(m_circuit, &CircuitPanel::presentRequested, this, &MainWindow::present);
     connect(m_circuit, &CircuitPanel::exportRequested, this, &MainWindow::chooseCircuitExport);
@@ -611,7 +628,6 @@ void MainWindow::addAutoencoder(SaeRole role, const QString& spec)
 
 namespace {
 
-const char* const kMetricNames[] = {"activation", "write_magnitude", "direct_effect", "total_effect"};
 const char* const kTabNames[] = {"write", "read", "pairs", "activation"};
 
 } // namespace
@@ -645,7 +661,7 @@ Session MainWindow::currentSession() const
     if (m_selected)
         s.selectedNode = m_selected->name();
     s.pins = m_circuit->pins();
-    s.view.metric = kMetricNames[std::clamp(m_metric->currentIndex(), 0, 3)];
+    s.view.metric = gridMetric();
     s.view.topN = m_topN->value();
     s.view.tableTopK = m_tableTopK->value();
     s.view.perUnitWrite = m_inspector->perUnitWrite();
@@ -700,10 +716,7 @@ void MainWindow::continueRestore()
     m_trace = s.trace;
     m_second->setSecondPrompt(s.secondPrompt);
     m_secondPromptAction->setEnabled(!s.secondPrompt);
-    for (int m = 0; m < 4; ++m) {
-        if (s.view.metric == kMetricNames[m])
-            m_metric->setCurrentIndex(m);
-    }
+    setGridMetric(s.view.metric);
     m_topN->setValue(s.view.topN);
     {
         // Part of the restore's one run, not a run of its own.
@@ -778,11 +791,17 @@ void MainWindow::chooseSessionToSave()
     saveSession(path);
 }
 
-void MainWindow::setPrompt(const QString& prompt, const QString& target, const QString& distractor)
+void MainWindow::setPrompt(const QString& prompt, const QStringList& targets, const QStringList& distractors)
 {
+    const auto texts = [](const QStringList& tokens) {
+        std::vector<std::string> out;
+        for (const QString& t : tokens)
+            out.push_back(t.toStdString());
+        return out;
+    };
     m_prompt->setText(prompt);
-    m_target->setText(target);
-    m_distractor->setText(distractor);
+    m_target->setTokens(texts(targets));
+    m_distractor->setTokens(texts(distractors));
 }
 
 void MainWindow::run()
@@ -821,9 +840,7 @@ void MainWindow::onModelOpened(const ModelSummary& s)
     m_views->clear(); // views of the old model
     m_modelLabel->setText(tr("%1 · %2 layers × %3 heads · d %4").arg(s.name).arg(s.nLayer).arg(s.nHead).arg(s.dModel));
     m_modelLabel->setToolTip(s.path);
-    m_objective->setTokenizer(s.tokenizer);
     m_tokens->setTokens({});
-    m_tokens2->hide();
     m_grid->setSnapshot({});
     m_table->setRows({});
     m_inspector->clear(tr("Run a prompt, then click a node."));
@@ -851,7 +868,6 @@ void MainWindow::onRunFinished(const RunResult& r)
     m_table->setProvenance(m_model ? m_model->name : QString(), r.prompt);
     m_table->setRows(r.table);
     m_actions->setTokenCount(int(r.tokens.size()));
-    showInterventionResults(r);
     fitGridPanel();
     m_tokenCountLabel->setText(tr("· %n token(s)", nullptr, static_cast<int>(r.tokens.size())));
     QString timing = tr("· computed in %1 s").arg(r.seconds, 0, 'f', 2);
@@ -884,7 +900,13 @@ void MainWindow::onRunFinished(const RunResult& r)
         selectNode(r.table.first().node);
     else
         m_inspector->clear(tr("Click a node in the grid or the table."));
-    Settings::setLastPrompt({r.prompt, m_target->text(), m_distractor->text()});
+    const auto list = [](const std::vector<std::string>& tokens) {
+        QStringList out;
+        for (const auto& t : tokens)
+            out << QString::fromStdString(t);
+        return out;
+    };
+    Settings::setLastPrompt({r.prompt, list(m_target->tokens()), list(m_distractor->tokens())});
     Q_EMIT runReady();
 }
 
@@ -919,14 +941,27 @@ bool MainWindow::isGridDelta() const
 void MainWindow::updateMetricChooser()
 {
     const bool effects = m_lastRun && m_lastRun->hasObjective;
-    for (int m = 0; m < kGridMetricCount; ++m) {
-        const bool needsTarget = m >= int(GridMetric::DirectEffect);
+    for (int i = 0; i < m_metric->count(); ++i) {
+        const bool needsTarget = metricNeedsObjective(m_metric->itemData(i).value<Metric>());
         // Without a target the effect metrics are hidden, not shown as zeros (product.md §3).
-        m_metric->setItemData(m, needsTarget && !effects ? QVariant(0) : QVariant(), Qt::UserRole - 1);
+        m_metric->setItemData(i, needsTarget && !effects ? QVariant(0) : QVariant(), Qt::UserRole - 1);
     }
-    if (!effects && m_metric->currentIndex() >= int(GridMetric::DirectEffect))
-        m_metric->setCurrentIndex(int(GridMetric::Activation));
-    m_grid->setMetric(static_cast<GridMetric>(m_metric->currentData().toInt()));
+    if (!effects && metricNeedsObjective(gridMetric()))
+        setGridMetric(Metric::Activation);
+    m_grid->setMetric(gridMetric());
+}
+
+Metric MainWindow::gridMetric() const
+{
+    return m_metric->currentData().value<Metric>();
+}
+
+void MainWindow::setGridMetric(Metric metric)
+{
+    for (int i = 0; i < m_metric->count(); ++i) {
+        if (m_metric->itemData(i).value<Metric>() == metric)
+            m_metric->setCurrentIndex(i);
+    }
 }
 
 void MainWindow::selectNode(const NodeRef& node)
@@ -1006,7 +1041,14 @@ void MainWindow::buildInterventionDocks()
     splitDockWidget(circuitDock, ablationsDock, Qt::Vertical);
     resizeDocks({circuitDock, ablationsDock}, {600, 240}, Qt::Vertical);
     // Empty, the list would only take the pins' room: the dock shows while there are ablations.
-    const auto showWhenUsed = [this, ablationsDock] { ablationsDock->setVisible(m_ablations->model()->rowCount() > 0); };
+    const auto showWhenUsed = [this, ablationsDock, circuitDock] {
+        const bool show = m_ablations->model()->rowCount() > 0, wasHidden = ablationsDock->isHidden();
+        ablationsDock->setVisible(show);
+        // Alone on the right, the short list of node names and values needs less room than the pins'
+        // notes: the grid keeps the rest (at 1280 × 800 the Circuit dock's width hid the neuron columns).
+        if (show && wasHidden && circuitDock->isHidden())
+            resizeDocks({ablationsDock}, {kAblationsDockWidth}, Qt::Horizontal);
+    };
     connect(m_ablations->model(), &QAbstractItemModel::modelReset, ablationsDock, showWhenUsed);
     connect(m_ablations->model(), &QAbstractItemModel::rowsInserted, ablationsDock, showWhenUsed);
     connect(m_ablations->model(), &QAbstractItemModel::rowsRemoved, ablationsDock, showWhenUsed);
@@ -1033,23 +1075,6 @@ void MainWindow::fitGridPanel()
         return;
     const int grid = std::min(wanted, total * 6 / 10);
     m_leftColumn->setSizes({grid, total - grid});
-}
-
-void MainWindow::showInterventionResults(const RunResult& r)
-{
-    if (m_pickingDownstreamFor)
-        m_traceBar->setPickingDownstream(*m_pickingDownstreamFor, r.tokens);
-    else
-        m_traceBar->setTrace(m_trace, r.tokens);
-    m_tokens2->setVisible(r.right.has_value());
-    if (r.right) {
-        m_tokens2->setTokens(r.right->tokens);
-        // Positions whose token differs from the first prompt's are marked (colored) in the second row.
-        QVector<double> differs;
-        for (int i = 0; i < r.right->tokens.size(); ++i)
-            differs.push_back(i < r.tokens.size() && r.tokens[i] == r.right->tokens[i] ? 0.0 : 1.0);
-        m_tokens2->setActivations(differs);
-    }
 }
 
 void MainWindow::rerun()
@@ -1099,6 +1124,7 @@ void MainWindow::trace(const NodeRef& node, const QString& through)
     t.node = m_lastRun ? portableNodeName(node, int(m_lastRun->tokens.size())) : node.name();
     t.through = through.toStdString();
     m_trace = t;
+    m_traceBar->setTrace(m_trace, m_lastRun ? m_lastRun->tokens : QStringList()); // no longer picking
     rerun();
 }
 
@@ -1114,6 +1140,7 @@ void MainWindow::traceOnto(const NodeRef& head, const NodeRef& downstream, const
     if (downstream.kind == NodeKind::AttnHead)
         t.downstreamThrough = downstreamThrough.toStdString();
     m_trace = t;
+    m_traceBar->setTrace(m_trace, m_lastRun ? m_lastRun->tokens : QStringList()); // no longer picking
     rerun();
 }
 

@@ -44,6 +44,8 @@ class NodeViewCache;
 class PresentView;
 class NodeTableView;
 class TokenStrip;
+class ComparedTokenStrip;
+class TokenChipEditor;
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
@@ -52,7 +54,7 @@ public:
     ~MainWindow() override;
 
     void openModel(const QString& dir);
-    void setPrompt(const QString& prompt, const QString& target = {}, const QString& distractor = {});
+    void setPrompt(const QString& prompt, const QStringList& targets = {}, const QStringList& distractors = {});
     void addAutoencoder(SaeRole role, const QString& spec);
     void run();
     void selectNode(const NodeRef& node);
@@ -116,10 +118,13 @@ public:
     QAction* presentAction() const { return m_presentAction; }
     TokenStrip* tokenStrip() const { return m_tokens; }
     QLineEdit* promptField() const { return m_prompt; }
-    QLineEdit* targetField() const { return m_target; }
-    QLineEdit* distractorField() const { return m_distractor; }
+    TokenChipEditor* targetField() const { return m_target; }
+    TokenChipEditor* distractorField() const { return m_distractor; }
     QLineEdit* goToField() const { return m_goTo; }
     QComboBox* metricChooser() const { return m_metric; }
+    // The grid's metric (the chooser holds the metric itself, not its name or position).
+    Metric gridMetric() const;
+    void setGridMetric(Metric metric);
     // "Δ": the grid colored by ablated − baseline or right − left; enabled only with a comparison.
     QCheckBox* gridDeltaToggle() const { return m_deltaGrid; }
     bool isGridDelta() const;
@@ -133,7 +138,7 @@ public:
     NextTokensPanel* nextTokensPanel() const { return m_nextTokens; }
     SecondPromptBar* secondPromptBar() const { return m_second; }
     TokenEffectsView* tokenEffects() const { return m_tokenEffects; }
-    TokenStrip* secondTokenStrip() const { return m_tokens2; }
+    ComparedTokenStrip* secondTokenStrip() const { return m_tokens2; }
     QSpinBox* tableTopK() const { return m_tableTopK; }
     NodeActions* nodeActions() const { return m_actions; }
     const std::optional<RunResult>& lastRun() const { return m_lastRun; }
@@ -165,7 +170,6 @@ private:
     void onNodeReady(const NodeView& view);
     void onFailed(cs::ui::EngineJob job, const QString& message);
     void buildInterventionDocks();
-    void showInterventionResults(const RunResult& result);
     void fitGridPanel();
     void showGrid();
     int tracedTokenOfInterest(int tokenCount) const;
@@ -186,8 +190,8 @@ private:
     QMenu* m_modelMenu = nullptr;
     QToolButton* m_saeButton = nullptr;
     QLineEdit* m_prompt = nullptr;
-    QLineEdit* m_target = nullptr;
-    QLineEdit* m_distractor = nullptr;
+    TokenChipEditor* m_target = nullptr;
+    TokenChipEditor* m_distractor = nullptr;
     QPushButton* m_runButton = nullptr;
     QLabel* m_error = nullptr;
     TokenStrip* m_tokens = nullptr;
@@ -225,7 +229,7 @@ private:
     SecondPromptBar* m_second = nullptr;        // the second prompt, when shown
     QAction* m_secondPromptAction = nullptr;
     TokenEffectsView* m_tokenEffects = nullptr;
-    TokenStrip* m_tokens2 = nullptr;            // the second prompt's tokens
+    ComparedTokenStrip* m_tokens2 = nullptr;            // the second prompt's tokens
     QSpinBox* m_tableTopK = nullptr;
     NodeActions* m_actions = nullptr;
     SessionController* m_sessions = nullptr;    // the session file, recent sessions, autosave

@@ -1,10 +1,8 @@
 #pragma once
-// The objective editor of the toolbar (product.md §3, §5.1): target and distractor token lists, a
-// swap button, the objective kind (logit difference, logit minus mean, probability) and a warning when
-// the prompt or a target looks mistyped. Several tokens go in one field separated by '|' (a token may
-// be ',' or ' ', never '|' in GPT-2's common vocabulary); each must be one token: with the model's
-// tokenizer every piece is checked as it is typed, and one that is not a single token is shown with
-// its tokenization in the warning chip (the run refuses it too).
+// The objective editor of the toolbar (product.md §3, §5.1): target and distractor token lists as
+// chips (each checked to be one token as it is typed, the tokenization shown when it is not), a swap
+// button, the objective kind (logit difference, logit minus mean, probability) and a warning chip when
+// the prompt or a target looks mistyped.
 
 #include "core/session/session.h"
 #include "core/tokenizer/gpt2_tokenizer.h"
@@ -14,37 +12,38 @@
 #include <QWidget>
 
 class QComboBox;
-class QLabel;
-class QLineEdit;
 class QToolButton;
 
 namespace cs::ui {
+
+class EngineClient;
+class TokenChipEditor;
+class WarningChip;
 
 class ObjectiveEditor : public QWidget {
     Q_OBJECT
 public:
     explicit ObjectiveEditor(QWidget* parent = nullptr);
 
+    // Takes the tokenizer of each model the client opens (the live one-token check).
+    void follow(const EngineClient* client);
+
     Session::Objective objective() const;
     void setObjective(const Session::Objective& objective);
-    // Splits a field's text into token texts (spaces kept; empty pieces dropped).
-    static std::vector<std::string> tokenTexts(const QString& field);
-    // The field's text for token texts (tokenTexts' inverse).
-    static QString fieldText(const std::vector<std::string>& tokens);
 
     // The prompt the objective is for: a trailing space is warned about (GPT-2 tokens start with one).
     void setPrompt(const QString& prompt);
-    QString warning() const;   // empty when nothing looks wrong
+    QString warning() const;   // the warning chip's whole text; empty when nothing looks wrong
     // The open model's tokenizer (null: no per-token check).
     void setTokenizer(std::shared_ptr<const Gpt2Tokenizer> tokenizer);
-    // Token texts of the fields that are not one token each, as "text → ·tok|en" (empty without a tokenizer).
+    // The targets and distractors that are not one token each, as "“text” is n tokens: ·tok|en".
     QStringList notOneToken() const;
 
-    QLineEdit* targetField() const { return m_target; }
-    QLineEdit* distractorField() const { return m_distractor; }
+    TokenChipEditor* targetField() const { return m_target; }
+    TokenChipEditor* distractorField() const { return m_distractor; }
     QComboBox* kindChooser() const { return m_kind; }
     QToolButton* swapButton() const { return m_swap; }
-    QLabel* warningLabel() const { return m_warning; }
+    WarningChip* warningLabel() const { return m_warning; }
 
     void swap();
 
@@ -53,16 +52,13 @@ Q_SIGNALS:
 
 private:
     void updateWarning();
-    QStringList notOneToken(const QLineEdit* field) const;
 
-    QLineEdit* m_target = nullptr;
-    QLineEdit* m_distractor = nullptr;
+    TokenChipEditor* m_target = nullptr;
+    TokenChipEditor* m_distractor = nullptr;
     QToolButton* m_swap = nullptr;
     QComboBox* m_kind = nullptr;
-    QLabel* m_warning = nullptr;
+    WarningChip* m_warning = nullptr;
     QString m_prompt;
-    QString m_warningText; // the chip's whole text (the label shows it elided)
-    std::shared_ptr<const Gpt2Tokenizer> m_tokenizer;
 };
 
 } // namespace cs::ui

@@ -1,8 +1,12 @@
 #pragma once
-// The second prompt row (product.md §3 "Two prompts"): its prompt, targets and distractors (empty:
-// the first prompt's), and Remove. Both prompts run with the same ablations and trace.
+// The second prompt row (product.md §3 "Two prompts"): its prompt, targets and distractors as token
+// chips (empty: the first prompt's; checked to be one token each as they are typed, like the
+// toolbar's), a warning chip, and Remove. Both prompts run with the same ablations and trace.
 
 #include "core/session/session.h"
+#include "core/tokenizer/gpt2_tokenizer.h"
+
+#include <memory>
 
 #include <QWidget>
 
@@ -11,19 +15,28 @@ class QPushButton;
 
 namespace cs::ui {
 
+class EngineClient;
+class TokenChipEditor;
+class WarningChip;
+
 class SecondPromptBar : public QWidget {
     Q_OBJECT
 public:
     explicit SecondPromptBar(QWidget* parent = nullptr);
 
+    // Takes the tokenizer of each model the client opens (the live one-token check).
+    void follow(const EngineClient* client);
+    void setTokenizer(std::shared_ptr<const Gpt2Tokenizer> tokenizer);
+
     // nullopt hides the row.
     void setSecondPrompt(const std::optional<Session::SecondPrompt>& second);
     // What the row holds; nullopt when it is hidden.
     std::optional<Session::SecondPrompt> secondPrompt() const;
+    QString warning() const; // the warning chip's whole text; empty when nothing looks wrong
 
     QLineEdit* promptField() const { return m_prompt; }
-    QLineEdit* targetField() const { return m_target; }
-    QLineEdit* distractorField() const { return m_distractor; }
+    TokenChipEditor* targetField() const { return m_target; }
+    TokenChipEditor* distractorField() const { return m_distractor; }
     QPushButton* removeButton() const { return m_remove; }
 
 Q_SIGNALS:
@@ -31,9 +44,12 @@ Q_SIGNALS:
     void returnPressed();
 
 private:
+    void updateWarning();
+
     QLineEdit* m_prompt;
-    QLineEdit* m_target;
-    QLineEdit* m_distractor;
+    TokenChipEditor* m_target;
+    TokenChipEditor* m_distractor;
+    WarningChip* m_warning;
     QPushButton* m_remove;
 };
 

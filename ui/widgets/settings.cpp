@@ -50,16 +50,17 @@ void Settings::setWindow(const QByteArray& geometry, const QByteArray& state)
 LastPrompt Settings::lastPrompt()
 {
     QSettings s;
-    return {s.value(QStringLiteral("prompt/text")).toString(), s.value(QStringLiteral("prompt/target")).toString(),
-            s.value(QStringLiteral("prompt/distractor")).toString()};
+    // A QSettings list: an older single token text reads back as a list of one.
+    return {s.value(QStringLiteral("prompt/text")).toString(), s.value(QStringLiteral("prompt/target")).toStringList(),
+            s.value(QStringLiteral("prompt/distractor")).toStringList()};
 }
 
 void Settings::setLastPrompt(const LastPrompt& prompt)
 {
     QSettings s;
     s.setValue(QStringLiteral("prompt/text"), prompt.text);
-    s.setValue(QStringLiteral("prompt/target"), prompt.target);
-    s.setValue(QStringLiteral("prompt/distractor"), prompt.distractor);
+    s.setValue(QStringLiteral("prompt/target"), prompt.targets);
+    s.setValue(QStringLiteral("prompt/distractor"), prompt.distractors);
 }
 
 namespace {

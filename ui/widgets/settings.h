@@ -20,7 +20,8 @@ private:
 };
 
 struct LastPrompt {
-    QString text, target, distractor;
+    QString text;
+    QStringList targets, distractors; // token texts, leading spaces kept
 };
 
 class Settings {

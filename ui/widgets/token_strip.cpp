@@ -1,5 +1,6 @@
 #include "ui/widgets/token_strip.h"
 
+#include "ui/engine/engine.h"
 #include "ui/widgets/color_scale.h"
 
 #include <QHelpEvent>
@@ -140,6 +141,27 @@ bool TokenStrip::event(QEvent* event)
         return true;
     }
     return QWidget::event(event);
+}
+
+ComparedTokenStrip::ComparedTokenStrip(QWidget* parent) : TokenStrip(parent)
+{
+    setToolTip(tr("The second prompt's tokens (colored where they differ from the first prompt's)"));
+    hide();
+}
+
+void ComparedTokenStrip::follow(const EngineClient* client)
+{
+    connect(client, &EngineClient::runShown, this, [this](const RunResult& r) {
+        setVisible(r.right.has_value());
+        if (!r.right)
+            return;
+        setTokens(r.right->tokens);
+        QVector<double> differs;
+        for (int i = 0; i < r.right->tokens.size(); ++i)
+            differs.push_back(i < r.tokens.size() && r.tokens[i] == r.right->tokens[i] ? 0.0 : 1.0);
+        setActivations(differs);
+    });
+    connect(client, &EngineClient::modelOpened, this, &QWidget::hide);
 }
 
 } // namespace cs::ui

@@ -14,6 +14,8 @@ public:
     explicit TokenStrip(QWidget* parent = nullptr);
 
     void setTokens(const QStringList& tokens);          // display strings
+    const QStringList& tokens() const { return m_tokens; }
+    const QVector<double>& activations() const { return m_values; }
     void setActivations(const QVector<double>& values); // empty: no coloring
     void setTokenOfInterest(int index);                 // does not emit
     int tokenOfInterest() const { return m_current; }
@@ -40,6 +42,17 @@ private:
     QVector<QRect> m_rects;
     int m_current = -1;
     int m_height = 32;
+};
+
+class EngineClient;
+
+// The second prompt's tokens under the first's (product.md §3 "Two prompts"): shown while the latest
+// run compares two prompts, with the positions whose token differs from the first prompt's colored.
+class ComparedTokenStrip : public TokenStrip {
+    Q_OBJECT
+public:
+    explicit ComparedTokenStrip(QWidget* parent = nullptr);
+    void follow(const EngineClient* client);
 };
 
 } // namespace cs::ui

@@ -1,6 +1,7 @@
 #include "ui/widgets/trace_bar.h"
 
 #include "core/analysis/node.h"
+#include "ui/engine/engine.h"
 
 #include <QComboBox>
 #include <QHBoxLayout>
@@ -93,6 +94,17 @@ TraceBar::TraceBar(QWidget* parent) : QWidget(parent), m_label(new QLabel), m_cl
     hide();
 }
 
+void TraceBar::follow(const EngineClient* client)
+{
+    connect(client, &EngineClient::runShown, this, [this](const RunResult& r) {
+        if (m_picking)
+            setPickingDownstream(m_pickingFor, r.tokens);
+        else
+            setTrace(r.trace, r.tokens);
+    });
+    connect(client, &EngineClient::modelOpened, this, [this] { setTrace(std::nullopt, {}); });
+}
+
 void TraceBar::setTrace(const std::optional<Session::Trace>& trace, const QStringList& tokens)
 {
     m_picking = false;
@@ -110,6 +122,7 @@ void TraceBar::setTrace(const std::optional<Session::Trace>& trace, const QStrin
 void TraceBar::setPickingDownstream(const NodeRef& head, const QStringList& tokens)
 {
     m_picking = true;
+    m_pickingFor = head;
     m_label->setText(tr("Tracing %1 through the value: click the downstream node (in the grid or the table) that reads it")
                          .arg(nodePhrase(head, tokens)));
     m_downstreamThrough->show();

@@ -19,10 +19,16 @@ namespace cs::ui {
 // (through the key)".
 QString traceQuestion(const Session::Trace& trace, const QStringList& tokens);
 
+class EngineClient;
+
 class TraceBar : public QWidget {
     Q_OBJECT
 public:
     explicit TraceBar(QWidget* parent = nullptr);
+
+    // Follows the client: each run shown names its trace (none hides the bar), while a bar waiting for
+    // a downstream node keeps waiting with the new run's tokens; a model that opens hides it.
+    void follow(const EngineClient* client);
 
     // nullopt hides the bar.
     void setTrace(const std::optional<Session::Trace>& trace, const QStringList& tokens);
@@ -44,6 +50,7 @@ private:
     QPushButton* m_clear;
     QComboBox* m_downstreamThrough;
     bool m_picking = false;
+    NodeRef m_pickingFor; // while picking: the head whose value is traced
 };
 
 } // namespace cs::ui
