@@ -604,6 +604,23 @@ private Q_SLOTS:
         CS_VERIFY_INPUT_ERROR(cs::Gpt2Tokenizer::fromFiles(vocab, d / "merges-zero.txt"), "is not a regular file (a device)");
         fs::create_directories(d / "merges-dir.txt");
         CS_VERIFY_INPUT_ERROR(cs::Gpt2Tokenizer::fromFiles(vocab, d / "merges-dir.txt"), "is a directory");
+        // Merges lost: GPT-2's 50,257 tokens with no merge rule would tokenize every text byte by byte.
+        writeRaw(d / "merges-empty.txt", "");
+        CS_VERIFY_INPUT_ERROR(cs::Gpt2Tokenizer::fromFiles(vocab, d / "merges-empty.txt"),
+                              "the file is empty: it holds no merge rules, but the vocabulary has 50257 tokens");
+        writeRaw(d / "merges-header.txt", "#version: 0.2\n\n");
+        CS_VERIFY_INPUT_ERROR(cs::Gpt2Tokenizer::fromFiles(vocab, d / "merges-header.txt"), "holds no merge rules");
+        nlohmann::json doc = {{"model", {{"type", "BPE"}, {"vocab", nlohmann::json::parse(readRaw(vocab))}, {"merges", nlohmann::json::array()}}}};
+        writeRaw(d / "no-merges-tokenizer.json", doc.dump());
+        CS_VERIFY_INPUT_ERROR(cs::Gpt2Tokenizer::fromTokenizerJson(d / "no-merges-tokenizer.json"), "model.merges holds no merge rules");
+        // A vocabulary of the 256 bytes alone needs none (a byte-level model).
+        const nlohmann::json fullVocab = nlohmann::json::parse(readRaw(vocab));
+        nlohmann::json bytesOnly = nlohmann::json::object();
+        for (const auto& [token, id] : fullVocab.items())
+            if (id.get<int>() < 256)
+                bytesOnly[token] = id;
+        writeRaw(d / "bytes-vocab.json", bytesOnly.dump());
+        QCOMPARE(cs::Gpt2Tokenizer::fromFiles(d / "bytes-vocab.json", d / "merges-empty.txt").encode("Hi!").size(), std::size_t(3));
     }
 
     void saeLensCfgRefusesHostileFiles()
@@ -668,6 +685,12 @@ private Q_SLOTS:
             fs::remove(m / "merges.txt");
             fs::create_symlink("/dev/zero", m / "merges.txt");
             CS_VERIFY_CLI_BAD_INPUT(runCli({QStringLiteral("info"), QStringLiteral("--model"), q(m)}), "merges.txt: is not a regular file");
+        }
+        {
+            const fs::path m = tinyModelCopy(base / "empty-merges");
+            fs::remove(m / "merges.txt"); // a link to the fixture
+            writeRaw(m / "merges.txt", "");
+            CS_VERIFY_CLI_BAD_INPUT(runCli({QStringLiteral("info"), QStringLiteral("--model"), q(m)}), "merges.txt: the file is empty");
         }
         {
             const fs::path m = tinyModelCopy(base / "long-string");
