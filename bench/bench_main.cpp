@@ -1,6 +1,7 @@
 // circuitscope-bench: the figures of product.md §6, as JSON on stdout.
 //
 //   circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere] [--large]
+//                      [--sae-load LATENTS]
 //
 // Without --model it writes (once) a random GPT-2-small-shaped model (12 layers, d 768, 12 heads,
 // d_mlp 3072, vocab 50,257, seed 0) to $TMPDIR/circuitscope-bench/gpt2-small-random with the project's
@@ -11,10 +12,13 @@
 #include "core/analysis/analysis.h"
 #include "core/analysis/converters.h"
 #include "core/analysis/effects.h"
+#include "core/io/safetensors.h"
 #include "core/model/forward.h"
 #include "core/model/gpt2_model.h"
 #include "core/model/random_model.h"
 #include "core/model/weight_product.h"
+#include "core/sae/sparse_autoencoder.h"
+#include "core/util/files.h"
 #include "core/util/runtime.h"
 
 #include <nlohmann/json.hpp>
@@ -544,6 +548,57 @@ nlohmann::ordered_json longPromptFigures(const cs::Gpt2Model& model, const std::
     return out;
 }
 
+// Loading a SAELens autoencoder of `latents` latents on GPT-2 small's residual stream (d_in 768) from
+// sae_weights.safetensors (written on first use): the load's time and its memory, as the load's own
+// peak over the RSS before it (VmHWM reset) and the RSS it keeps. The weights are 2 × 768 × latents
+// float32; a load that copies a matrix once more peaks one matrix above what it keeps.
+nlohmann::ordered_json saeLoadFigures(std::int64_t latents, int repeats)
+{
+    const std::int64_t dIn = 768;
+    const fs::path dir = fs::temp_directory_path() / "circuitscope-bench" / ("saelens-" + std::to_string(latents));
+    if (!fs::exists(dir / "sae_weights.safetensors")) {
+        fs::create_directories(dir);
+        at::manual_seed(7);
+        cs::writeSafetensors(dir / "sae_weights.safetensors", {{"W_enc", at::randn({dIn, latents}) / 28.0},
+                                                               {"W_dec", at::randn({latents, dIn}) / 28.0},
+                                                               {"b_enc", at::full({latents}, -0.5f)},
+                                                               {"b_dec", at::zeros({dIn})}});
+        const nlohmann::json cfg = {{"architecture", "standard"}, {"d_in", dIn}, {"d_sae", latents}, {"activation_fn", "relu"},
+                                    {"hook_name", "blocks.6.hook_resid_pre"}, {"apply_b_dec_to_input", true},
+                                    {"normalize_activations", "none"}};
+        cs::writeFileAtomically(dir / "cfg.json", cfg.dump(2));
+    }
+    std::vector<double> ms, peak, held;
+    for (int r = 0; r < repeats; ++r) {
+        // The runtime's allocator keeps freed blocks for reuse (core/util/runtime.cpp): hand the last
+        // load's back, or this load would reuse them and look smaller.
+        cs::releaseFreedMemory();
+        const double before = currentRssMb();
+        resetPeakRss();
+        const double start = nowMs();
+        {
+            const cs::SparseAutoencoder sae = cs::loadSaeLensSae(dir);
+            ms.push_back(nowMs() - start);
+            held.push_back(currentRssMb() - before);
+            peak.push_back(vmHwmMb() - before);
+        }
+    }
+    const auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    const double weightsMb = 2.0 * static_cast<double>(dIn * latents) * 4 / (1024.0 * 1024.0);
+    return {{"latents", latents},
+            {"d_in", dIn},
+            {"file_mb", static_cast<double>(fs::file_size(dir / "sae_weights.safetensors")) / (1024.0 * 1024.0)},
+            {"weights_mb", weightsMb},
+            {"load_ms_median", median(ms)},
+            {"peak_over_before_mb_median", median(peak)},
+            {"peak_over_before_mb_max", *std::max_element(peak.begin(), peak.end())},
+            {"held_mb_median", median(held)},
+            {"repeats", repeats}};
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -554,6 +609,7 @@ int main(int argc, char** argv)
     std::vector<int> longLengths;
     bool saesEverywhere = false;
     bool large = false;
+    std::int64_t saeLoadLatents = 0;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--model" && i + 1 < argc)
@@ -574,12 +630,26 @@ int main(int argc, char** argv)
             saesEverywhere = true; // only the Run with autoencoders on every layer (issue 15)
         else if (a == "--repeats" && i + 1 < argc)
             repeats = std::max(1, std::atoi(argv[++i]));
+        else if (a == "--sae-load" && i + 1 < argc)
+            saeLoadLatents = std::max(1, std::atoi(argv[++i])); // only loading a SAELens autoencoder of N latents
         else {
-            std::cerr << "usage: circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere] [--large]\n";
+            std::cerr << "usage: circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere] "
+                         "[--large] [--sae-load LATENTS]\n";
             return 2;
         }
     }
     nlohmann::ordered_json out;
+    if (saeLoadLatents > 0) {
+        try {
+            cs::initializeRuntime();
+            out["sae_load"] = saeLoadFigures(saeLoadLatents, repeats);
+        } catch (const std::exception& e) {
+            std::cerr << "circuitscope-bench: " << e.what() << '\n';
+            return 1;
+        }
+        std::cout << out.dump(2) << '\n';
+        return 0;
+    }
     try {
         if (modelDir.empty()) {
             modelDir = fs::temp_directory_path() / "circuitscope-bench" / "gpt2-small-random";

@@ -11,6 +11,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
 namespace {
 
 struct CliResult {
@@ -30,6 +34,13 @@ CliResult runCli(const QStringList& args)
 }
 
 using cs::test::tinyModel;
+
+// The same figure from two runs of the same computation (threads may order a sum differently).
+bool close(const nlohmann::json& a, const nlohmann::json& b)
+{
+    const double x = a.get<double>(), y = b.get<double>();
+    return std::abs(x - y) <= 1e-5 * std::max({1.0, std::abs(x), std::abs(y)});
+}
 
 } // namespace
 
@@ -115,10 +126,22 @@ private Q_SLOTS:
         for (const char* key : {"id", "token", "value"})
             QVERIFY(j["write"]["top"][0].contains(key));
         QCOMPARE(j["residual_write"].size(), std::size_t(32));
+        // §5's "residual_read" for every node: [d floats], or null where the node has no single read
+        // direction (a head reads at its query and at its key; the embedding reads nothing).
+        QVERIFY(j.contains("residual_read"));
         if (isHead) {
             QVERIFY(j.contains("read_q") && j.contains("read_k") && !j.contains("read"));
+            QVERIFY(j["residual_read"].is_null());
+            QCOMPARE(j["residual_read_q"].size(), std::size_t(32));
+            QCOMPARE(j["residual_read_k"].size(), std::size_t(32));
         } else {
             QVERIFY(j.contains("read"));
+            QVERIFY(!j.contains("residual_read_q") && !j.contains("residual_read_k"));
+            if (node.startsWith(QStringLiteral("emb"))) {
+                QVERIFY(j["read"].is_null() && j["residual_read"].is_null());
+            } else {
+                QCOMPARE(j["residual_read"].size(), std::size_t(32));
+            }
         }
         QCOMPARE(!j["pair_attribution"].is_null(), hasPairs);
         if (hasPairs)
@@ -340,6 +363,54 @@ private Q_SLOTS:
         QFile f(csv);
         QVERIFY(f.open(QIODevice::ReadOnly));
         QVERIFY(QString::fromUtf8(f.readAll()).contains(QStringLiteral("ablated: attn:1:0@-1=0")));
+    }
+
+    // §5.1: with --prompt2, "left" and "right" are each the single-prompt document, so with ablations
+    // each carries its baseline (objective and rows) and the echoed ablations; the same figures as the
+    // single-prompt command on that prompt.
+    void twoPromptsWithAblationsAreTwoSinglePromptDocuments()
+    {
+        const QString second = QStringLiteral("When Mary and John went out, John gave it to");
+        const QStringList common{QStringLiteral("nodes"), QStringLiteral("--model"), tinyModel(), QStringLiteral("--top"), QStringLiteral("3"),
+                                 QStringLiteral("--target"), QStringLiteral(" Mary"), QStringLiteral("--distractor"), QStringLiteral(" John")};
+        const QStringList ablate{QStringLiteral("--ablate"), QStringLiteral("attn:1:0@-1"), QStringLiteral("--ablate"), QStringLiteral("mlp:0:91@*=0.5")};
+        const QStringList prompt{QStringLiteral("--prompt"), cs::test::kPrompt};
+        auto r = runCli(common + prompt + ablate + QStringList{QStringLiteral("--prompt2"), second});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const auto both = nlohmann::json::parse(r.out);
+        r = runCli(common + prompt + ablate);
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const auto left = nlohmann::json::parse(r.out);
+        r = runCli(common + QStringList{QStringLiteral("--prompt"), second} + ablate);
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const auto right = nlohmann::json::parse(r.out);
+        const std::vector<std::string> echoed{"attn:1:0@-1=0", "mlp:0:91@*=0.5"};
+        QCOMPARE(both["ablations"].get<std::vector<std::string>>(), echoed);
+        for (const auto& [side, single] : {std::pair{"left", &left}, std::pair{"right", &right}}) {
+            const auto& doc = both[side];
+            for (const char* key : {"objective", "objective_kind", "ids", "tokens", "nodes", "logits", "token_effects", "baseline", "ablations"})
+                QVERIFY2(doc.contains(key), (std::string(side) + ": " + key).c_str());
+            // Every key of the single-prompt document, no other.
+            for (const auto& [key, value] : single->items())
+                QVERIFY2(doc.contains(key), (std::string(side) + ": " + key).c_str());
+            QCOMPARE(doc.size(), single->size());
+            QCOMPARE(doc["ablations"].get<std::vector<std::string>>(), echoed);
+            QVERIFY(doc["baseline"]["objective"].is_number());
+            QVERIFY(doc["objective"] != doc["baseline"]["objective"]);
+            QVERIFY(doc["ids"] == (*single)["ids"]);
+            // Each prompt runs alone (D15): the same numbers as the single-prompt command, float rounding aside.
+            QVERIFY(close(doc["objective"], (*single)["objective"]));
+            QVERIFY(close(doc["baseline"]["objective"], (*single)["baseline"]["objective"]));
+            QCOMPARE(doc["nodes"].size(), (*single)["nodes"].size());
+            for (std::size_t i = 0; i < doc["nodes"].size(); ++i) {
+                const auto& row = doc["nodes"][i];
+                const auto& singleRow = (*single)["nodes"][i];
+                QVERIFY(row["node"] == singleRow["node"]);
+                QVERIFY2(row.contains("baseline"), (std::string(side) + ": " + row["node"].get<std::string>()).c_str());
+                for (const char* key : {"activation", "write_magnitude", "direct_effect", "total_effect"})
+                    QVERIFY(close(row["baseline"][key], singleRow["baseline"][key]));
+            }
+        }
     }
 
     void badInputIsOneLineAndExitTwo_data()

@@ -123,11 +123,24 @@ struct CliResult {
 CliResult runCli(const QStringList& args, const std::optional<QByteArray>& stdinBytes = std::nullopt, bool limitMemory = false)
 {
     QProcess p;
+#if defined(__SANITIZE_ADDRESS__)
+    // AddressSanitizer reserves terabytes of address space for its shadow memory at start, which an
+    // address-space limit refuses; its own cap on one allocation keeps the check (an allocation sized
+    // by the file aborts the run, and the test sees a crash).
+    if (limitMemory) {
+        QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+        const QString options = env.value(QStringLiteral("ASAN_OPTIONS"));
+        env.insert(QStringLiteral("ASAN_OPTIONS"), options + (options.isEmpty() ? QString() : QStringLiteral(":")) +
+                                                       QStringLiteral("max_allocation_size_mb=4000"));
+        p.setProcessEnvironment(env);
+    }
+#else
     if (limitMemory)
         p.setChildProcessModifier([] {
             const rlimit limit{4000000ull * 1024, 4000000ull * 1024};
             ::setrlimit(RLIMIT_AS, &limit);
         });
+#endif
     QElapsedTimer timer;
     timer.start();
     p.start(QStringLiteral(CLI_PATH), args);
@@ -604,6 +617,23 @@ private Q_SLOTS:
         CS_VERIFY_INPUT_ERROR(cs::Gpt2Tokenizer::fromFiles(vocab, d / "merges-zero.txt"), "is not a regular file (a device)");
         fs::create_directories(d / "merges-dir.txt");
         CS_VERIFY_INPUT_ERROR(cs::Gpt2Tokenizer::fromFiles(vocab, d / "merges-dir.txt"), "is a directory");
+        // Merges lost: GPT-2's 50,257 tokens with no merge rule would tokenize every text byte by byte.
+        writeRaw(d / "merges-empty.txt", "");
+        CS_VERIFY_INPUT_ERROR(cs::Gpt2Tokenizer::fromFiles(vocab, d / "merges-empty.txt"),
+                              "the file is empty: it holds no merge rules, but the vocabulary has 50257 tokens");
+        writeRaw(d / "merges-header.txt", "#version: 0.2\n\n");
+        CS_VERIFY_INPUT_ERROR(cs::Gpt2Tokenizer::fromFiles(vocab, d / "merges-header.txt"), "holds no merge rules");
+        nlohmann::json doc = {{"model", {{"type", "BPE"}, {"vocab", nlohmann::json::parse(readRaw(vocab))}, {"merges", nlohmann::json::array()}}}};
+        writeRaw(d / "no-merges-tokenizer.json", doc.dump());
+        CS_VERIFY_INPUT_ERROR(cs::Gpt2Tokenizer::fromTokenizerJson(d / "no-merges-tokenizer.json"), "model.merges holds no merge rules");
+        // A vocabulary of the 256 bytes alone needs none (a byte-level model).
+        const nlohmann::json fullVocab = nlohmann::json::parse(readRaw(vocab));
+        nlohmann::json bytesOnly = nlohmann::json::object();
+        for (const auto& [token, id] : fullVocab.items())
+            if (id.get<int>() < 256)
+                bytesOnly[token] = id;
+        writeRaw(d / "bytes-vocab.json", bytesOnly.dump());
+        QCOMPARE(cs::Gpt2Tokenizer::fromFiles(d / "bytes-vocab.json", d / "merges-empty.txt").encode("Hi!").size(), std::size_t(3));
     }
 
     void saeLensCfgRefusesHostileFiles()
@@ -668,6 +698,12 @@ private Q_SLOTS:
             fs::remove(m / "merges.txt");
             fs::create_symlink("/dev/zero", m / "merges.txt");
             CS_VERIFY_CLI_BAD_INPUT(runCli({QStringLiteral("info"), QStringLiteral("--model"), q(m)}), "merges.txt: is not a regular file");
+        }
+        {
+            const fs::path m = tinyModelCopy(base / "empty-merges");
+            fs::remove(m / "merges.txt"); // a link to the fixture
+            writeRaw(m / "merges.txt", "");
+            CS_VERIFY_CLI_BAD_INPUT(runCli({QStringLiteral("info"), QStringLiteral("--model"), q(m)}), "merges.txt: the file is empty");
         }
         {
             const fs::path m = tinyModelCopy(base / "long-string");

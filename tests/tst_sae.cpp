@@ -884,6 +884,23 @@ private:
              withTensors([=](auto& ts) { replaceTensor(ts, "W_enc", at::zeros({32, 64}, at::kInt)); })},
             {"W_enc with NaN", "sae_weights.safetensors", "W_enc",
              withTensors([=](auto& ts) { replaceTensor(ts, "W_enc", at::full({32, 64}, NAN)); })},
+            // One bad value among finite ones, in the last element and in half precision: the
+            // finiteness scan looks at every value of every dtype.
+            {"W_dec with one +inf", "sae_weights.safetensors", "W_dec", withTensors([=](auto& ts) {
+                 at::Tensor w = at::zeros({64, 32});
+                 w[63][31] = INFINITY;
+                 replaceTensor(ts, "W_dec", w);
+             })},
+            {"b_enc with one -inf in float16", "sae_weights.safetensors", "b_enc", withTensors([=](auto& ts) {
+                 at::Tensor b = at::zeros({64}, at::kHalf);
+                 b[17] = -INFINITY;
+                 replaceTensor(ts, "b_enc", b);
+             })},
+            {"pt with one NaN in decoder.weight", "bad.pt", "decoder.weight", pt([](PtDict& d) {
+                 at::Tensor w = at::zeros({32, 64});
+                 w[5][40] = NAN;
+                 ptSet(d, "decoder.weight", w);
+             })},
             {"jumprelu without threshold", "sae_weights.safetensors", "threshold",
              withCfg([](Json& c) { c["architecture"] = "jumprelu"; })},
             {"scaling_factor not ones", "sae_weights.safetensors", "scaling_factor",

@@ -155,8 +155,8 @@ Analysis analyzePrompt(const Gpt2Model& model, const SaeSet& saes, const Analysi
     }
     releaseFreedMemory();
     const bool ablated = !left.ablations.empty();
-    const bool baseline = ablated && q.baseline && !right;
-    const int passes = 1 + (baseline ? 1 : 0) + (right ? 1 : 0);
+    const bool baseline = ablated && q.baseline && (!right || q.baselineOfBothPrompts);
+    const int passes = (right ? 2 : 1) * (baseline ? 2 : 1);
 
     Analysis a;
     for (const auto& spec : q.ablations)
@@ -177,6 +177,8 @@ Analysis analyzePrompt(const Gpt2Model& model, const SaeSet& saes, const Analysi
         a.right = analysisOf(*right);
         a.right->run = runOne(model, saes, *right, right->ablations.empty() ? nullptr : &right->ablations, q.logitsTopK, control,
                               pass++, passes, "second prompt: ", nullptr);
+        if (baseline)
+            a.right->baseline = runOne(model, saes, *right, nullptr, q.logitsTopK, control, pass++, passes, "second prompt baseline: ", nullptr);
     }
     return a;
 }

@@ -31,6 +31,10 @@ struct AnalysisQuery {
     int logitsTopK = 10;                   // top and bottom next tokens reported
     // With ablations and one prompt, also run the network without them (the UI's ablated / baseline / Δ).
     bool baseline = true;
+    // With ablations and two prompts, also run each prompt without them: the CLI's "left" and "right"
+    // are each the single-prompt document, baseline included (product.md §5.1). The window compares
+    // the two prompts instead and skips these two passes.
+    bool baselineOfBothPrompts = false;
 };
 
 // One next-token candidate at the objective's token.
@@ -63,7 +67,7 @@ struct PromptAnalysis {
     PromptTokens tokens;
     ResolvedObjective objective;
     PromptRun run;                     // under the ablations
-    std::optional<PromptRun> baseline; // the same prompt and objective without ablations (see query.baseline)
+    std::optional<PromptRun> baseline; // the same prompt and objective without ablations (see query.baseline*)
 };
 
 struct Analysis {

@@ -237,11 +237,13 @@ nlohmann::json nodeJson(const Gpt2Model& model, const NodeQuery& q, std::vector<
     }
     if (q.vectors) {
         out["residual_write"] = vectorOf(write);
+        // §5's key for every node. A head reads at two tokens (tdb-math D1: Q-read at its query, K-read at
+        // its key), so it has no single read direction: null, and its two reads under the names of its
+        // token reads ("read_q"/"read_k", which §5 puts in place of "read" for heads).
+        out["residual_read"] = reads.read ? nlohmann::json(vectorOf(*reads.read)) : nlohmann::json(nullptr);
         if (node.kind == NodeKind::AttnHead) {
             out["residual_read_q"] = vectorOf(*reads.readQ);
             out["residual_read_k"] = vectorOf(*reads.readK);
-        } else {
-            out["residual_read"] = reads.read ? nlohmann::json(vectorOf(*reads.read)) : nlohmann::json(nullptr);
         }
     }
     out["ablations"] = a.ablations;
@@ -272,6 +274,7 @@ nlohmann::json nodesJson(const Gpt2Model& model, const NodesQuery& q, std::vecto
     checkInterventionNodes(model, saes, q.analysis);
     AnalysisQuery query = q.analysis;
     query.logitsTopK = q.topK;
+    query.baselineOfBothPrompts = true; // "left" and "right" are each the single-prompt document (§5.1)
     const Analysis a = analyzePrompt(model, saes, query);
     collectWarnings(a, warnings);
     warnAboutEmptyTrace(a.left, warnings);
@@ -283,6 +286,8 @@ nlohmann::json nodesJson(const Gpt2Model& model, const NodesQuery& q, std::vecto
     nlohmann::json out;
     out["left"] = promptNodesJson(model, saes, a.left, q.topK);
     out["right"] = promptNodesJson(model, saes, *a.right, q.topK);
+    out["left"]["ablations"] = a.ablations;
+    out["right"]["ablations"] = a.ablations;
     const bool leftEffects = a.left.run.effects.hasObjective, rightEffects = a.right->run.effects.hasObjective;
     nlohmann::json nodes = nlohmann::json::array();
     for (const NodeTableRow& row : nodeTable(model, saes, a, q.topK)) {

@@ -107,6 +107,16 @@ std::string readTextFile(const fs::path& path) { return readRegularFile(path, kM
 
 json parseJsonFile(const fs::path& path) { return readJsonFile(path, kMaxDocumentBytes); }
 
+// Without merge rules byte-level BPE only ever produces the 256 single-byte tokens (and the added ones,
+// matched literally): a vocabulary with more is a tokenizer whose merges were lost (an empty or cut
+// merges.txt, a `/dev/null` copy), which would silently tokenize every text byte by byte.
+void requireMergesFor(std::size_t vocabularySize, int mergeCount, const fs::path& file, const std::string& what)
+{
+    if (mergeCount == 0 && vocabularySize > 257)
+        throwInputError(file, what + " holds no merge rules, but the vocabulary has " + std::to_string(vocabularySize) +
+                                  " tokens: without merges only the 256 single bytes are ever produced");
+}
+
 std::uint64_t pairKey(int left, int right)
 {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) | static_cast<std::uint32_t>(right);
@@ -411,6 +421,7 @@ Gpt2Tokenizer Gpt2Tokenizer::fromFiles(const fs::path& vocabJson, const fs::path
         impl->addMerge(line.substr(0, space), line.substr(space + 1), rank++, mergesTxt,
                        "line " + std::to_string(lineNumber));
     }
+    requireMergesFor(impl->idOfBytes.size(), rank, mergesTxt, merges.empty() ? "the file is empty: it" : "the file");
 
     impl->finish();
     return Gpt2Tokenizer(std::move(impl));
@@ -457,6 +468,7 @@ Gpt2Tokenizer Gpt2Tokenizer::fromTokenizerJson(const fs::path& path)
         }
         ++rank;
     }
+    requireMergesFor(impl->idOfBytes.size(), rank, path, "model.merges");
 
     if (const auto added = doc.find("added_tokens"); added != doc.end() && !added->is_null()) {
         if (!added->is_array())
