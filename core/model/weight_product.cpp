@@ -99,75 +99,67 @@ at::Tensor blockBuffer(at::Tensor& buffer, std::int64_t rows, std::int64_t cols)
     return buffer.narrow(0, 0, rows * cols).view({rows, cols});
 }
 
-// How many rows (or columns) of `across` entries make one block, at most `total`.
-std::int64_t blockLength(std::int64_t across, std::int64_t total)
+// Calls use(start, length, block) for consecutive blocks of W along `dim` (0: rows, 1: columns), each
+// converted to float32 into one reused buffer of about kBlockEntries entries.
+template <typename Use>
+void forEachFloat32Block(const at::Tensor& w, int dim, Use use)
 {
-    return std::clamp<std::int64_t>(kBlockEntries / std::max<std::int64_t>(across, 1), 1, std::max<std::int64_t>(total, 1));
+    const std::int64_t total = w.size(dim), across = w.size(1 - dim);
+    const std::int64_t length = std::clamp<std::int64_t>(kBlockEntries / std::max<std::int64_t>(across, 1), 1, std::max<std::int64_t>(total, 1));
+    at::Tensor buffer;
+    for (std::int64_t start = 0; start < total; start += length) {
+        const std::int64_t len = std::min(length, total - start);
+        at::Tensor block = dim == 0 ? blockBuffer(buffer, len, across) : blockBuffer(buffer, across, len);
+        convertBlock(w.narrow(dim, start, len), block);
+        use(start, len, block);
+    }
 }
 
-// x [n, k]·W [k, m] with W in half precision, converted one block at a time. While y is small enough to
-// stay in cache (a short prompt), blocks of W's rows (contiguous) are summed into it: y += x_block·W_block,
-// 0.9–1.2× the float32 product on GPT-2 XL's shapes at 64 tokens. A larger y (a long prompt, an
-// autoencoder's 32k latents) would be re-read for every block; then blocks of W's columns each give a
-// column slice of y, written in place (BLAS takes the leading dimension).
+// x [n, k]·W [k, m] with W in half precision. While y is small enough to stay in cache (a short prompt),
+// blocks of W's rows (contiguous) are summed into it: y += x_block·W_block, 0.9–1.2× the float32 product
+// on GPT-2 XL's shapes at 64 tokens. A larger y (a long prompt, an autoencoder's 32k latents) would be
+// re-read for every block; then blocks of W's columns each give a column slice of y, written in place
+// (BLAS takes the leading dimension).
 at::Tensor halfTimesWeight(const at::Tensor& x, const at::Tensor& w)
 {
-    const std::int64_t n = x.size(0), k = x.size(1), m = w.size(1);
     const at::Tensor xf = x.to(at::kFloat);
-    at::Tensor buffer;
+    const std::int64_t n = x.size(0), m = w.size(1);
     if (n * m <= kBlockEntries * 2) {
-        const std::int64_t rowBlock = blockLength(m, k);
         at::Tensor y = at::zeros({n, m}, xf.options());
-        for (std::int64_t i = 0; i < k; i += rowBlock) {
-            const std::int64_t rows = std::min(rowBlock, k - i);
-            at::Tensor block = blockBuffer(buffer, rows, m);
-            convertBlock(w.narrow(0, i, rows), block);
+        forEachFloat32Block(w, 0, [&](std::int64_t i, std::int64_t rows, const at::Tensor& block) {
             y.addmm_(xf.narrow(1, i, rows), block);
-        }
+        });
         return y;
     }
-    const std::int64_t colBlock = blockLength(k, m);
     at::Tensor y = at::empty({n, m}, xf.options());
-    for (std::int64_t j = 0; j < m; j += colBlock) {
-        const std::int64_t cols = std::min(colBlock, m - j);
-        at::Tensor block = blockBuffer(buffer, k, cols);
-        convertBlock(w.narrow(1, j, cols), block);
+    forEachFloat32Block(w, 1, [&](std::int64_t j, std::int64_t cols, const at::Tensor& block) {
         at::Tensor target = y.narrow(1, j, cols);
         at::mm_out(target, xf, block);
-    }
+    });
     return y;
 }
 
 // x [n, k]·Wᵀ for W [m, k] in half precision. Two ways to cut W: blocks of its columns (the
 // contraction: y += x_block·W_blockᵀ), which on GPT-2 XL's layer shapes is 1.2–1.5× the float32
-// product, or blocks of its rows, each giving a column slice of y (written in place: BLAS takes the
-// leading dimension). A vocabulary matrix [50,257, d] has blocks of a few columns only, so it is cut by
-// rows.
+// product, or blocks of its rows, each giving a column slice of y (written in place). A vocabulary
+// matrix [50,257, d] has blocks of a few columns only, so it is cut by rows.
 at::Tensor halfTimesWeightT(const at::Tensor& x, const at::Tensor& w)
 {
-    const std::int64_t n = x.size(0), k = x.size(1), m = w.size(0);
     const at::Tensor xf = x.to(at::kFloat);
-    at::Tensor buffer;
-    const std::int64_t colBlock = blockLength(m, k);
-    if (colBlock >= 64 || colBlock == k) {
+    const std::int64_t n = x.size(0), k = x.size(1), m = w.size(0);
+    const std::int64_t columnsPerBlock = kBlockEntries / std::max<std::int64_t>(m, 1);
+    if (columnsPerBlock >= 64 || columnsPerBlock >= k) {
         at::Tensor y = at::zeros({n, m}, xf.options());
-        for (std::int64_t i = 0; i < k; i += colBlock) {
-            const std::int64_t cols = std::min(colBlock, k - i);
-            at::Tensor block = blockBuffer(buffer, m, cols);
-            convertBlock(w.narrow(1, i, cols), block);
+        forEachFloat32Block(w, 1, [&](std::int64_t i, std::int64_t cols, const at::Tensor& block) {
             y.addmm_(xf.narrow(1, i, cols), block.t());
-        }
+        });
         return y;
     }
-    const std::int64_t rowBlock = blockLength(k, m);
     at::Tensor y = at::empty({n, m}, xf.options());
-    for (std::int64_t j = 0; j < m; j += rowBlock) {
-        const std::int64_t rows = std::min(rowBlock, m - j);
-        at::Tensor block = blockBuffer(buffer, rows, k);
-        convertBlock(w.narrow(0, j, rows), block);
+    forEachFloat32Block(w, 0, [&](std::int64_t j, std::int64_t rows, const at::Tensor& block) {
         at::Tensor target = y.narrow(1, j, rows);
         at::mm_out(target, xf, block.t());
-    }
+    });
     return y;
 }
 
@@ -260,14 +252,10 @@ at::Tensor weightRowNorms(const at::Tensor& w)
 {
     if (!isHalfStorage(w) || w.stride(1) != 1)
         return asFloat32(w).norm(2, -1);
-    const std::int64_t r = w.size(0), c = w.size(1), block = blockLength(c, r);
-    at::Tensor out = at::empty({r}, at::kFloat), buffer;
-    for (std::int64_t i = 0; i < r; i += block) {
-        const std::int64_t rows = std::min(block, r - i);
-        at::Tensor b = blockBuffer(buffer, rows, c);
-        convertBlock(w.narrow(0, i, rows), b);
-        out.narrow(0, i, rows).copy_(b.norm(2, -1));
-    }
+    at::Tensor out = at::empty({w.size(0)}, at::kFloat);
+    forEachFloat32Block(w, 0, [&](std::int64_t i, std::int64_t rows, const at::Tensor& block) {
+        out.narrow(0, i, rows).copy_(block.norm(2, -1));
+    });
     return out;
 }
 
