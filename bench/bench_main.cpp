@@ -16,7 +16,7 @@
 #include "core/model/forward.h"
 #include "core/model/gpt2_model.h"
 #include "core/model/random_model.h"
-#include "core/model/weight_product.h"
+#include "core/linalg/weight_product.h"
 #include "core/sae/sparse_autoencoder.h"
 #include "core/util/files.h"
 #include "core/util/runtime.h"

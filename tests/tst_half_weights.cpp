@@ -6,7 +6,7 @@
 #include "core/model/forward.h"
 #include "core/model/gpt2_model.h"
 #include "core/model/random_model.h"
-#include "core/model/weight_product.h"
+#include "core/linalg/weight_product.h"
 #include "test_support.h"
 
 #include <QTemporaryDir>

@@ -1,6 +1,6 @@
 #include "core/analysis/converters.h"
 
-#include "core/model/weight_product.h"
+#include "core/linalg/weight_product.h"
 #include "core/util/errors.h"
 
 #include <cmath>
@@ -42,7 +42,7 @@ at::Tensor headValueWrites(const AnalysisInput& in, int layer, int head)
 // The latent's decoder direction in residual space, without α and s: D_l, D_l·W_out or D_l·W_O.
 at::Tensor latentResidualDirection(const AnalysisInput& in, const SaeRecord& rec, int latent)
 {
-    const at::Tensor dir = rec.bound.sae->decoder[latent];
+    const at::Tensor dir = asFloat32(rec.bound.sae->decoder[latent]);
     const Gpt2LayerWeights& lw = in.model.weights.layers.at(static_cast<std::size_t>(rec.bound.layer));
     switch (rec.bound.location) {
     case SaeLocation::MlpPostAct: return timesWeight(dir.unsqueeze(0), lw.mlpOutWeight).squeeze(0);
@@ -196,7 +196,7 @@ NeuronTokenScan scanNeuronWriteTokens(const Gpt2Model& model, int layer, int k, 
 at::Tensor saeEncoderGradient(const SparseAutoencoder& sae, const at::Tensor& x, int latent)
 {
     at::NoGradGuard noGrad;
-    const at::Tensor u = sae.encoder.select(1, latent);
+    const at::Tensor u = sae.encoder.select(1, latent).to(computeDtype(sae.encoder));
     if (!sae.normalizeInput)
         return x.dim() == 1 ? u.clone() : u.unsqueeze(0).expand({x.size(0), u.size(0)}).clone();
     // x̃ = x_c / S with x_c = x − μ, s = sqrt(Σx_c²/(m−1)), S = s + 1e-5 (D2). Its VJP, row by row:

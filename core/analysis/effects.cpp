@@ -1,6 +1,6 @@
 #include "core/analysis/effects.h"
 
-#include "core/model/weight_product.h"
+#include "core/linalg/weight_product.h"
 
 #include "core/analysis/objective.h"
 
@@ -54,7 +54,7 @@ at::Tensor latentDirectionNorms(const Gpt2LayerWeights& lw, const BoundSae& boun
         constexpr std::int64_t kBlock = 4096; // bounds the temporary to 4096 × d floats
         for (std::int64_t start = 0; start < dec.size(0); start += kBlock) {
             const std::int64_t m = std::min(kBlock, dec.size(0) - start);
-            norms.narrow(0, start, m).copy_(toResidual(lw, bound.location, dec.narrow(0, start, m)).norm(2, -1));
+            norms.narrow(0, start, m).copy_(toResidual(lw, bound.location, asFloat32(dec.narrow(0, start, m))).norm(2, -1));
         }
         bound.normCache->norms = norms;
     });
@@ -78,13 +78,13 @@ namespace {
 at::Tensor rowDots(const at::Tensor& A, const at::Tensor& rowsA, const at::Tensor& B, const at::Tensor& rowsB)
 {
     const std::int64_t count = rowsA.numel();
-    at::Tensor out = at::empty({count}, A.options());
-    const at::Tensor Bt = B.to(A.scalar_type());
+    at::Tensor out = at::empty({count}, A.options().dtype(computeDtype(A)));
+    const at::Tensor Bt = B.to(computeDtype(A));
     constexpr std::int64_t kBlock = 2048;
     for (std::int64_t start = 0; start < count; start += kBlock) {
         const std::int64_t m = std::min(kBlock, count - start);
         const at::Tensor ra = rowsA.narrow(0, start, m), rb = rowsB.narrow(0, start, m);
-        const at::Tensor a = A.index_select(0, ra); // [m, d]
+        const at::Tensor a = weightRows(A, ra); // [m, d]
         // The active entries of an autoencoder come token by token (nonzero() is row-major), so a block
         // touches a few consecutive rows of B: one product with those rows, then a gather, reads each
         // gathered row of A once and never copies B's rows per entry.

@@ -1,6 +1,6 @@
 #include "core/analysis/objective.h"
 
-#include "core/model/weight_product.h"
+#include "core/linalg/weight_product.h"
 
 #include "core/util/errors.h"
 

@@ -1,6 +1,6 @@
 #include "core/model/forward.h"
 
-#include "core/model/weight_product.h"
+#include "core/linalg/weight_product.h"
 
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
@@ -384,7 +384,7 @@ at::Tensor applySae(const SaeSet* saes, SaeLocation location, int layer, const a
             }
         }
         const at::Tensor delta = at::where(mask, change - alpha, at::zeros_like(alpha));
-        const at::Tensor write = at::mm(delta, sae.decoder.index_select(0, cols).to(delta.scalar_type())) * attached.scale;
+        const at::Tensor write = at::mm(delta, weightRows(sae.decoder, cols).to(delta.scalar_type())) * attached.scale;
         out = x.index_add(0, rows, write.to(x.scalar_type()));
     }
     r.output = out;
@@ -682,7 +682,7 @@ at::Tensor saeReconstruction(const SaeRecord& record)
     for (std::int64_t t = 0; t < alpha.size(0); ++t) {
         const at::Tensor cols = alpha[t].nonzero().squeeze(1);
         if (cols.numel() > 0)
-            out[t] += at::mv(sae.decoder.index_select(0, cols).t(), alpha[t].index_select(0, cols));
+            out[t] += at::mv(weightRows(sae.decoder, cols).t(), alpha[t].index_select(0, cols));
     }
     if (sae.normalizeInput)
         out = out * record.encoding.scale + record.encoding.mean;

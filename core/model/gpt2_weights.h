@@ -3,10 +3,11 @@
 // W stored [in, out]). Vectors and the position embedding are float32. The large matrices (the four
 // per layer, the token embedding, an untied unembedding) are float32, or float16/bfloat16 when the file
 // stores them so and the model was opened with WeightStorage::AsStored: half the memory, and every
-// product with them still computes in float32 (core/model/weight_product.h), so results equal those
+// product with them still computes in float32 (core/linalg/weight_product.h), so results equal those
 // of the converted weights. Code that multiplies by a matrix goes through weight_product.h. The math section of the spec names these differently
 // (TDB's "standardized weights", math §1.6); the accessors below give those views without copying.
 
+#include "core/linalg/weight_product.h" // WeightStorage
 #include "core/model/gpt2_config.h"
 
 #include <ATen/ATen.h>
@@ -14,9 +15,6 @@
 #include <vector>
 
 namespace cs {
-
-// How the loader keeps float16/bfloat16 matrices: as stored (the default), or converted to float32.
-enum class WeightStorage { AsStored, Float32 };
 
 struct Gpt2LayerWeights {
     at::Tensor ln1Gain, ln1Bias;         // [d]

@@ -2,7 +2,7 @@
 
 #include "core/io/safetensors.h"
 #include "core/io/torch_pickle.h"
-#include "core/model/weight_product.h"
+#include "core/linalg/weight_product.h"
 #include "core/util/errors.h"
 
 #include <map>

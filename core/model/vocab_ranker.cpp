@@ -1,6 +1,6 @@
 #include "core/model/vocab_ranker.h"
 
-#include "core/model/weight_product.h"
+#include "core/linalg/weight_product.h"
 
 #include <ATen/Parallel.h>
 

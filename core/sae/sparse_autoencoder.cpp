@@ -5,6 +5,7 @@
 
 #include "core/io/safetensors.h"
 #include "core/io/torch_pickle.h"
+#include "core/linalg/weight_product.h"
 #include "core/util/errors.h"
 #include "core/util/files.h"
 
@@ -37,16 +38,24 @@ std::string lower(std::string s)
     return s;
 }
 
-// A float32, contiguous tensor that owns its memory (not a view into a pickle's storage), made with at
-// most one copy: to() and contiguous() return their input when it already is float32 and contiguous,
-// and copy otherwise (a transposed weight, a float16 one); only a result still sharing the input's
-// storage is cloned. A 32k-latent autoencoder's 100 MB matrices are never copied twice.
-at::Tensor ownedFloat32(const at::Tensor& t)
+// A contiguous tensor of `dtype` that owns its memory (not a view into a pickle's storage), made with
+// at most one copy: to() and contiguous() return their input when it already has the dtype and is
+// contiguous, and copy otherwise (a transposed weight, a float16 one converted); only a result still
+// sharing the input's storage is cloned. A 32k-latent autoencoder's 100 MB matrices are never copied twice.
+at::Tensor owned(const at::Tensor& t, at::ScalarType dtype)
 {
-    at::Tensor out = t.to(at::kFloat).contiguous();
+    at::Tensor out = t.to(dtype).contiguous();
     if (out.is_alias_of(t))
         out = out.clone();
     return out;
+}
+
+// What an encoder or decoder matrix is kept as: its stored float16/bfloat16 under AsStored (half the
+// memory; the products compute in float32, core/linalg/weight_product.h), else float32. Vectors
+// (biases, threshold) are always float32: they are small, and the element-wise math reads them directly.
+at::ScalarType matrixDtype(at::ScalarType stored, WeightStorage storage)
+{
+    return storage == WeightStorage::AsStored && (stored == at::kHalf || stored == at::kBFloat16) ? stored : at::kFloat;
 }
 
 void requireShape(const std::filesystem::path& file, const std::string& name, const at::Tensor& t,
@@ -57,17 +66,31 @@ void requireShape(const std::filesystem::path& file, const std::string& name, co
                                   shapeString(shape));
 }
 
-// A scan of the float32 values' bits (exponent all ones: NaN or ±inf) allocates nothing: at::isfinite
-// builds |t| and two boolean masks, a transient 1.25 × the matrix (120 MB for a 32k-latent decoder),
-// which was the autoencoder load's peak.
+// Whether any value's exponent bits (`exponent`, a mask of the word) are all ones: NaN or ±inf.
+template <typename Word>
+bool anyExponentAllOnes(const at::Tensor& c, Word exponent)
+{
+    const auto* bits = static_cast<const Word*>(c.data_ptr());
+    const std::int64_t n = c.numel();
+    Word nonFinite = 0;
+    for (std::int64_t i = 0; i < n; ++i)
+        nonFinite |= static_cast<Word>((bits[i] & exponent) == exponent);
+    return nonFinite != 0;
+}
+
+// A scan of the values' bits in their own dtype allocates nothing: at::isfinite builds |t| and two
+// boolean masks, a transient 1.25 × the matrix (120 MB for a 32k-latent decoder), which was the
+// autoencoder load's peak, and a float32 copy of a half-precision matrix would be 2 × it.
 void requireFinite(const std::filesystem::path& file, const std::string& name, const at::Tensor& t)
 {
-    const at::Tensor c = t.to(at::kFloat).contiguous();
-    const auto* bits = static_cast<const std::uint32_t*>(c.data_ptr());
-    const std::int64_t n = c.numel();
-    std::uint32_t nonFinite = 0;
-    for (std::int64_t i = 0; i < n; ++i)
-        nonFinite |= static_cast<std::uint32_t>((bits[i] & 0x7f800000u) == 0x7f800000u);
+    const at::Tensor c = t.contiguous();
+    bool nonFinite = false;
+    switch (c.scalar_type()) {
+    case at::kFloat: nonFinite = anyExponentAllOnes<std::uint32_t>(c, 0x7f800000u); break;
+    case at::kHalf: nonFinite = anyExponentAllOnes<std::uint16_t>(c, 0x7c00u); break;
+    case at::kBFloat16: nonFinite = anyExponentAllOnes<std::uint16_t>(c, 0x7f80u); break;
+    default: nonFinite = !at::isfinite(c).all().item<bool>(); break; // not made by the loaders
+    }
     if (nonFinite)
         throwInputError(file, "tensor '" + name + "' contains NaN or infinite values");
 }
@@ -88,7 +111,7 @@ auto fromExtra(const std::filesystem::path& file, const std::string& what, F&& r
 
 } // namespace
 
-SparseAutoencoder loadOpenAiSae(const std::filesystem::path& file)
+SparseAutoencoder loadOpenAiSae(const std::filesystem::path& file, WeightStorage storage)
 {
     const TorchStateDict sd = loadTorchStateDict(file);
 
@@ -120,10 +143,10 @@ SparseAutoencoder loadOpenAiSae(const std::filesystem::path& file)
     SparseAutoencoder sae;
     sae.source = file;
     sae.format = "openai";
-    sae.encoder = ownedFloat32(encoderWeight.t());
-    sae.encoderBias = ownedFloat32(latentBias);
-    sae.decoder = ownedFloat32(decoderWeight.t());
-    sae.preBias = ownedFloat32(preBias);
+    sae.encoder = owned(encoderWeight.t(), matrixDtype(encoderWeight.scalar_type(), storage));
+    sae.encoderBias = owned(latentBias, at::kFloat);
+    sae.decoder = owned(decoderWeight.t(), matrixDtype(decoderWeight.scalar_type(), storage));
+    sae.preBias = owned(preBias, at::kFloat);
     sae.subtractPreBias = true;
     for (const auto& [name, t] : {std::pair<const char*, const at::Tensor*>{"encoder.weight", &sae.encoder},
                                   {"decoder.weight", &sae.decoder},
@@ -290,7 +313,7 @@ std::optional<int> layerFromHookName(const std::string& hook)
 
 } // namespace
 
-SparseAutoencoder loadSaeLensSae(const std::filesystem::path& dir)
+SparseAutoencoder loadSaeLensSae(const std::filesystem::path& dir, WeightStorage storage)
 {
     std::error_code ec;
     if (!std::filesystem::is_directory(dir, ec))
@@ -428,29 +451,31 @@ SparseAutoencoder loadSaeLensSae(const std::filesystem::path& dir)
     if (!std::filesystem::exists(weightsPath, ec))
         throwInputError(weightsPath, "missing (a SAELens autoencoder directory holds cfg.json and sae_weights.safetensors)");
     const SafetensorsFile weights = SafetensorsFile::open(weightsPath);
-    const auto tensor = [&](const std::string& name) -> std::optional<at::Tensor> {
+    // toTensor and toFloat32 read into a contiguous tensor of its own; a copy would hold each of a
+    // 32k-latent autoencoder's 100 MB matrices twice while it is made. A matrix stored in float16/
+    // bfloat16 is read as stored under AsStored (matrixDtype).
+    const auto tensor = [&](const std::string& name, bool matrix = false) -> std::optional<at::Tensor> {
         const SafetensorsEntry* e = weights.find(name);
         if (!e)
             return std::nullopt;
-        // toFloat32 reads into a contiguous float32 tensor of its own; a copy would hold each of a
-        // 32k-latent autoencoder's 100 MB matrices twice while it is made.
-        at::Tensor t = weights.toFloat32(*e);
+        const bool half = e->dtype == StDType::F16 || e->dtype == StDType::BF16;
+        at::Tensor t = matrix && half && storage == WeightStorage::AsStored ? weights.toTensor(*e) : weights.toFloat32(*e);
         requireFinite(weightsPath, name, t);
         return t;
     };
-    const auto required = [&](const std::string& name) {
-        std::optional<at::Tensor> t = tensor(name);
+    const auto required = [&](const std::string& name, bool matrix = false) {
+        std::optional<at::Tensor> t = tensor(name, matrix);
         if (!t)
             throwInputError(weightsPath, "missing tensor '" + name + "' (a SAELens autoencoder holds W_enc, W_dec, b_enc, b_dec)");
         return *t;
     };
 
-    const at::Tensor wEnc = required("W_enc");
+    const at::Tensor wEnc = required("W_enc", /*matrix=*/true);
     if (wEnc.dim() != 2 || wEnc.size(0) == 0 || wEnc.size(1) == 0)
         throwInputError(weightsPath, "tensor 'W_enc' has shape " + shapeString(wEnc.sizes()) + " where [d_in, d_sae] is expected");
     const std::int64_t dIn = wEnc.size(0);
     const std::int64_t dSae = wEnc.size(1);
-    const at::Tensor wDec = required("W_dec");
+    const at::Tensor wDec = required("W_dec", /*matrix=*/true);
     if (wDec.sizes().vec() != std::vector<std::int64_t>{dSae, dIn})
         throwInputError(weightsPath, "tensor 'W_dec' has shape " + shapeString(wDec.sizes()) + ", inconsistent with 'W_enc' " +
                                          shapeString(wEnc.sizes()) + " (W_dec must be [d_sae, d_in] = " +
@@ -497,19 +522,27 @@ SparseAutoencoder loadSaeLensSae(const std::filesystem::path& dir)
     return sae;
 }
 
-SparseAutoencoder loadSae(const std::filesystem::path& path)
+SparseAutoencoder loadSae(const std::filesystem::path& path, WeightStorage storage)
 {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec))
-        return loadSaeLensSae(path);
+        return loadSaeLensSae(path, storage);
     if (!std::filesystem::exists(path, ec))
         throwInputError(path, "no such file or directory");
     // One of a SAELens directory's files: load the directory.
     if (path.filename() == "cfg.json" || path.extension() == ".safetensors") {
         const std::filesystem::path parent = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-        return loadSaeLensSae(parent);
+        return loadSaeLensSae(parent, storage);
     }
-    return loadOpenAiSae(path);
+    return loadOpenAiSae(path, storage);
+}
+
+std::int64_t SparseAutoencoder::byteCount() const
+{
+    std::int64_t bytes = 0;
+    for (const at::Tensor* t : {&encoder, &encoderBias, &decoder, &preBias, &threshold})
+        bytes += t->defined() ? static_cast<std::int64_t>(t->nbytes()) : 0;
+    return bytes;
 }
 
 const char* saeActivationName(SaeActivation activation)
@@ -533,8 +566,9 @@ SaeEncoding encodeSae(const SparseAutoencoder& sae, const at::Tensor& input)
         throw std::invalid_argument("encodeSae: input of shape " + shapeString(input.sizes()) + " for an autoencoder of input width " +
                                     std::to_string(sae.inputWidth()));
 
-    // Computed in the autoencoder's dtype (float32 as loaded; a test may convert everything to double).
-    at::Tensor x = input.to(sae.encoder.scalar_type());
+    // Computed in float32 (for float16/bfloat16 matrices too, block by block: linear()); a test may
+    // convert everything to double, and then it is double.
+    at::Tensor x = input.to(computeDtype(sae.encoder));
     const std::int64_t n = x.size(0);
 
     SaeEncoding out;
@@ -549,7 +583,7 @@ SaeEncoding encodeSae(const SparseAutoencoder& sae, const at::Tensor& input)
     }
     if (sae.subtractPreBias)
         x = x - sae.preBias;
-    out.preActivation = at::addmm(sae.encoderBias, x, sae.encoder);
+    out.preActivation = linear(sae.encoderBias, x, sae.encoder);
 
     const at::Tensor& z = out.preActivation;
     switch (sae.activation) {
@@ -576,7 +610,7 @@ at::Tensor decodeSae(const SparseAutoencoder& sae, const at::Tensor& latents, co
     if (latents.dim() != 2 || latents.size(1) != sae.latentCount())
         throw std::invalid_argument("decodeSae: latents of shape " + shapeString(latents.sizes()) + " for an autoencoder with " +
                                     std::to_string(sae.latentCount()) + " latents");
-    at::Tensor out = at::addmm(sae.preBias, latents.to(sae.decoder.scalar_type()), sae.decoder);
+    at::Tensor out = linear(sae.preBias, latents.to(computeDtype(sae.decoder)), sae.decoder);
     if (sae.normalizeInput) {
         if (!encoding.scale.defined() || !encoding.mean.defined() || encoding.scale.size(0) != latents.size(0))
             throw std::invalid_argument("decodeSae: normalizing autoencoder needs the encoding's mean and scale for each row");

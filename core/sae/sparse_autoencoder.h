@@ -8,6 +8,8 @@
 //
 // Latent indices are the checkpoint's own: no pruning of dead latents (D3).
 
+#include "core/linalg/weight_product.h" // WeightStorage
+
 #include <ATen/ATen.h>
 
 #include <filesystem>
@@ -45,9 +47,14 @@ struct SparseAutoencoder {
     std::filesystem::path source;       // file or directory it came from
     std::string format;                 // "openai" or "saelens"
 
-    at::Tensor encoder;                 // [n_in, N], float32, contiguous
+    // The two matrices are float32, or float16/bfloat16 when the file stores them so and the loader was
+    // given WeightStorage::AsStored (the default): half the memory. Every product with them computes in
+    // float32 (core/linalg/weight_product.h), so code that reads them goes through timesWeight, linear,
+    // weightRows, asFloat32 (a row or a column), never an ATen product with the tensor itself. The
+    // vectors are float32.
+    at::Tensor encoder;                 // [n_in, N], contiguous
     at::Tensor encoderBias;             // [N]
-    at::Tensor decoder;                 // [N, n_in]: row l = decoder direction D_l
+    at::Tensor decoder;                 // [N, n_in], contiguous: row l = decoder direction D_l
     at::Tensor preBias;                 // [n_in]: OpenAI pre_bias, SAELens b_dec
     bool subtractPreBias = true;        // OpenAI: always; SAELens: apply_b_dec_to_input
     bool normalizeInput = false;        // D2
@@ -63,6 +70,8 @@ struct SparseAutoencoder {
 
     std::int64_t inputWidth() const { return encoder.size(0); }
     std::int64_t latentCount() const { return encoder.size(1); }
+    // Bytes its tensors take in memory.
+    std::int64_t byteCount() const;
 };
 
 // The pieces of one encoding, kept so that writes and reads can include the normalization (D2).
@@ -73,8 +82,9 @@ struct SaeEncoding {
     at::Tensor latents;    // α = φ(z), [n, N]
 };
 
-// x: [n, n_in], any n ≥ 0 (std::invalid_argument on another shape). Computed in the dtype of the SAE's
-// tensors (x is converted); differentiable w.r.t. x, normalization statistics included (D2).
+// x: [n, n_in], any n ≥ 0 (std::invalid_argument on another shape). Computed in computeDtype(encoder):
+// float32, also for float16/bfloat16 matrices (x is converted; double when a test made the SAE double);
+// differentiable w.r.t. x, normalization statistics included (D2).
 SaeEncoding encodeSae(const SparseAutoencoder& sae, const at::Tensor& x);
 // x̂ from latents, using the normalization statistics of `encoding` (ignored when not normalizing).
 at::Tensor decodeSae(const SparseAutoencoder& sae, const at::Tensor& latents, const SaeEncoding& encoding);
@@ -82,7 +92,8 @@ at::Tensor decodeSae(const SparseAutoencoder& sae, const at::Tensor& latents, co
 // OpenAI `sparse_autoencoder` checkpoint (.pt, plain dict or OrderedDict): pre_bias, latent_bias,
 // encoder.weight [N, n_in], decoder.weight [n_in, N], optional activation ("ReLU" | "TopK" | ...) and
 // activation_state_dict {k, postact_fn}. TopK checkpoints get normalizeInput = true (D2).
-SparseAutoencoder loadOpenAiSae(const std::filesystem::path& file);
+// `storage` (all three loaders): float16/bfloat16 encoder and decoder kept as stored or converted.
+SparseAutoencoder loadOpenAiSae(const std::filesystem::path& file, WeightStorage storage = WeightStorage::AsStored);
 
 // SAELens directory: cfg.json + sae_weights.safetensors (W_enc [d_in, d_sae], W_dec [d_sae, d_in],
 // b_enc, b_dec, optional threshold). All three generations of cfg.json field names: old (hook_point,
@@ -91,9 +102,9 @@ SparseAutoencoder loadOpenAiSae(const std::filesystem::path& file);
 // object, architecture standard|topk|jumprelu, top-level k). The layer in "blocks.L." wins over
 // hook_layer. Refused: gated and other architectures, normalize_activations other than none/layer_norm,
 // per-head SAEs (hook_head_index), fine-tuning scaling factors, hook names that are no SaeLocation.
-SparseAutoencoder loadSaeLensSae(const std::filesystem::path& dir);
+SparseAutoencoder loadSaeLensSae(const std::filesystem::path& dir, WeightStorage storage = WeightStorage::AsStored);
 
 // A directory → SAELens, a file → OpenAI .pt. Errors are InputError naming the file and field.
-SparseAutoencoder loadSae(const std::filesystem::path& path);
+SparseAutoencoder loadSae(const std::filesystem::path& path, WeightStorage storage = WeightStorage::AsStored);
 
 } // namespace cs

@@ -1,8 +1,10 @@
 #pragma once
-// Products with model weights that may be stored in half precision (issue 15, "large models").
+// Products with matrices that may be stored in half precision (issue 15, "large models" and "memory per
+// autoencoder"): a model's weights and an autoencoder's encoder and decoder.
 //
 // A model whose file stores its matrices in float16 or bfloat16 keeps them that way in memory: GPT-2 XL
-// is 3.1 GB in float16 and 6.2 GB converted. Every product still computes in float32: a block of the
+// is 3.1 GB in float16 and 6.2 GB converted; 24 autoencoders of 32k latents on GPT-2 small take 11.5 GB
+// in float32 and half that as stored. Every product still computes in float32: a block of the
 // weight (about 1 MB, so it stays in cache) is converted to float32 and multiplied, then the next
 // block. Converting a float16/bfloat16 value to float32 is exact, so the results are the float32
 // results of the stored weights — equal to converting the whole model on load, up to the order of the
@@ -14,8 +16,16 @@
 
 namespace cs {
 
+// How a loader keeps the float16/bfloat16 matrices of a file (a model's, an autoencoder's): as stored
+// (the default), or converted to float32 (for comparisons).
+enum class WeightStorage { AsStored, Float32 };
+
 // True for float16/bfloat16 (the dtypes kept as stored); false for float32.
 bool isHalfStorage(const at::Tensor& w);
+
+// The dtype the products with W compute in: float32 for float16/bfloat16 storage, else W's own
+// (float32; double where a test converts an autoencoder to double).
+at::ScalarType computeDtype(const at::Tensor& w);
 
 // `t` as float32: itself when it already is, else a converted copy (for small slices: a head's W_Q, a
 // neuron's row). Large matrices go through the products below instead.
@@ -34,7 +44,7 @@ at::Tensor weightTimesVector(const at::Tensor& w, const at::Tensor& v);
 // kept for it. Weights stored in half precision get no gradient.
 at::Tensor linear(const at::Tensor& bias, const at::Tensor& x, const at::Tensor& w);
 
-// Rows `ids` of W [V, d] as float32 (an embedding lookup).
+// Rows `ids` of W [V, d] in computeDtype(W) (an embedding lookup, an autoencoder's active decoder rows).
 at::Tensor weightRows(const at::Tensor& w, const at::Tensor& ids);
 
 // ‖W_i‖₂ of every row of W [r, c], float32 [r] (blocks converted as in the products).

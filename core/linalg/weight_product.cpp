@@ -1,4 +1,4 @@
-#include "core/model/weight_product.h"
+#include "core/linalg/weight_product.h"
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -198,6 +198,11 @@ bool isHalfStorage(const at::Tensor& w)
     return w.scalar_type() == at::kHalf || w.scalar_type() == at::kBFloat16;
 }
 
+at::ScalarType computeDtype(const at::Tensor& w)
+{
+    return isHalfStorage(w) ? at::kFloat : w.scalar_type();
+}
+
 at::Tensor asFloat32(const at::Tensor& t)
 {
     if (t.scalar_type() == at::kFloat)
@@ -245,7 +250,8 @@ at::Tensor linear(const at::Tensor& bias, const at::Tensor& x, const at::Tensor&
 
 at::Tensor weightRows(const at::Tensor& w, const at::Tensor& ids)
 {
-    return asFloat32(w.index_select(0, ids));
+    const at::Tensor rows = w.index_select(0, ids);
+    return isHalfStorage(w) ? asFloat32(rows) : rows;
 }
 
 at::Tensor weightRowNorms(const at::Tensor& w)
