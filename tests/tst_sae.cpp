@@ -4,7 +4,9 @@
 // Reference: tests/data/reference.safetensors (PyTorch 2.11, see shared/fixtures/README.md):
 // `p0.sae.<location>.<kind>.1.{pre,latents}` are the fixture SAEs applied to `p0.<location>.1`.
 // Tolerances: 1e-4 absolute against the references (float32), 1e-6 between two of our own encodings of
-// the same weights, 1e-6 between autograd and central finite differences in double precision.
+// the same weights, 1e-6 between autograd and central finite differences in double precision, and
+// 1e-5·max|expected| + 1e-6 between float16/bfloat16 matrices kept as stored and the same converted
+// (float32 products summed in another order, see halfPrecisionMatricesAreKeptAsStored).
 
 #include "core/io/safetensors.h"
 #include "core/model/forward.h"
@@ -138,18 +140,20 @@ private:
             integer(v);
         m_out += 't';
     }
+    // Float16/bfloat16 tensors are written as HalfStorage/BFloat16Storage, everything else as float32.
     void tensor(const at::Tensor& t)
     {
-        const at::Tensor c = t.to(at::kFloat).contiguous();
+        const bool half = t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+        const at::Tensor c = half ? t.contiguous() : t.to(at::kFloat).contiguous();
         const std::string key = std::to_string(m_storages.size());
-        m_storages[key] = std::string(static_cast<const char*>(c.data_ptr()), c.numel() * sizeof(float));
+        m_storages[key] = std::string(static_cast<const char*>(c.data_ptr()), c.nbytes());
         // torch._utils._rebuild_tensor_v2(persistent_load(('storage', torch.FloatStorage, key, 'cpu', numel)),
         //                                  0, size, stride, False, OrderedDict())
         global("torch._utils", "_rebuild_tensor_v2");
         m_out += '(';
         m_out += '(';
         str("storage");
-        global("torch", "FloatStorage");
+        global("torch", c.scalar_type() == at::kHalf ? "HalfStorage" : c.scalar_type() == at::kBFloat16 ? "BFloat16Storage" : "FloatStorage");
         str(key);
         str("cpu");
         integer(c.numel());
@@ -708,13 +712,115 @@ private Q_SLOTS:
         QFETCH(int, dtype);
         QTemporaryDir tmp;
         const SparseAutoencoder src = loadSae(saeFile("resid_delta_attn.relu.pt"));
-        const SparseAutoencoder sae = loadSae(writeSaeLensDir(tmp, "sae", src, reluCfg("middle"), at::ScalarType(dtype)));
+        // Converted on request; the default keeps the matrices as stored (halfPrecisionMatricesAreKeptAsStored).
+        const SparseAutoencoder sae = loadSae(writeSaeLensDir(tmp, "sae", src, reluCfg("middle"), at::ScalarType(dtype)), WeightStorage::Float32);
         for (const at::Tensor* t : {&sae.encoder, &sae.encoderBias, &sae.decoder, &sae.preBias}) {
             QCOMPARE(t->scalar_type(), at::kFloat);
             QVERIFY(t->is_contiguous());
         }
         CS_COMPARE_TENSORS(sae.encoder, src.encoder.to(at::ScalarType(dtype)).to(at::kFloat), 0.0);
         CS_COMPARE_TENSORS(sae.encoder, src.encoder, 1e-2); // rounding of the half formats
+    }
+
+    // Issue 15, memory per autoencoder: float16/bfloat16 encoder and decoder stay in memory as stored
+    // (half the bytes of float32), the vectors become float32, and encode/decode compute in float32 from
+    // the stored values (core/linalg/weight_product.h). So the results equal the same file loaded with
+    // WeightStorage::Float32 up to the order of the float32 sums: |a − e| ≤ 1e-5·max|e| + 1e-6, for the
+    // values and for the gradients w.r.t. the input and the latents. Every activation and both formats.
+    void halfPrecisionMatricesAreKeptAsStored_data()
+    {
+        QTest::addColumn<int>("dtype");
+        QTest::addColumn<QString>("kind");
+        for (const auto& [dtype, name] : {std::pair{at::kHalf, "F16"}, std::pair{at::kBFloat16, "BF16"}})
+            for (const char* kind : {"saelens relu", "saelens topk layer_norm", "saelens jumprelu", "openai relu", "openai topk"})
+                QTest::addRow("%s %s", name, kind) << int(dtype) << QString::fromLatin1(kind);
+    }
+    void halfPrecisionMatricesAreKeptAsStored()
+    {
+        QFETCH(int, dtype);
+        QFETCH(QString, kind);
+        const at::ScalarType half = at::ScalarType(dtype);
+        QTemporaryDir tmp;
+        const bool topk = kind.contains(QLatin1String("topk"));
+        SparseAutoencoder src = loadSae(saeFile(topk ? "resid_delta_attn.topk8.pt" : "resid_delta_attn.relu.pt"));
+        const at::Tensor x = ref("p0.resid_delta_attn.1");
+        std::filesystem::path path;
+        if (kind.startsWith(QLatin1String("saelens"))) {
+            Json cfg = reluCfg("new (meta)");
+            if (topk) {
+                cfg["architecture"] = "topk";
+                cfg["k"] = 8;
+                cfg["normalize_activations"] = "layer_norm";
+            } else if (kind.contains(QLatin1String("jumprelu"))) {
+                cfg["architecture"] = "jumprelu";
+                src.threshold = at::linspace(0.1, 0.6, 64); // between pre-activations, none within 1e-6 of one
+            }
+            path = writeSaeLensDir(tmp, "sae", src, cfg, half); // every tensor in the half dtype
+        } else {
+            PtDict d = {{"pre_bias", src.preBias.to(half)},
+                        {"latent_bias", src.encoderBias.to(half)},
+                        {"encoder.weight", src.encoder.t().to(half)},
+                        {"decoder.weight", src.decoder.t().to(half)}};
+            if (topk) {
+                ptSet(d, "activation", std::string("TopK"));
+                ptSet(d, "activation_state_dict", PtSubDict{{"k", std::int64_t(8)}, {"postact_fn", std::string("ReLU")}});
+            }
+            path = writeOpenAiPt(tmp, "sae.pt", d);
+        }
+        const SparseAutoencoder stored = loadSae(path);
+        const SparseAutoencoder converted = loadSae(path, WeightStorage::Float32);
+        QCOMPARE(stored.activation, converted.activation);
+        QCOMPARE(stored.normalizeInput, topk);
+
+        // The two matrices as stored, contiguous, 2 bytes an entry; their values exactly the converted ones.
+        for (const auto& [s, c] : {std::pair{&stored.encoder, &converted.encoder}, std::pair{&stored.decoder, &converted.decoder}}) {
+            QCOMPARE(s->scalar_type(), half);
+            QCOMPARE(s->element_size(), std::size_t(2));
+            QVERIFY(s->is_contiguous());
+            QCOMPARE(c->scalar_type(), at::kFloat);
+            QVERIFY(at::equal(s->to(at::kFloat), *c));
+        }
+        QCOMPARE(stored.encoder.sizes().vec(), (std::vector<std::int64_t>{32, 64}));
+        // The vectors float32 under both storages.
+        for (const SparseAutoencoder* sae : {&stored, &converted})
+            for (const at::Tensor* t : {&sae->encoderBias, &sae->preBias, &sae->threshold})
+                QVERIFY(!t->defined() || t->scalar_type() == at::kFloat);
+        QCOMPARE(stored.threshold.defined(), kind.contains(QLatin1String("jumprelu")));
+        const std::int64_t matrixEntries = 2 * 32 * 64;
+        QCOMPARE(converted.byteCount() - stored.byteCount(), matrixEntries * 2); // 4 → 2 bytes an entry
+        QCOMPARE(stored.byteCount(), std::int64_t(stored.encoder.nbytes() + stored.decoder.nbytes() +
+                                                  (64 + 32 + (stored.threshold.defined() ? 64 : 0)) * 4));
+
+        const auto tolerance = [](const at::Tensor& expected) { return 1e-5 * expected.abs().max().item<double>() + 1e-6; };
+        const SaeEncoding se = encodeSae(stored, x);
+        const SaeEncoding ce = encodeSae(converted, x);
+        QCOMPARE(se.preActivation.scalar_type(), at::kFloat);
+        CS_COMPARE_TENSORS(se.preActivation, ce.preActivation, tolerance(ce.preActivation));
+        CS_COMPARE_TENSORS(se.latents, ce.latents, tolerance(ce.preActivation));
+        QVERIFY((ce.latents > 0).sum().item<std::int64_t>() >= x.size(0)); // latents fire: the test compares something
+        const at::Tensor sd = decodeSae(stored, se.latents, se), cd = decodeSae(converted, ce.latents, ce);
+        QCOMPARE(sd.scalar_type(), at::kFloat);
+        CS_COMPARE_TENSORS(sd, cd, tolerance(cd));
+
+        // Gradients: of a random projection of z w.r.t. x (through the normalization when there is one),
+        // and of the decode w.r.t. the latents.
+        at::manual_seed(3);
+        const at::Tensor r = at::randn(ce.preActivation.sizes());
+        const at::Tensor rd = at::randn(cd.sizes());
+        at::Tensor grads[2][2];
+        for (int i = 0; i < 2; ++i) {
+            const SparseAutoencoder& sae = i == 0 ? stored : converted;
+            const at::Tensor xg = x.clone().requires_grad_(true);
+            const SaeEncoding e = encodeSae(sae, xg);
+            (e.preActivation * r).sum().backward();
+            grads[i][0] = xg.grad();
+            const at::Tensor latents = e.latents.detach().requires_grad_(true);
+            const SaeEncoding statistics{e.mean.detach(), e.scale.detach(), {}, {}};
+            (decodeSae(sae, latents, statistics) * rd).sum().backward();
+            grads[i][1] = latents.grad();
+        }
+        CS_COMPARE_TENSORS(grads[0][0], grads[1][0], tolerance(grads[1][0]));
+        CS_COMPARE_TENSORS(grads[0][1], grads[1][1], tolerance(grads[1][1]));
     }
 
     void loadSaeAcceptsTheFilesOfADirectory()
@@ -895,6 +1001,22 @@ private:
                  at::Tensor b = at::zeros({64}, at::kHalf);
                  b[17] = -INFINITY;
                  replaceTensor(ts, "b_enc", b);
+             })},
+            // Matrices stored in half precision stay so: their scan reads the 16-bit words.
+            {"W_dec with one NaN in float16", "sae_weights.safetensors", "W_dec", withTensors([=](auto& ts) {
+                 at::Tensor w = at::zeros({64, 32}, at::kHalf);
+                 w[63][31] = NAN;
+                 replaceTensor(ts, "W_dec", w);
+             })},
+            {"W_enc with one +inf in bfloat16", "sae_weights.safetensors", "W_enc", withTensors([=](auto& ts) {
+                 at::Tensor w = at::zeros({32, 64}, at::kBFloat16);
+                 w[0][5] = INFINITY;
+                 replaceTensor(ts, "W_enc", w);
+             })},
+            {"pt with one -inf in float16 encoder.weight", "bad.pt", "encoder.weight", pt([](PtDict& d) {
+                 at::Tensor w = at::zeros({64, 32}, at::kHalf);
+                 w[40][5] = -INFINITY;
+                 ptSet(d, "encoder.weight", w);
              })},
             {"pt with one NaN in decoder.weight", "bad.pt", "decoder.weight", pt([](PtDict& d) {
                  at::Tensor w = at::zeros({32, 64});
