@@ -1,7 +1,10 @@
 // circuitscope-bench: the figures of product.md §6, as JSON on stdout.
 //
 //   circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere] [--large]
-//                      [--sae-load LATENTS]
+//                      [--sae-load LATENTS] [--sae-dtype f32|f16|bf16]
+//
+// --sae-dtype: the autoencoders of --saes-everywhere and the file of --sae-load in float16/bfloat16,
+// kept so in memory as a file stored so is (WeightStorage::AsStored); default f32.
 //
 // Without --model it writes (once) a random GPT-2-small-shaped model (12 layers, d 768, 12 heads,
 // d_mlp 3072, vocab 50,257, seed 0) to $TMPDIR/circuitscope-bench/gpt2-small-random with the project's
@@ -176,15 +179,36 @@ std::shared_ptr<const cs::SparseAutoencoder> randomSae(const at::Tensor& sampleI
 
 // randomSae with its bias set so that on `sampleInputs` (the model's own activations at its location)
 // the mean number of active latents per token is `meanL0`, as in trained autoencoders (≈ 50–150).
+// With a half-precision `dtype` the two matrices are then rounded to it and kept so (the float32 ones
+// freed), as loading a file stored in that dtype keeps them.
 std::shared_ptr<const cs::SparseAutoencoder> calibratedSae(const at::Tensor& sampleInputs, std::int64_t latents, std::uint64_t seed,
-                                                           double meanL0)
+                                                           double meanL0, at::ScalarType dtype)
 {
     auto sae = std::const_pointer_cast<cs::SparseAutoencoder>(randomSae(sampleInputs, latents, seed));
     const at::Tensor pre = at::mm(sampleInputs - sae->preBias, sae->encoder).flatten();
     const double keep = meanL0 * static_cast<double>(sampleInputs.size(0));
     const double threshold = std::get<0>(pre.topk(static_cast<std::int64_t>(keep))).min().item<double>();
     sae->encoderBias = at::full({latents}, static_cast<float>(-threshold));
+    sae->encoder = sae->encoder.to(dtype);
+    sae->decoder = sae->decoder.to(dtype);
     return sae;
+}
+
+// "f32" | "f16" | "bf16" (--sae-dtype).
+std::optional<at::ScalarType> saeDtypeFromName(const std::string& name)
+{
+    if (name == "f32")
+        return at::kFloat;
+    if (name == "f16")
+        return at::kHalf;
+    if (name == "bf16")
+        return at::kBFloat16;
+    return std::nullopt;
+}
+
+const char* saeDtypeName(at::ScalarType dtype)
+{
+    return dtype == at::kHalf ? "f16" : dtype == at::kBFloat16 ? "bf16" : "f32";
 }
 
 // A click, as the engine answers it (ui/engine buildNodeView's core calls): write (in context and per
@@ -337,7 +361,7 @@ nlohmann::ordered_json interventionFigures(const cs::Gpt2Model& model, int token
 // the model's forward + activation-gradient backward, at the GEMM rate measured in this run; decoding,
 // latent gradients and effects are needed only for the active latents. Also: when the model's own
 // nodes are ready (staged), and the resident memory the autoencoders take.
-nlohmann::ordered_json saesEverywhereFigures(const cs::Gpt2Model& model, int tokens, int repeats, double gemmGflops)
+nlohmann::ordered_json saesEverywhereFigures(const cs::Gpt2Model& model, int tokens, int repeats, double gemmGflops, at::ScalarType saeDtype)
 {
     const cs::Gpt2Config& c = model.config;
     const std::int64_t latents = 32768;
@@ -353,10 +377,11 @@ nlohmann::ordered_json saesEverywhereFigures(const cs::Gpt2Model& model, int tok
     {
         const cs::ActivationRecord plain = cs::runForward(model, ids);
         for (int layer = 0; layer < c.nLayer; ++layer) {
-            saes.add(cs::bindSae(calibratedSae(plain.layers[layer].mlpPost, latents, 100 + layer, meanL0), c, cs::SaeRole::Mlp, layer));
-            saes.add(cs::bindSae(calibratedSae(plain.layers[layer].attnOut, latents, 200 + layer, meanL0), c, cs::SaeRole::Attn, layer));
+            saes.add(cs::bindSae(calibratedSae(plain.layers[layer].mlpPost, latents, 100 + layer, meanL0, saeDtype), c, cs::SaeRole::Mlp, layer));
+            saes.add(cs::bindSae(calibratedSae(plain.layers[layer].attnOut, latents, 200 + layer, meanL0, saeDtype), c, cs::SaeRole::Attn, layer));
         }
     }
+    cs::releaseFreedMemory(); // the float32 matrices a half-precision autoencoder was rounded from
     const double rssWithSaes = currentRssMb();
     double encoderFlops = 0, saeBytes = 0;
     for (const cs::BoundSae& b : saes.all()) {
@@ -370,10 +395,25 @@ nlohmann::ordered_json saesEverywhereFigures(const cs::Gpt2Model& model, int tok
     std::vector<at::Tensor> sampleInputs;
     for (const cs::BoundSae& b : saes.all())
         sampleInputs.push_back(at::randn({static_cast<std::int64_t>(n), b.sae->inputWidth()}));
-    const double encoderFloorMs = medianMs(std::max(3, repeats / 2), [&] {
-        for (std::size_t i = 0; i < saes.all().size(); ++i)
-            (void)at::mm(sampleInputs[i], saes.all()[i].sae->encoder);
-    });
+    // Half-precision autoencoders: the float32 products on a float32 copy of each encoder, made one at a
+    // time (all of them would be the memory the storage saves), and the products as the Run computes
+    // them, from the stored matrices (encoder_as_stored_ms).
+    const bool halfSaes = saeDtype != at::kFloat;
+    double encoderFloorMs = 0, encoderAsStoredMs = 0;
+    if (!halfSaes) {
+        encoderFloorMs = medianMs(std::max(3, repeats / 2), [&] {
+            for (std::size_t i = 0; i < saes.all().size(); ++i)
+                (void)at::mm(sampleInputs[i], saes.all()[i].sae->encoder);
+        });
+    } else {
+        for (std::size_t i = 0; i < saes.all().size(); ++i) {
+            const at::Tensor& stored = saes.all()[i].sae->encoder;
+            encoderAsStoredMs += medianMs(std::max(3, repeats / 2), [&] { (void)cs::timesWeight(sampleInputs[i], stored); });
+            const at::Tensor f32 = cs::asFloat32(stored);
+            encoderFloorMs += medianMs(std::max(3, repeats / 2), [&] { (void)at::mm(sampleInputs[i], f32); });
+        }
+        cs::releaseFreedMemory();
+    }
     const double floorMs = encoderFloorMs + modelFlops / 1e9 / gemmGflops * 1e3;
 
     double start = 0, modelNodesMs = 0;
@@ -418,8 +458,9 @@ nlohmann::ordered_json saesEverywhereFigures(const cs::Gpt2Model& model, int tok
             l0 += (sae.latents > 0).sum().item<double>() / n;
             ++active;
         }
-    return {{"tokens", n},
+    nlohmann::ordered_json out = {{"tokens", n},
             {"autoencoders", saes.all().size()},
+            {"autoencoder_dtype", saeDtypeName(saeDtype)},
             {"latents_each", latents},
             {"mean_l0_measured", l0 / std::max(active, 1)},
             {"run_ms", ms},
@@ -436,6 +477,11 @@ nlohmann::ordered_json saesEverywhereFigures(const cs::Gpt2Model& model, int tok
             {"autoencoder_weights_mb", saeBytes / (1024.0 * 1024.0)},
             {"rss_added_by_autoencoders_mb", rssWithSaes - rssBefore},
             {"peak_rss_mb", vmHwmMb()}};
+    if (halfSaes) {
+        out["encoder_as_stored_ms"] = encoderAsStoredMs;
+        out["encoder_as_stored_ratio"] = encoderAsStoredMs / encoderFloorMs;
+    }
+    return out;
 }
 
 // Issue 15's long prompts: a Run (forward + backward + every effect, node table and grid, logit objective, no autoencoders)
@@ -552,15 +598,16 @@ nlohmann::ordered_json longPromptFigures(const cs::Gpt2Model& model, const std::
 // sae_weights.safetensors (written on first use): the load's time and its memory, as the load's own
 // peak over the RSS before it (VmHWM reset) and the RSS it keeps. The weights are 2 × 768 × latents
 // float32; a load that copies a matrix once more peaks one matrix above what it keeps.
-nlohmann::ordered_json saeLoadFigures(std::int64_t latents, int repeats)
+nlohmann::ordered_json saeLoadFigures(std::int64_t latents, int repeats, at::ScalarType dtype)
 {
     const std::int64_t dIn = 768;
-    const fs::path dir = fs::temp_directory_path() / "circuitscope-bench" / ("saelens-" + std::to_string(latents));
+    const std::string suffix = dtype == at::kFloat ? "" : std::string("-") + saeDtypeName(dtype);
+    const fs::path dir = fs::temp_directory_path() / "circuitscope-bench" / ("saelens-" + std::to_string(latents) + suffix);
     if (!fs::exists(dir / "sae_weights.safetensors")) {
         fs::create_directories(dir);
         at::manual_seed(7);
-        cs::writeSafetensors(dir / "sae_weights.safetensors", {{"W_enc", at::randn({dIn, latents}) / 28.0},
-                                                               {"W_dec", at::randn({latents, dIn}) / 28.0},
+        cs::writeSafetensors(dir / "sae_weights.safetensors", {{"W_enc", (at::randn({dIn, latents}) / 28.0).to(dtype)},
+                                                               {"W_dec", (at::randn({latents, dIn}) / 28.0).to(dtype)},
                                                                {"b_enc", at::full({latents}, -0.5f)},
                                                                {"b_dec", at::zeros({dIn})}});
         const nlohmann::json cfg = {{"architecture", "standard"}, {"d_in", dIn}, {"d_sae", latents}, {"activation_fn", "relu"},
@@ -569,6 +616,7 @@ nlohmann::ordered_json saeLoadFigures(std::int64_t latents, int repeats)
         cs::writeFileAtomically(dir / "cfg.json", cfg.dump(2));
     }
     std::vector<double> ms, peak, held;
+    double inMemoryMb = 0;
     for (int r = 0; r < repeats; ++r) {
         // The runtime's allocator keeps freed blocks for reuse (core/util/runtime.cpp): hand the last
         // load's back, or this load would reuse them and look smaller.
@@ -579,6 +627,7 @@ nlohmann::ordered_json saeLoadFigures(std::int64_t latents, int repeats)
         {
             const cs::SparseAutoencoder sae = cs::loadSaeLensSae(dir);
             ms.push_back(nowMs() - start);
+            inMemoryMb = static_cast<double>(sae.byteCount()) / (1024.0 * 1024.0);
             held.push_back(currentRssMb() - before);
             peak.push_back(vmHwmMb() - before);
         }
@@ -587,11 +636,13 @@ nlohmann::ordered_json saeLoadFigures(std::int64_t latents, int repeats)
         std::sort(v.begin(), v.end());
         return v[v.size() / 2];
     };
-    const double weightsMb = 2.0 * static_cast<double>(dIn * latents) * 4 / (1024.0 * 1024.0);
+    const double weightsMb = 2.0 * static_cast<double>(dIn * latents) * at::elementSize(dtype) / (1024.0 * 1024.0);
     return {{"latents", latents},
             {"d_in", dIn},
+            {"dtype", saeDtypeName(dtype)},
             {"file_mb", static_cast<double>(fs::file_size(dir / "sae_weights.safetensors")) / (1024.0 * 1024.0)},
             {"weights_mb", weightsMb},
+            {"in_memory_mb", inMemoryMb},
             {"load_ms_median", median(ms)},
             {"peak_over_before_mb_median", median(peak)},
             {"peak_over_before_mb_max", *std::max_element(peak.begin(), peak.end())},
@@ -610,6 +661,7 @@ int main(int argc, char** argv)
     bool saesEverywhere = false;
     bool large = false;
     std::int64_t saeLoadLatents = 0;
+    at::ScalarType saeDtype = at::kFloat;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--model" && i + 1 < argc)
@@ -632,9 +684,11 @@ int main(int argc, char** argv)
             repeats = std::max(1, std::atoi(argv[++i]));
         else if (a == "--sae-load" && i + 1 < argc)
             saeLoadLatents = std::max(1, std::atoi(argv[++i])); // only loading a SAELens autoencoder of N latents
+        else if (a == "--sae-dtype" && i + 1 < argc && saeDtypeFromName(argv[i + 1]))
+            saeDtype = *saeDtypeFromName(argv[++i]);
         else {
             std::cerr << "usage: circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere] "
-                         "[--large] [--sae-load LATENTS]\n";
+                         "[--large] [--sae-load LATENTS] [--sae-dtype f32|f16|bf16]\n";
             return 2;
         }
     }
@@ -642,7 +696,7 @@ int main(int argc, char** argv)
     if (saeLoadLatents > 0) {
         try {
             cs::initializeRuntime();
-            out["sae_load"] = saeLoadFigures(saeLoadLatents, repeats);
+            out["sae_load"] = saeLoadFigures(saeLoadLatents, repeats, saeDtype);
         } catch (const std::exception& e) {
             std::cerr << "circuitscope-bench: " << e.what() << '\n';
             return 1;
@@ -712,7 +766,7 @@ int main(int argc, char** argv)
         }
 
         if (saesEverywhere) {
-            out["saes_everywhere"] = saesEverywhereFigures(*model, tokens, repeats, out["gemm"]["square_1024_gflops"].get<double>());
+            out["saes_everywhere"] = saesEverywhereFigures(*model, tokens, repeats, out["gemm"]["square_1024_gflops"].get<double>(), saeDtype);
             std::cout << out.dump(2) << '\n';
             return 0;
         }
