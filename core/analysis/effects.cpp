@@ -44,21 +44,26 @@ at::Tensor fromResidual(const Gpt2LayerWeights& lw, SaeLocation location, const 
     }
 }
 
-// ‖D_l in residual space‖ for every latent, cached per bound autoencoder (see LatentNormCache).
-at::Tensor latentDirectionNorms(const Gpt2LayerWeights& lw, const BoundSae& bound)
+// ‖D_l in residual space‖ of the latents `latents` (int64 [m], repeats allowed), cached per bound
+// autoencoder (see LatentNormCache): only latents never asked for before are computed.
+at::Tensor latentDirectionNorms(const Gpt2LayerWeights& lw, const BoundSae& bound, const at::Tensor& latents)
 {
-    std::call_once(bound.normCache->once, [&] {
-        at::NoGradGuard noGrad;
-        const at::Tensor& dec = bound.sae->decoder;
-        at::Tensor norms = at::empty({dec.size(0)});
-        constexpr std::int64_t kBlock = 4096; // bounds the temporary to 4096 × d floats
-        for (std::int64_t start = 0; start < dec.size(0); start += kBlock) {
-            const std::int64_t m = std::min(kBlock, dec.size(0) - start);
-            norms.narrow(0, start, m).copy_(toResidual(lw, bound.location, dec.narrow(0, start, m)).norm(2, -1));
-        }
-        bound.normCache->norms = norms;
-    });
-    return bound.normCache->norms;
+    at::NoGradGuard noGrad;
+    LatentNormCache& cache = *bound.normCache;
+    const at::Tensor& dec = bound.sae->decoder;
+    const std::lock_guard<std::mutex> lock(cache.mutex);
+    if (!cache.norms.defined()) {
+        cache.norms = at::zeros({dec.size(0)});
+        cache.known = at::zeros({dec.size(0)}, at::kBool);
+    }
+    const at::Tensor missing = (at::zeros_like(cache.known).index_fill_(0, latents, true) & ~cache.known).nonzero().squeeze(1);
+    constexpr std::int64_t kBlock = 4096; // bounds the temporary to 4096 × d floats
+    for (std::int64_t start = 0; start < missing.numel(); start += kBlock) {
+        const at::Tensor rows = missing.narrow(0, start, std::min(kBlock, missing.numel() - start));
+        cache.norms.index_copy_(0, rows, toResidual(lw, bound.location, dec.index_select(0, rows)).norm(2, -1).to(cache.norms.scalar_type()));
+    }
+    cache.known.index_fill_(0, missing, true);
+    return cache.norms.index_select(0, latents);
 }
 
 } // namespace
@@ -605,7 +610,7 @@ void addLatentEffects(const AnalysisInput& in, Effects& e, int layer)
         // α·s: the latent's weight on its decoder direction D_l (D2's scale), at the active entries only.
         const at::Tensor scaled = lat.activation.index({lat.activeTokens, lat.activeLatents}) *
                                   s.encoding.scale.detach().squeeze(1).index_select(0, lat.activeTokens).to(lat.activation.scalar_type());
-        lat.activeWriteMagnitude = scaled * latentDirectionNorms(lw, s.bound).index_select(0, lat.activeLatents);
+        lat.activeWriteMagnitude = scaled * latentDirectionNorms(lw, s.bound, lat.activeLatents);
         if (e.hasObjective) {
             const bool up = upstreamOf(in, e, lat.nodeKind, layer);
             // ∂O/∂α_l = s·D_l·∂O/∂(autoencoder output) (math §3.4); a latent written after the residual the
