@@ -143,6 +143,26 @@ private Q_SLOTS:
         QVERIFY(m_effects->layers[0].neurons(Metric::TotalEffect).abs().max().item<double>() > 0);
     }
 
+    void activeEntriesAreTheNonzeroLatents()
+    {
+        // The records list their active entries (one parallel pass over α); the reference is
+        // at::nonzero of the dense latents, row-major, for records encoded after the pass and inside it.
+        const ActivationRecord exact = m_fx->run(m_ids, true, /*exactSaeGraph=*/true);
+        int compared = 0;
+        for (const ActivationRecord* rec : {static_cast<const ActivationRecord*>(&*m_rec), &exact}) {
+            for (const LayerRecord& L : rec->layers) {
+                for (const SaeRecord& s : L.saes) {
+                    const at::Tensor nz = s.latents.detach().nonzero();
+                    QVERIFY(nz.size(0) > 0);
+                    QVERIFY(at::equal(s.activeTokens, nz.select(1, 0).contiguous()));
+                    QVERIFY(at::equal(s.activeLatents, nz.select(1, 1).contiguous()));
+                    ++compared;
+                }
+            }
+        }
+        QCOMPARE(compared, 12);
+    }
+
     void latentTotalEffectsEqualAutogradAtEveryEntry()
     {
         // The effects keep the latents' total effects at the active entries only (one dot product of
