@@ -33,6 +33,16 @@ class TestEffects : public QObject {
 
     AnalysisInput input() const { return {*m_fx->model, m_fx->saes, *m_rec}; }
 
+    // The logit difference of a record made with the exact autoencoder graph, σ_f detached by hand.
+    at::Tensor exactObjective(const ActivationRecord& rec) const
+    {
+        const Gpt2Weights& w = m_fx->model->weights;
+        const at::Tensor r = rec.layers.back().residOut[-1];
+        const at::Tensor c = r - r.mean();
+        const at::Tensor ln = c / (c.pow(2).mean() + m_fx->model->config.layerNormEps).sqrt().detach() * w.lnFinalGain + w.lnFinalBias;
+        return at::dot(ln, w.unembedding[kMary] - w.unembedding[kJohn]);
+    }
+
 private Q_SLOTS:
     void initTestCase()
     {
@@ -87,11 +97,7 @@ private Q_SLOTS:
         // (decode(α1) + (x − decode(α2))), σ_f detached by hand, one autograd grad per node. The
         // effects under test come from the default graph, where latent gradients are D·∂L/∂x.
         const ActivationRecord rec = m_fx->run(m_ids, true, /*exactSaeGraph=*/true);
-        const Gpt2Weights& w = m_fx->model->weights;
-        const at::Tensor r = rec.layers.back().residOut[-1];
-        const at::Tensor c = r - r.mean();
-        const at::Tensor ln = c / (c.pow(2).mean() + m_fx->model->config.layerNormEps).sqrt().detach() * w.lnFinalGain + w.lnFinalBias;
-        const at::Tensor obj = at::dot(ln, w.unembedding[kMary] - w.unembedding[kJohn]);
+        const at::Tensor obj = exactObjective(rec);
         auto grad = [&](const at::Tensor& x) { return torch::autograd::grad({obj}, {x}, {}, true)[0]; };
 
         const at::Tensor gMlp1 = grad(rec.layers[1].mlpPost);
@@ -135,6 +141,89 @@ private Q_SLOTS:
         }
         // Some early node has a nonzero total effect through later layers (the gradient really flows).
         QVERIFY(m_effects->layers[0].neurons(Metric::TotalEffect).abs().max().item<double>() > 0);
+    }
+
+    void activeEntriesAreTheNonzeroLatents()
+    {
+        // The records list their active entries (one parallel pass over α); the reference is
+        // at::nonzero of the dense latents, row-major, for records encoded after the pass and inside it.
+        const ActivationRecord exact = m_fx->run(m_ids, true, /*exactSaeGraph=*/true);
+        int compared = 0;
+        for (const ActivationRecord* rec : {static_cast<const ActivationRecord*>(&*m_rec), &exact}) {
+            for (const LayerRecord& L : rec->layers) {
+                for (const SaeRecord& s : L.saes) {
+                    const at::Tensor nz = s.latents.detach().nonzero();
+                    QVERIFY(nz.size(0) > 0);
+                    QVERIFY(at::equal(s.activeTokens, nz.select(1, 0).contiguous()));
+                    QVERIFY(at::equal(s.activeLatents, nz.select(1, 1).contiguous()));
+                    ++compared;
+                }
+            }
+        }
+        QCOMPARE(compared, 12);
+    }
+
+    void latentTotalEffectsEqualAutogradAtEveryEntry()
+    {
+        // The effects keep the latents' total effects at the active entries only (one dot product of
+        // a decoder row with ∂O/∂output per entry); densely, by autograd through TDB's literal graph,
+        // α ⊙ ∂O/∂α is the same everywhere (and 0 where α = 0).
+        const ActivationRecord rec = m_fx->run(m_ids, true, /*exactSaeGraph=*/true);
+        const at::Tensor obj = exactObjective(rec);
+        int compared = 0;
+        for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
+            for (const SaeRecord& s : rec.layers[layer].saes) {
+                const at::Tensor g = torch::autograd::grad({obj}, {s.latents}, {}, true, false, /*allow_unused=*/true)[0];
+                const at::Tensor expected = g.defined() ? (s.latents * g).detach() : at::zeros_like(s.latents);
+                const auto& list = m_effects->layers[layer].latents;
+                const auto lat = std::find_if(list.begin(), list.end(), [&](const auto& l) { return l.kind == saeKindName(s.bound.location); });
+                QVERIFY(lat != list.end());
+                QVERIFY(lat->activeTotal.numel() > 0);
+                CS_COMPARE_TENSORS(lat->dense(Metric::TotalEffect), expected, 1e-5);
+                ++compared;
+            }
+        }
+        QCOMPARE(compared, 6);
+    }
+
+    void latentGridCellsAreTheTopOfTheirDenseValues()
+    {
+        // The grid ranks each token's latents from the active entries alone; the reference ranks the
+        // whole dense row: the k = min(16, N) cells must be k distinct latents whose values are those
+        // of the row, in order of |value|, with the k largest magnitudes of the row.
+        const int topN = 16;
+        const GridValues grid = gridValues(input(), *m_effects, topN);
+        int rows = 0, zeroFilled = 0;
+        for (int m = 0; m < kMetricCount; ++m) {
+            const auto metric = static_cast<Metric>(m);
+            QVERIFY(grid.has(metric));
+            for (std::size_t layer = 0; layer < m_effects->layers.size(); ++layer) {
+                for (const auto& lat : m_effects->layers[layer].latents) {
+                    const at::Tensor dense = lat.dense(metric).to(at::kDouble);
+                    const std::int64_t k = std::min<std::int64_t>(topN, dense.size(1));
+                    for (std::int64_t t = 0; t < dense.size(0); ++t) {
+                        const GridLayerValues& cellsOfLayer = grid.rows[m][t][layer];
+                        const auto& cells = lat.nodeKind == NodeKind::MlpSaeLatent    ? cellsOfLayer.mlpLatents
+                                            : lat.nodeKind == NodeKind::AttnSaeLatent ? cellsOfLayer.attnLatents
+                                                                                      : cellsOfLayer.residLatents;
+                        QCOMPARE(std::int64_t(cells.size()), k);
+                        const at::Tensor largest = std::get<0>(dense[t].abs().topk(k)).contiguous();
+                        std::set<int> latents;
+                        for (std::int64_t i = 0; i < k; ++i) {
+                            const GridCellValue& c = cells[static_cast<std::size_t>(i)];
+                            QVERIFY(c.node.kind == lat.nodeKind && c.node.layer == int(layer) && c.node.token == int(t));
+                            QVERIFY(latents.insert(c.node.index).second);
+                            QCOMPARE(c.value, dense[t][c.node.index].item<double>());
+                            QCOMPARE(std::abs(c.value), largest[i].item<double>());
+                        }
+                        zeroFilled += cells.back().value == 0.0;
+                        ++rows;
+                    }
+                }
+            }
+        }
+        QVERIFY(rows > 0);
+        QVERIFY(zeroFilled > 0); // the TopK(8) autoencoders have fewer than 16 active latents per token
     }
 
     void directEffectsPlusBiasesSumToTheObjective()

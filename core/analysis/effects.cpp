@@ -44,21 +44,26 @@ at::Tensor fromResidual(const Gpt2LayerWeights& lw, SaeLocation location, const 
     }
 }
 
-// ‖D_l in residual space‖ for every latent, cached per bound autoencoder (see LatentNormCache).
-at::Tensor latentDirectionNorms(const Gpt2LayerWeights& lw, const BoundSae& bound)
+// ‖D_l in residual space‖ of the latents `latents` (int64 [m], repeats allowed), cached per bound
+// autoencoder (see LatentNormCache): only latents never asked for before are computed.
+at::Tensor latentDirectionNorms(const Gpt2LayerWeights& lw, const BoundSae& bound, const at::Tensor& latents)
 {
-    std::call_once(bound.normCache->once, [&] {
-        at::NoGradGuard noGrad;
-        const at::Tensor& dec = bound.sae->decoder;
-        at::Tensor norms = at::empty({dec.size(0)});
-        constexpr std::int64_t kBlock = 4096; // bounds the temporary to 4096 × d floats
-        for (std::int64_t start = 0; start < dec.size(0); start += kBlock) {
-            const std::int64_t m = std::min(kBlock, dec.size(0) - start);
-            norms.narrow(0, start, m).copy_(toResidual(lw, bound.location, asFloat32(dec.narrow(0, start, m))).norm(2, -1));
-        }
-        bound.normCache->norms = norms;
-    });
-    return bound.normCache->norms;
+    at::NoGradGuard noGrad;
+    LatentNormCache& cache = *bound.normCache;
+    const at::Tensor& dec = bound.sae->decoder;
+    const std::lock_guard<std::mutex> lock(cache.mutex);
+    if (!cache.norms.defined()) {
+        cache.norms = at::zeros({dec.size(0)});
+        cache.known = at::zeros({dec.size(0)}, at::kBool);
+    }
+    const at::Tensor missing = (at::zeros_like(cache.known).index_fill_(0, latents, true) & ~cache.known).nonzero().squeeze(1);
+    constexpr std::int64_t kBlock = 4096; // bounds the temporary to 4096 × d floats
+    for (std::int64_t start = 0; start < missing.numel(); start += kBlock) {
+        const at::Tensor rows = missing.narrow(0, start, std::min(kBlock, missing.numel() - start));
+        cache.norms.index_copy_(0, rows, toResidual(lw, bound.location, weightRows(dec, rows)).norm(2, -1).to(cache.norms.scalar_type()));
+    }
+    cache.known.index_fill_(0, missing, true);
+    return cache.norms.index_select(0, latents);
 }
 
 } // namespace
@@ -74,26 +79,44 @@ ResolvedObjective logitDifference(int target, std::optional<int> distractor)
 
 namespace {
 
-// Σ_c A[rowsA[i], c]·B[rowsB[i], c] for every i, in blocks so the gathered rows stay small.
+// Σ_c A[rowsA[i], c]·B[rowsB[i], c] for every i (A: an autoencoder's decoder [N, d], B: [n, d] rows
+// per token). In float32, one dot product per entry reading both rows where they are: gathering the
+// rows first (or a product with the span of tokens a block touches) copied or multiplied about 20 ×
+// the entries' own work, which for 24 autoencoders of 32k latents cost more than their latent effects.
 at::Tensor rowDots(const at::Tensor& A, const at::Tensor& rowsA, const at::Tensor& B, const at::Tensor& rowsB)
 {
     const std::int64_t count = rowsA.numel();
-    at::Tensor out = at::empty({count}, A.options().dtype(computeDtype(A)));
-    const at::Tensor Bt = B.to(computeDtype(A));
-    constexpr std::int64_t kBlock = 2048;
-    for (std::int64_t start = 0; start < count; start += kBlock) {
-        const std::int64_t m = std::min(kBlock, count - start);
-        const at::Tensor ra = rowsA.narrow(0, start, m), rb = rowsB.narrow(0, start, m);
-        const at::Tensor a = weightRows(A, ra); // [m, d]
-        // The active entries of an autoencoder come token by token (nonzero() is row-major), so a block
-        // touches a few consecutive rows of B: one product with those rows, then a gather, reads each
-        // gathered row of A once and never copies B's rows per entry.
-        const std::int64_t first = rb.min().item<std::int64_t>(), span = rb.max().item<std::int64_t>() - first + 1;
-        if (span <= 64)
-            out.narrow(0, start, m).copy_(at::mm(a, Bt.narrow(0, first, span).t()).gather(1, (rb - first).unsqueeze(1)).squeeze(1));
-        else
-            out.narrow(0, start, m).copy_((a * Bt.index_select(0, rb)).sum(1));
+    if (A.scalar_type() != at::kFloat || B.scalar_type() != at::kFloat) {
+        // A half-precision decoder (rows converted a block at a time) or double tests: tensor products.
+        at::Tensor out = at::empty({count}, A.options().dtype(computeDtype(A)));
+        const at::Tensor Bc = B.to(computeDtype(A));
+        constexpr std::int64_t kBlock = 2048;
+        for (std::int64_t start = 0; start < count; start += kBlock) {
+            const std::int64_t m = std::min(kBlock, count - start);
+            out.narrow(0, start, m).copy_((weightRows(A, rowsA.narrow(0, start, m)) * Bc.index_select(0, rowsB.narrow(0, start, m))).sum(1));
+        }
+        return out;
     }
+    const at::Tensor a = A.contiguous(), b = B.contiguous();
+    const at::Tensor ra = rowsA.to(at::kLong).contiguous(), rb = rowsB.to(at::kLong).contiguous();
+    const std::int64_t d = a.size(1);
+    at::Tensor out = at::empty({count}, a.options());
+    const float* ap = a.data_ptr<float>();
+    const float* bp = b.data_ptr<float>();
+    const std::int64_t* iap = ra.data_ptr<std::int64_t>();
+    const std::int64_t* ibp = rb.data_ptr<std::int64_t>();
+    float* op = out.data_ptr<float>();
+    at::parallel_for(0, count, 64, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) {
+            const float* x = ap + iap[i] * d;
+            const float* y = bp + ibp[i] * d;
+            float sum = 0;
+#pragma omp simd reduction(+ : sum)
+            for (std::int64_t c = 0; c < d; ++c)
+                sum += x[c] * y[c];
+            op[i] = sum;
+        }
+    });
     return out;
 }
 
@@ -392,6 +415,53 @@ at::Tensor LayerEffects::Latents::dense(Metric metric) const
     return at::zeros({tokens, count}, values.options()).index_put_({activeTokens, activeLatents}, values);
 }
 
+at::Tensor LayerEffects::Latents::active(Metric metric) const
+{
+    switch (metric) {
+    case Metric::Activation: return activation.index({activeTokens, activeLatents});
+    case Metric::WriteMagnitude: return activeWriteMagnitude;
+    case Metric::DirectEffect: return activeDirect;
+    case Metric::TotalEffect: return activeTotal;
+    }
+    return {};
+}
+
+std::vector<std::vector<std::pair<int, double>>> LayerEffects::Latents::topPerToken(Metric metric, int topN) const
+{
+    const at::Tensor values = active(metric);
+    if (!values.defined())
+        return {};
+    const std::int64_t k = std::clamp<std::int64_t>(topN, 0, count);
+    const at::Tensor v = values.to(at::kDouble).contiguous();
+    const double* vp = v.data_ptr<double>();
+    const std::int64_t* tp = activeTokens.data_ptr<std::int64_t>();
+    const std::int64_t* lp = activeLatents.data_ptr<std::int64_t>();
+    const std::int64_t nnz = activeTokens.numel();
+    std::vector<std::vector<std::pair<int, double>>> out(static_cast<std::size_t>(tokens));
+    std::vector<std::pair<int, double>> nonzero;
+    // The active entries are row-major: each token's are one run of consecutive entries.
+    for (std::int64_t i = 0, t = 0; t < tokens; ++t) {
+        nonzero.clear();
+        for (; i < nnz && tp[i] == t; ++i) {
+            if (vp[i] != 0)
+                nonzero.push_back({static_cast<int>(lp[i]), vp[i]});
+        }
+        const auto larger = [](const auto& a, const auto& b) {
+            return std::abs(a.second) != std::abs(b.second) ? std::abs(a.second) > std::abs(b.second) : a.first < b.first;
+        };
+        const std::size_t keep = std::min<std::size_t>(nonzero.size(), static_cast<std::size_t>(k));
+        std::partial_sort(nonzero.begin(), nonzero.begin() + static_cast<std::ptrdiff_t>(keep), nonzero.end(), larger);
+        auto& cells = out[static_cast<std::size_t>(t)];
+        cells.assign(nonzero.begin(), nonzero.begin() + static_cast<std::ptrdiff_t>(keep));
+        // Every other latent of the token is 0: fill with the smallest indices not listed yet.
+        for (int latent = 0; static_cast<std::int64_t>(cells.size()) < k; ++latent) {
+            if (std::none_of(cells.begin(), cells.begin() + static_cast<std::ptrdiff_t>(keep), [&](const auto& c) { return c.first == latent; }))
+                cells.push_back({latent, 0.0});
+        }
+    }
+    return out;
+}
+
 double LayerEffects::Latents::at(Metric metric, int token, int latent) const
 {
     if (metric == Metric::Activation)
@@ -549,7 +619,7 @@ void addLatentEffects(const AnalysisInput& in, Effects& e, int layer)
         // α·s: the latent's weight on its decoder direction D_l (D2's scale), at the active entries only.
         const at::Tensor scaled = lat.activation.index({lat.activeTokens, lat.activeLatents}) *
                                   s.encoding.scale.detach().squeeze(1).index_select(0, lat.activeTokens).to(lat.activation.scalar_type());
-        lat.activeWriteMagnitude = scaled * latentDirectionNorms(lw, s.bound).index_select(0, lat.activeLatents);
+        lat.activeWriteMagnitude = scaled * latentDirectionNorms(lw, s.bound, lat.activeLatents);
         if (e.hasObjective) {
             const bool up = upstreamOf(in, e, lat.nodeKind, layer);
             // ∂O/∂α_l = s·D_l·∂O/∂(autoencoder output) (math §3.4); a latent written after the residual the
@@ -767,11 +837,18 @@ GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
                 }
             };
             topCells(le.neurons(metric), NodeKind::MlpNeuron, &GridLayerValues::neurons);
+            // Latents from their active entries: a dense [n, N] per metric and a top-k over it cost more
+            // than the rest of the grid (24 autoencoders of 32k latents: 4 × 24 × 2M values).
             for (const auto& lat : le.latents) {
-                topCells(lat.dense(metric), lat.nodeKind,
-                         lat.nodeKind == NodeKind::MlpSaeLatent    ? &GridLayerValues::mlpLatents
-                         : lat.nodeKind == NodeKind::AttnSaeLatent ? &GridLayerValues::attnLatents
-                                                                   : &GridLayerValues::residLatents);
+                std::vector<GridCellValue> GridLayerValues::*member = lat.nodeKind == NodeKind::MlpSaeLatent    ? &GridLayerValues::mlpLatents
+                                                                      : lat.nodeKind == NodeKind::AttnSaeLatent ? &GridLayerValues::attnLatents
+                                                                                                                : &GridLayerValues::residLatents;
+                const auto top = lat.topPerToken(metric, topN);
+                for (std::size_t t = 0; t < top.size(); ++t) {
+                    auto& cells = perToken[t][static_cast<std::size_t>(layer)].*member;
+                    for (const auto& [latent, value] : top[t])
+                        cells.push_back({NodeRef{lat.nodeKind, layer, latent, static_cast<int>(t), 0}, value});
+                }
             }
         }
     }
@@ -914,11 +991,7 @@ std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int
             }
             for (const auto& lat : le.latents) {
                 // Every metric of a latent is zero where it is inactive: rank the active entries only.
-                const at::Tensor& values = metric == Metric::Activation       ? lat.activation.index({lat.activeTokens, lat.activeLatents})
-                                           : metric == Metric::WriteMagnitude ? lat.activeWriteMagnitude
-                                           : metric == Metric::DirectEffect   ? lat.activeDirect
-                                                                              : lat.activeTotal;
-                collect(values, [&](std::int64_t i) {
+                collect(lat.active(metric), [&](std::int64_t i) {
                     return NodeRef{lat.nodeKind, l, static_cast<int>(lat.activeLatents[i].item<std::int64_t>()),
                                    static_cast<int>(lat.activeTokens[i].item<std::int64_t>()), 0};
                 });

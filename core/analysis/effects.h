@@ -79,6 +79,13 @@ struct LayerEffects {
         at::Tensor activeTokens, activeLatents;             // the entries with α ≠ 0, [nnz]
         at::Tensor activeWriteMagnitude, activeDirect, activeTotal; // their metrics, [nnz]
         at::Tensor dense(Metric metric) const;              // [n, N]
+        // A metric at the active entries, [nnz] (undefined for a metric without values).
+        at::Tensor active(Metric metric) const;
+        // The k = min(topN, N) cells of each token with the largest |value| (the grid's latent cells),
+        // from the active entries alone: first the nonzero values by |value| (ties: smaller latent first),
+        // then, where a token has fewer, zeros at the smallest latent indices not listed. [n][k] pairs
+        // (latent, value); empty for a metric without values.
+        std::vector<std::vector<std::pair<int, double>>> topPerToken(Metric metric, int topN) const;
         double at(Metric metric, int token, int latent) const;
     };
     std::vector<Latents> latents;

@@ -297,11 +297,45 @@ const std::vector<ActivationAblation>* latentAblationsFor(const LayerAblations* 
     return list.empty() ? nullptr : &list;
 }
 
+// The active entries, row-major. For float32 latents one pass over [n, N] with the rows in parallel:
+// at::nonzero makes two passes on one thread, which for 24 autoencoders of 32k latents is more than
+// the rest of their encoding besides the encoder product.
 void setActive(SaeRecord& r)
 {
-    const at::Tensor nz = r.latents.detach().nonzero(); // [nnz, 2], row-major
-    r.activeTokens = nz.select(1, 0).contiguous();
-    r.activeLatents = nz.select(1, 1).contiguous();
+    const at::Tensor a = r.latents.detach();
+    if (a.scalar_type() != at::kFloat || a.dim() != 2) {
+        const at::Tensor nz = a.nonzero(); // [nnz, 2], row-major
+        r.activeTokens = nz.select(1, 0).contiguous();
+        r.activeLatents = nz.select(1, 1).contiguous();
+        return;
+    }
+    const at::Tensor c = a.contiguous();
+    const std::int64_t n = c.size(0), N = c.size(1);
+    const float* p = c.data_ptr<float>();
+    std::vector<std::vector<std::int64_t>> perRow(static_cast<std::size_t>(n));
+    at::parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t t = begin; t < end; ++t) {
+            const float* row = p + t * N;
+            auto& list = perRow[static_cast<std::size_t>(t)];
+            for (std::int64_t l = 0; l < N; ++l) {
+                if (row[l] != 0.0f)
+                    list.push_back(l);
+            }
+        }
+    });
+    std::int64_t nnz = 0;
+    for (const auto& list : perRow)
+        nnz += static_cast<std::int64_t>(list.size());
+    r.activeTokens = at::empty({nnz}, at::kLong);
+    r.activeLatents = at::empty({nnz}, at::kLong);
+    std::int64_t* tokens = r.activeTokens.data_ptr<std::int64_t>();
+    std::int64_t* latents = r.activeLatents.data_ptr<std::int64_t>();
+    for (std::int64_t t = 0, i = 0; t < n; ++t) {
+        for (const std::int64_t l : perRow[static_cast<std::size_t>(t)]) {
+            tokens[i] = t;
+            latents[i++] = l;
+        }
+    }
 }
 
 // Encodes x for the record without gradients: μ, scale and α (z is not kept).
