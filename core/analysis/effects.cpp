@@ -10,10 +10,12 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <limits>
 #include <map>
+#include <memory>
 
 namespace cs {
 
@@ -229,35 +231,123 @@ const LayerEffects::KeyMaxima& LayerEffects::headKeyMaxima(Metric metric) const
 }
 
 // The key maxima of the activation, the write magnitude and (with an objective) the total effect, and
-// the activation's maximum and the write magnitude's sum over keys, in one pass over the probabilities:
-// for each (head, query) row, the key k with the largest |P[q,k,h]·f| for f = 1, ‖V[k,h]·W_O[h]‖ and
-// x[q,h]·V[k,h] (x = ∂O/∂Z), and that signed value; max_k P and Σ_k P·‖V·W_O‖. One fused loop reads each
-// block of P once for all of them (P is 50 MB a layer at 1,024 tokens: a reduction per metric made a
-// pass and a temporary of that size each); without recorded probabilities the block is recomputed here,
-// once, and only up to the keys its queries see. The total effect's x·V products come from one batched
-// product per block of query rows; the loop keeps the first key of a tie, as max does.
+// the activation's maximum and the write magnitude's sum over keys, for every (query, head): the key k
+// with the largest |P[q,k,h]·f| for f = 1, ‖V[k,h]·W_O[h]‖ and x[q,h]·V[k,h] (x = ∂O/∂Z), and that
+// signed value; max_k P and Σ_k P·‖V·W_O‖. One fused loop reads each block of P once for all of them
+// (P is 50 MB a layer at 1,024 tokens: a reduction per metric made a pass and a temporary of that size
+// each). Blocks come either from the attention node's backward pass, which has P and the x·V products
+// at hand (AttentionBackwardObserver), or from fillKeyMaxima, which recomputes them.
+namespace {
+
+struct KeyReductions {
+    static constexpr int kinds = 3; // activation, write, total
+    std::int64_t n = 0, H = 0;
+    bool total = false;
+    at::Tensor norms;                  // ‖V[k,h]·W_O[h]‖ as [H, k], float32
+    at::Tensor keys[kinds], values[kinds], maxima, sums; // [q, H]
+    std::atomic<std::int64_t> rowsDone{0}; // (query, head) rows reduced: n·H when complete
+
+    KeyReductions(const at::Tensor& valueWriteNorm, bool withTotal)
+        : n(valueWriteNorm.size(0)), H(valueWriteNorm.size(1)), total(withTotal),
+          norms(valueWriteNorm.t().to(at::kFloat).contiguous())
+    {
+        for (int i = 0; i < kinds; ++i) {
+            keys[i] = at::zeros({n, H}, at::kLong);
+            values[i] = at::zeros({n, H}, at::kFloat);
+        }
+        maxima = at::zeros({n, H}, at::kFloat);
+        sums = at::zeros({n, H}, at::kFloat);
+    }
+
+    // One head's block of query rows [first, first + m): P rows of stride pStride (keys up to each
+    // query; those after it are 0), and x·V rows of stride xStride (null without an objective).
+    // Vectorized reductions first (max is exact in any order), then the first key that reaches each
+    // maximum: the same key and value as a sequential scan keeping the first of a tie. Safe to call for
+    // different heads from different threads.
+    void reduce(std::int64_t h, std::int64_t first, std::int64_t m, const float* p, std::int64_t pStride, const float* x, std::int64_t xStride)
+    {
+        const float* wr = norms.data_ptr<float>() + h * n;
+        std::int64_t* keyOut[kinds];
+        float* valueOut[kinds];
+        for (int i = 0; i < kinds; ++i) {
+            keyOut[i] = keys[i].data_ptr<std::int64_t>();
+            valueOut[i] = values[i].data_ptr<float>();
+        }
+        float* maxOut = maxima.data_ptr<float>();
+        float* sumOut = sums.data_ptr<float>();
+        for (std::int64_t r = 0; r < m; ++r) {
+            const std::int64_t q = first + r;
+            const float* pr = p + r * pStride;
+            const float* xr = x ? x + r * xStride : nullptr;
+            // Keys after the query have P = 0 (the causal mask; ablations cannot name them), so they can
+            // neither be a row's maximum by magnitude nor change its value or sum.
+            const std::int64_t count = q + 1;
+            float largest = q + 1 < n ? 0.0f : pr[0]; // max over every key, the zeros after the query included
+            float sum = 0;
+#pragma omp simd reduction(max : largest) reduction(+ : sum)
+            for (std::int64_t k = 0; k < count; ++k) {
+                largest = std::max(largest, pr[k]);
+                sum += pr[k] * wr[k];
+            }
+            float m0 = 0, m1 = 0, m2 = 0;
+#pragma omp simd reduction(max : m0, m1)
+            for (std::int64_t k = 0; k < count; ++k) {
+                m0 = std::max(m0, std::abs(pr[k]));
+                m1 = std::max(m1, std::abs(pr[k] * wr[k]));
+            }
+            if (xr) {
+#pragma omp simd reduction(max : m2)
+                for (std::int64_t k = 0; k < count; ++k)
+                    m2 = std::max(m2, std::abs(pr[k] * xr[k]));
+            }
+            const float maxAbs[kinds] = {m0, m1, m2};
+            for (int i = 0; i < kinds; ++i) {
+                if (i == 2 && !xr)
+                    break;
+                std::int64_t bestKey = 0;
+                float bestValue = 0;
+                for (std::int64_t k = 0; k < count; ++k) {
+                    const float v = i == 0 ? pr[k] : i == 1 ? pr[k] * wr[k] : pr[k] * xr[k];
+                    if (std::abs(v) == maxAbs[i]) {
+                        bestKey = k;
+                        bestValue = v;
+                        break;
+                    }
+                }
+                keyOut[i][q * H + h] = bestKey;
+                valueOut[i][q * H + h] = bestValue;
+            }
+            maxOut[q * H + h] = largest;
+            sumOut[q * H + h] = sum;
+        }
+        rowsDone += m;
+    }
+
+    // Into the layer's caches, in the layer's type.
+    void store(const LayerEffects& le) const
+    {
+        const at::ScalarType type = le.headOut.scalar_type();
+        const Metric metrics[kinds] = {Metric::Activation, Metric::WriteMagnitude, Metric::TotalEffect};
+        for (int i = 0; i < kinds; ++i) {
+            if (i == 2 && !total)
+                continue;
+            le.keyMaximaCache[static_cast<std::size_t>(metrics[i])] = LayerEffects::KeyMaxima{keys[i], values[i].to(type)};
+        }
+        le.activationOverKeys = maxima.to(type);
+        le.writeOverKeys = sums.to(type);
+    }
+};
+
+} // namespace
+
+// Without recorded probabilities the blocks are recomputed here, once, and only up to the keys their
+// queries see; the total effect's x·V products come from one product per block of query rows.
 void LayerEffects::fillKeyMaxima() const
 {
     at::NoGradGuard noGrad;
     const std::int64_t n = probs.tokens(), H = probs.heads();
-    const at::Tensor norms = valueWriteNorm.t().to(at::kFloat).contiguous(); // [H, k]
     const bool total = hasObjective;
-    constexpr int kinds = 3;                                                // activation, write, total
-    at::Tensor keys[kinds], values[kinds];
-    for (int i = 0; i < kinds; ++i) {
-        keys[i] = at::zeros({n, H}, at::kLong);
-        values[i] = at::zeros({n, H}, at::kFloat);
-    }
-    at::Tensor maxima = at::zeros({n, H}, at::kFloat), sums = at::zeros({n, H}, at::kFloat);
-    const float* w = norms.data_ptr<float>();
-    std::int64_t* keyOut[kinds];
-    float* valueOut[kinds];
-    for (int i = 0; i < kinds; ++i) {
-        keyOut[i] = keys[i].data_ptr<std::int64_t>();
-        valueOut[i] = values[i].data_ptr<float>();
-    }
-    float* maxOut = maxima.data_ptr<float>();
-    float* sumOut = sums.data_ptr<float>();
+    KeyReductions out(valueWriteNorm, total);
     // Heads in parallel, each by blocks of query rows: one head's block of P (and of the x·V products)
     // is at most 128 × n floats and stays in the core's cache through every reduction.
     const std::int64_t block = queryBlock(n, H);
@@ -273,75 +363,11 @@ void LayerEffects::fillKeyMaxima() const
                     P = P.contiguous(); // a recorded P in another layout
                 const at::Tensor products = total ? at::mm(gradient.narrow(0, first, m).select(1, h), valueF.narrow(0, 0, seen).select(1, h).t())
                                                   : at::Tensor(); // [m, seen]
-                const std::int64_t rowStride = P.stride(0);
-                const float* p = P.data_ptr<float>();
-                const float* x = total ? products.data_ptr<float>() : nullptr;
-                for (std::int64_t r = 0; r < m; ++r) {
-                    const std::int64_t q = first + r;
-                    const float* pr = p + r * rowStride;
-                    const float* wr = w + h * n;
-                    const float* xr = total ? x + r * seen : nullptr;
-                    // Keys after the query have P = 0 (the causal mask; ablations cannot name them), so
-                    // they can neither be a row's maximum by magnitude nor change its value or sum.
-                    // Vectorized reductions first (max is exact in any order), then the first key that
-                    // reaches each maximum: the same key and value as a sequential scan keeping the first
-                    // of a tie.
-                    const std::int64_t count = q + 1;
-                    float maxAbs[kinds] = {0, 0, 0};
-                    float largest = q + 1 < n ? 0.0f : pr[0]; // max over every key, the zeros after the query included
-                    float sum = 0;
-#pragma omp simd reduction(max : largest) reduction(+ : sum)
-                    for (std::int64_t k = 0; k < count; ++k) {
-                        largest = std::max(largest, pr[k]);
-                        sum += pr[k] * wr[k];
-                    }
-                    float m0 = 0, m1 = 0, m2 = 0;
-#pragma omp simd reduction(max : m0, m1)
-                    for (std::int64_t k = 0; k < count; ++k) {
-                        m0 = std::max(m0, std::abs(pr[k]));
-                        m1 = std::max(m1, std::abs(pr[k] * wr[k]));
-                    }
-                    if (xr) {
-#pragma omp simd reduction(max : m2)
-                        for (std::int64_t k = 0; k < count; ++k)
-                            m2 = std::max(m2, std::abs(pr[k] * xr[k]));
-                    }
-                    maxAbs[0] = m0;
-                    maxAbs[1] = m1;
-                    maxAbs[2] = m2;
-                    std::int64_t bestKey[kinds] = {0, 0, 0};
-                    float bestValue[kinds] = {0, 0, 0};
-                    for (int i = 0; i < kinds; ++i) {
-                        if (i == 2 && !xr)
-                            break;
-                        for (std::int64_t k = 0; k < count; ++k) {
-                            const float v = i == 0 ? pr[k] : i == 1 ? pr[k] * wr[k] : pr[k] * xr[k];
-                            if (std::abs(v) == maxAbs[i]) {
-                                bestKey[i] = k;
-                                bestValue[i] = v;
-                                break;
-                            }
-                        }
-                    }
-                    for (int i = 0; i < kinds; ++i) {
-                        keyOut[i][q * H + h] = bestKey[i];
-                        valueOut[i][q * H + h] = bestValue[i];
-                    }
-                    maxOut[q * H + h] = largest;
-                    sumOut[q * H + h] = sum;
-                }
+                out.reduce(h, first, m, P.data_ptr<float>(), P.stride(0), total ? products.data_ptr<float>() : nullptr, seen);
             }
         }
     });
-    const at::ScalarType type = headOut.scalar_type();
-    const Metric metrics[kinds] = {Metric::Activation, Metric::WriteMagnitude, Metric::TotalEffect};
-    for (int i = 0; i < kinds; ++i) {
-        if (i == 2 && !total)
-            continue;
-        keyMaximaCache[static_cast<std::size_t>(metrics[i])] = KeyMaxima{keys[i], values[i].to(type)};
-    }
-    activationOverKeys = maxima.to(type);
-    writeOverKeys = sums.to(type);
+    out.store(*this);
 }
 
 at::Tensor LayerEffects::totalToKeys() const
@@ -460,6 +486,44 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
             saeIndex[layer].push_back({b.location, indexOf(s ? s->output : saeLocationTensor(L, b.location))});
         }
     }
+    const Gpt2Config& c = model.config;
+    const int H = c.nHead, dh = c.dHead();
+    // ‖V[k,h]·W_O[h]‖ for every key token and head, one head at a time ([n, d] each): before the backward
+    // pass, whose attention nodes reduce over keys with them.
+    std::vector<at::Tensor> valueWriteNorms;
+    for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
+        at::NoGradGuard noGrad;
+        const at::Tensor value = rec.layers[layer].value.detach();
+        const Gpt2LayerWeights& lw = model.weights.layers[layer];
+        at::Tensor norms = at::empty({value.size(0), H}, value.options());
+        for (int h = 0; h < H; ++h)
+            norms.select(1, h).copy_(at::mm(value.select(1, h), asFloat32(lw.outWeight(h, dh))).norm(2, -1));
+        valueWriteNorms.push_back(norms);
+    }
+    // The key maxima, filled by the layers' attention nodes during the backward pass where they can
+    // (records without probabilities): P is then not recomputed for them (LayerEffects::fillKeyMaxima).
+    std::vector<std::unique_ptr<KeyReductions>> reductions(rec.layers.size());
+    struct ObserverReset { // the observers capture this function's locals: detach them however it ends
+        const ActivationRecord& rec;
+        ~ObserverReset()
+        {
+            for (const LayerRecord& L : rec.layers)
+                if (L.attentionObserver)
+                    L.attentionObserver->block = nullptr;
+        }
+    } observerReset{rec};
+    if (scalar) {
+        for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
+            const LayerRecord& L = rec.layers[layer];
+            if (!L.attentionObserver)
+                continue;
+            reductions[layer] = std::make_unique<KeyReductions>(valueWriteNorms[layer], /*withTotal=*/true);
+            KeyReductions* out = reductions[layer].get();
+            L.attentionObserver->block = [out](std::int64_t h, std::int64_t first, const at::Tensor& P, const at::Tensor& xV) {
+                out->reduce(h, first, P.size(0), P.data_ptr<float>(), P.stride(0), xV.data_ptr<float>(), xV.stride(0));
+            };
+        }
+    }
     std::vector<at::Tensor> grads(inputs.size());
     Effects e;
     e.readPosition = finalResidualPosition(model.config.nLayer);
@@ -488,8 +552,6 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
     const at::Tensor rows = effects ? G.abs().sum(1).nonzero().squeeze(1) : at::empty({0}, at::kLong);
     const at::Tensor Grows = effects ? G.index_select(0, rows) : at::Tensor();
 
-    const Gpt2Config& c = model.config;
-    const int H = c.nHead, dh = c.dHead();
     for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
         const LayerRecord& L = rec.layers[layer];
         const Gpt2LayerWeights& lw = model.weights.layers[layer];
@@ -502,10 +564,7 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
         le.probs = layerProbs(model, rec, l);
         le.value = L.value.detach();
         le.headOut = L.headOut.detach();
-        // ‖V[k,h]·W_O[h]‖ for every key token and head, one head at a time ([n, d] each).
-        le.valueWriteNorm = at::empty({L.value.size(0), H}, le.value.options());
-        for (int h = 0; h < H; ++h)
-            le.valueWriteNorm.select(1, h).copy_(at::mm(le.value.select(1, h), asFloat32(lw.outWeight(h, dh))).norm(2, -1));
+        le.valueWriteNorm = valueWriteNorms[layer];
         if (effects) {
             le.neuronGradient = gradOf(mlpIndex[layer]);
             le.headOutGradient = gradOf(headIndex[layer]);
@@ -520,6 +579,10 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
             for (const auto& [location, index] : saeIndex[layer])
                 le.locationGradients.push_back({location, gradOf(index)});
         }
+        // A layer whose attention node the backward pass did not reach (after the residual a traced
+        // node reads) or did not reach completely leaves its key maxima to fillKeyMaxima.
+        if (reductions[layer] && reductions[layer]->rowsDone == reductions[layer]->n * reductions[layer]->H)
+            reductions[layer]->store(le);
         e.layers.push_back(std::move(le));
     }
     for (std::size_t layer = 0; layer < rec.layers.size(); ++layer)
