@@ -787,6 +787,102 @@ std::pair<at::Tensor, at::Tensor> largestNeuronMagnitudes(const LayerEffects& le
     return {v, rows.index_select(0, at::floor_divide(idx, F)) * F + idx.remainder(F)};
 }
 
+// For every row t of the layer's neuron values v[t, f] of a metric (as neurons(metric) makes them), the
+// k largest |v| and their neurons, largest first (the lower neuron first on ties), as indices [n, k]
+// (int64) and signed values [n, k] (float32). What topk over |neurons(metric)| gives, without making
+// the [n, F] values, their magnitudes and topk's per-row copies (at 1,024 tokens each is 12.6 MB a layer
+// and metric). The products are the same float32 products as neurons(), one at a time; a block of 16
+// neurons is skipped after one vectorized maximum when none of it beats the row's k-th largest.
+// Undefined tensors unless the neurons are float32 (gridValues then takes topk's way).
+std::pair<at::Tensor, at::Tensor> rowTopNeurons(const LayerEffects& le, Metric metric, std::int64_t k)
+{
+    const at::Tensor& act = le.neuronActivation;
+    if (act.scalar_type() != at::kFloat || (metricNeedsObjective(metric) && !le.hasObjective))
+        return {};
+    const std::int64_t n = act.size(0), F = act.size(1);
+    k = std::min(k, F);
+    if (k < 1)
+        return {};
+    const at::Tensor A = act.contiguous();
+    const bool write = metric == Metric::WriteMagnitude, total = metric == Metric::TotalEffect, direct = metric == Metric::DirectEffect;
+    const at::Tensor C = write ? le.neuronOutNorm.to(at::kFloat).contiguous() : at::Tensor();
+    const at::Tensor B = total ? le.neuronGradient.to(at::kFloat).contiguous() : at::Tensor();
+    // A direct effect is zero outside the rows of G: row r of neuronDirectRows is token directRows[r].
+    const at::Tensor D = direct ? le.neuronDirectRows.to(at::kFloat).contiguous() : at::Tensor();
+    std::vector<std::int64_t> directRowOf(direct ? static_cast<std::size_t>(n) : 0, -1);
+    if (direct) {
+        const at::Tensor rows = le.directRows.contiguous();
+        for (std::int64_t r = 0; r < rows.numel(); ++r)
+            directRowOf[static_cast<std::size_t>(rows.data_ptr<std::int64_t>()[r])] = r;
+    }
+    at::Tensor index = at::empty({n, k}, at::kLong), value = at::empty({n, k}, at::kFloat);
+    const float* ap = A.data_ptr<float>();
+    const float* bp = total ? B.data_ptr<float>() : nullptr;
+    const float* cp = write ? C.data_ptr<float>() : nullptr;
+    std::int64_t* ip = index.data_ptr<std::int64_t>();
+    float* vp = value.data_ptr<float>();
+    at::parallel_for(0, n, 16, [&](std::int64_t begin, std::int64_t end) {
+        std::vector<float> v(static_cast<std::size_t>(F));
+        std::vector<float> bestAbs(static_cast<std::size_t>(k));
+        std::vector<std::int64_t> bestIndex(static_cast<std::size_t>(k));
+        for (std::int64_t t = begin; t < end; ++t) {
+            const float* ar = ap + t * F;
+            if (direct) {
+                const std::int64_t r = directRowOf[static_cast<std::size_t>(t)];
+                if (r < 0)
+                    std::fill(v.begin(), v.end(), 0.0f);
+                else
+                    std::copy_n(D.data_ptr<float>() + r * F, F, v.begin());
+            } else if (bp) {
+                const float* br = bp + t * F;
+#pragma omp simd
+                for (std::int64_t f = 0; f < F; ++f)
+                    v[f] = ar[f] * br[f];
+            } else if (cp) {
+#pragma omp simd
+                for (std::int64_t f = 0; f < F; ++f)
+                    v[f] = ar[f] * cp[f];
+            } else {
+                std::copy_n(ar, F, v.begin());
+            }
+            std::int64_t filled = 0;
+            const auto offer = [&](std::int64_t f) {
+                const float a = std::abs(v[f]);
+                if (filled == k && !(a > bestAbs[k - 1]))
+                    return;
+                std::int64_t j = filled < k ? filled++ : k - 1;
+                for (; j > 0 && bestAbs[j - 1] < a; --j) { // equal magnitudes keep the lower neuron first
+                    bestAbs[j] = bestAbs[j - 1];
+                    bestIndex[j] = bestIndex[j - 1];
+                }
+                bestAbs[j] = a;
+                bestIndex[j] = f;
+            };
+            constexpr std::int64_t kChunk = 16;
+            std::int64_t f = 0;
+            for (; f < std::min(k, F); ++f)
+                offer(f);
+            for (; f + kChunk <= F; f += kChunk) {
+                float chunkMax = 0;
+#pragma omp simd reduction(max : chunkMax)
+                for (std::int64_t i = 0; i < kChunk; ++i)
+                    chunkMax = std::max(chunkMax, std::abs(v[f + i]));
+                if (chunkMax > bestAbs[k - 1]) {
+                    for (std::int64_t i = 0; i < kChunk; ++i)
+                        offer(f + i);
+                }
+            }
+            for (; f < F; ++f)
+                offer(f);
+            for (std::int64_t j = 0; j < k; ++j) {
+                ip[t * k + j] = bestIndex[j];
+                vp[t * k + j] = v[bestIndex[j]];
+            }
+        }
+    });
+    return {index, value};
+}
+
 } // namespace
 
 GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
@@ -811,25 +907,34 @@ GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
             const double* vp = value.data_ptr<double>();
             for (int t = 0; t < n; ++t) {
                 auto& row = perToken[static_cast<std::size_t>(t)][static_cast<std::size_t>(layer)];
+                row.heads.reserve(static_cast<std::size_t>(nHeads));
                 for (int head = 0; head < nHeads; ++head)
                     row.heads.push_back({NodeRef{NodeKind::AttnHead, layer, head, t, static_cast<int>(bp[t * nHeads + head])},
                                          vp[t * nHeads + head]});
             }
+            // The cells of each token from its top k indices [n, k] and values [n, k] (double).
+            auto cellsOf = [&](const at::Tensor& idx, const at::Tensor& picked, NodeKind kind, std::vector<GridCellValue> GridLayerValues::*member) {
+                const std::int64_t k = idx.size(1);
+                const std::int64_t* ip = idx.data_ptr<std::int64_t>();
+                const double* pp = picked.data_ptr<double>();
+                for (int t = 0; t < n; ++t) {
+                    auto& cells = perToken[static_cast<std::size_t>(t)][static_cast<std::size_t>(layer)].*member;
+                    cells.reserve(static_cast<std::size_t>(k));
+                    for (std::int64_t j = 0; j < k; ++j)
+                        cells.push_back({NodeRef{kind, layer, static_cast<int>(ip[t * k + j]), t, 0}, pp[t * k + j]});
+                }
+            };
             auto topCells = [&](const at::Tensor& values, NodeKind kind, std::vector<GridCellValue> GridLayerValues::*member) {
                 const std::int64_t k = std::min<std::int64_t>(topN, values.size(1));
                 if (k <= 0)
                     return;
                 const at::Tensor idx = std::get<1>(values.abs().topk(k, 1)).contiguous();
-                const at::Tensor picked = values.gather(1, idx).to(at::kDouble).contiguous();
-                const std::int64_t* ip = idx.data_ptr<std::int64_t>();
-                const double* pp = picked.data_ptr<double>();
-                for (int t = 0; t < n; ++t) {
-                    auto& cells = perToken[static_cast<std::size_t>(t)][static_cast<std::size_t>(layer)].*member;
-                    for (std::int64_t j = 0; j < k; ++j)
-                        cells.push_back({NodeRef{kind, layer, static_cast<int>(ip[t * k + j]), t, 0}, pp[t * k + j]});
-                }
+                cellsOf(idx, values.gather(1, idx).to(at::kDouble).contiguous(), kind, member);
             };
-            topCells(le.neurons(metric), NodeKind::MlpNeuron, &GridLayerValues::neurons);
+            if (const auto [index, picked] = rowTopNeurons(le, metric, topN); index.defined())
+                cellsOf(index, picked.to(at::kDouble).contiguous(), NodeKind::MlpNeuron, &GridLayerValues::neurons);
+            else
+                topCells(le.neurons(metric), NodeKind::MlpNeuron, &GridLayerValues::neurons);
             for (const auto& lat : le.latents) {
                 topCells(lat.dense(metric), lat.nodeKind,
                          lat.nodeKind == NodeKind::MlpSaeLatent    ? &GridLayerValues::mlpLatents
