@@ -649,6 +649,38 @@ const TokenEffects::Row* TokenEffects::find(std::string_view kind) const
     return nullptr;
 }
 
+namespace {
+
+// Σ_f a[t, f]·g[t, f] for every row t, in double: what neurons(TotalEffect).to(kDouble).sum(1) gives
+// (the float32 products, summed in double) without its two [n, F] temporaries (float and double:
+// 38 MB a layer at 1,024 tokens of GPT-2 small).
+at::Tensor neuronTotalsPerToken(const LayerEffects& le)
+{
+    const at::Tensor& act = le.neuronActivation;
+    if (act.scalar_type() != at::kFloat || le.neuronGradient.scalar_type() != at::kFloat)
+        return le.neurons(Metric::TotalEffect).to(at::kDouble).sum(1);
+    const at::Tensor A = act.contiguous(), G = le.neuronGradient.contiguous();
+    const std::int64_t n = A.size(0), F = A.size(1);
+    at::Tensor out = at::empty({n}, at::kDouble);
+    const float* ap = A.data_ptr<float>();
+    const float* gp = G.data_ptr<float>();
+    double* op = out.data_ptr<double>();
+    at::parallel_for(0, n, 16, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t t = begin; t < end; ++t) {
+            const float* ar = ap + t * F;
+            const float* gr = gp + t * F;
+            double sum = 0;
+#pragma omp simd reduction(+ : sum)
+            for (std::int64_t f = 0; f < F; ++f)
+                sum += static_cast<double>(ar[f] * gr[f]);
+            op[t] = sum;
+        }
+    });
+    return out;
+}
+
+} // namespace
+
 TokenEffects tokenEffects(const Effects& e)
 {
     TokenEffects out;
@@ -663,7 +695,7 @@ TokenEffects tokenEffects(const Effects& e)
     at::Tensor from = mlp.clone(), to = mlp.clone();
     std::vector<std::pair<std::string, at::Tensor>> latents;
     for (const LayerEffects& le : e.layers) {
-        mlp += le.neurons(Metric::TotalEffect).to(at::kDouble).sum(1);
+        mlp += neuronTotalsPerToken(le);
         from += le.headsOverKeys(Metric::TotalEffect).to(at::kDouble).sum(1);
         to += le.totalToKeys().to(at::kDouble);
         for (const auto& lat : le.latents) {
