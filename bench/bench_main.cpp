@@ -36,6 +36,7 @@
 #include <map>
 #include <optional>
 #include <sys/resource.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +48,15 @@ double nowMs()
 {
     using namespace std::chrono;
     return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+// CPU time of every thread of the process: on a shared machine a stage's CPU time moves with its work
+// far less than its wall time moves with the other processes' load.
+double cpuMs()
+{
+    timespec t {};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) / 1e6;
 }
 
 template <typename F>
@@ -552,10 +562,11 @@ nlohmann::ordered_json longPromptFigures(const cs::Gpt2Model& model, const std::
         const double rssBefore = currentRssMb();
         // Where the time goes: the stages analyzePrompt reports, timed from one stage to the next.
         std::vector<std::pair<std::string, double>> stages;
-        std::vector<double> stageRss, stagePeak; // resident and peak resident memory when each stage starts
+        std::vector<double> stageRss, stagePeak, stageCpu; // resident and peak resident memory, CPU time when each stage starts
         cs::AnalysisControl control;
         control.stage = [&](const std::string& what) {
             stages.emplace_back(what, nowMs());
+            stageCpu.push_back(cpuMs());
             stageRss.push_back(currentRssMb());
             stagePeak.push_back(vmHwmMb());
         };
@@ -564,6 +575,7 @@ nlohmann::ordered_json longPromptFigures(const cs::Gpt2Model& model, const std::
             stages.clear();
             stageRss.clear();
             stagePeak.clear();
+            stageCpu.clear();
             analysis.reset();
             analysis.emplace(cs::analyzePrompt(model, noSaes, q, control));
             // What the engine adds before the window shows the Run: the node table and the grid.
@@ -577,6 +589,7 @@ nlohmann::ordered_json longPromptFigures(const cs::Gpt2Model& model, const std::
         nlohmann::ordered_json breakdown;
         for (std::size_t i = 0; i + 1 < stages.size(); ++i)
             breakdown[stages[i].first] = {{"ms", stages[i + 1].second - stages[i].second},
+                                          {"cpu_ms", stageCpu[i + 1] - stageCpu[i]},
                                           {"rss_at_start_mb", stageRss[i]},
                                           {"peak_rss_at_end_mb", stagePeak[i + 1]}};
         // The click on the analysis just made, as the window asks for it (medians over R clicks).
@@ -589,6 +602,7 @@ nlohmann::ordered_json longPromptFigures(const cs::Gpt2Model& model, const std::
         out.push_back({{"tokens", n},
                        {"run_ms", ms},
                        {"stages_of_last_run", breakdown},
+                       {"cpu_ms_of_last_run", stageCpu.back() - stageCpu.front()},
                        {"floor_gflop", (forwardFlops + backwardFlops) / 1e9},
                        {"floor_ms", floorMs},
                        {"ratio", ms / floorMs},

@@ -324,6 +324,75 @@ private Q_SLOTS:
         }
     }
 
+    void keyMaximaOfTheBackwardPassEqualTheRecomputedOnes()
+    {
+        // A Run's attention nodes reduce over keys inside the backward pass (P and ∂O/∂Z·Vᵀ at hand);
+        // the same layer with its caches cleared recomputes them (LayerEffects::fillKeyMaxima). With
+        // ablated probabilities in several query blocks (P as Z read it) and without.
+        ForwardAblations ablations;
+        ablations.layers.resize(2);
+        for (int k = 0; k <= 300; ++k)
+            ablations.layers[0].probs.push_back({300, 1, k, 0.002f});
+        ablations.layers[0].probs.push_back({kTokens - 1, 3, 7, 0.9f});
+        ablations.layers[1].probs.push_back({129, 0, 128, 0.7f});
+        for (const bool ablated : {false, true}) {
+            ForwardOptions fo;
+            fo.withGrad = true;
+            fo.keepProbs = false;
+            fo.logits = RecordLogits::None;
+            fo.ablations = ablated ? &ablations : nullptr;
+            const ActivationRecord rec = runForward(*m_model, m_ids, fo);
+            const Effects effects = computeEffects({*m_model, m_saes, rec}, m_objective);
+            for (const LayerEffects& le : effects.layers) {
+                QVERIFY(le.activationOverKeys.defined()); // filled by the backward pass
+                LayerEffects recomputed = le;
+                recomputed.keyMaximaCache = {};
+                recomputed.activationOverKeys = at::Tensor();
+                recomputed.writeOverKeys = at::Tensor();
+                for (Metric metric : {Metric::Activation, Metric::WriteMagnitude, Metric::TotalEffect}) {
+                    const LayerEffects::KeyMaxima& a = le.headKeyMaxima(metric);
+                    const LayerEffects::KeyMaxima& b = recomputed.headKeyMaxima(metric);
+                    QVERIFY2(close(a.value, b.value), metricKey(metric));
+                    // The key chosen holds the maximum (a near-tie may pick another key).
+                    QVERIFY2(close(le.heads(metric).gather(1, a.key.unsqueeze(1)).squeeze(1), b.value), metricKey(metric));
+                    QVERIFY2(close(le.headsOverKeys(metric), recomputed.headsOverKeys(metric)), metricKey(metric));
+                }
+            }
+            if (ablated) // the ablated row's maximum is the constant put in
+                QCOMPARE(effects.layers[0].headsOverKeys(Metric::Activation)[300][1].item<double>(), double(0.002f));
+        }
+    }
+
+    void gridNeuronsAreTheTopOfTheNeuronValues()
+    {
+        // The grid's neurons at every token: the topN largest |value| of neurons(metric) at that token,
+        // largest first, with their signed values, exactly (the same float32 products).
+        const int topN = 16;
+        for (const auto* run : {&*m_effects, &*m_lazyEffects}) {
+            const ActivationRecord& rec = run == &*m_effects ? *m_rec : *m_lazy;
+            const GridValues grid = gridValues({*m_model, m_saes, rec}, *run, topN);
+            for (Metric metric : {Metric::Activation, Metric::WriteMagnitude, Metric::DirectEffect, Metric::TotalEffect}) {
+                QVERIFY(grid.has(metric));
+                for (int layer = 0; layer < m_model->config.nLayer; ++layer) {
+                    const at::Tensor values = run->layers[layer].neurons(metric);
+                    const at::Tensor expected = std::get<0>(values.abs().topk(topN, 1)).contiguous(); // [n, topN]
+                    for (int t = 0; t < kTokens; t += 7) {
+                        const auto& cells = grid.rows[std::size_t(metric)][t][layer].neurons;
+                        QCOMPARE(int(cells.size()), topN);
+                        std::set<int> seen;
+                        for (int j = 0; j < topN; ++j) {
+                            const GridCellValue& cell = cells[std::size_t(j)];
+                            QCOMPARE(cell.node.token, t);
+                            QVERIFY(seen.insert(cell.node.index).second);
+                            QCOMPARE(cell.value, values[t][cell.node.index].item<double>());
+                            QCOMPARE(std::abs(cell.value), expected[t][j].item<double>());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     void attentionLatentPairMapEqualsTheRowByRowAttribution()
     {
         for (int layer : {0, 1}) {

@@ -10,10 +10,12 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <limits>
 #include <map>
+#include <memory>
 
 namespace cs {
 
@@ -252,35 +254,123 @@ const LayerEffects::KeyMaxima& LayerEffects::headKeyMaxima(Metric metric) const
 }
 
 // The key maxima of the activation, the write magnitude and (with an objective) the total effect, and
-// the activation's maximum and the write magnitude's sum over keys, in one pass over the probabilities:
-// for each (head, query) row, the key k with the largest |P[q,k,h]·f| for f = 1, ‖V[k,h]·W_O[h]‖ and
-// x[q,h]·V[k,h] (x = ∂O/∂Z), and that signed value; max_k P and Σ_k P·‖V·W_O‖. One fused loop reads each
-// block of P once for all of them (P is 50 MB a layer at 1,024 tokens: a reduction per metric made a
-// pass and a temporary of that size each); without recorded probabilities the block is recomputed here,
-// once, and only up to the keys its queries see. The total effect's x·V products come from one batched
-// product per block of query rows; the loop keeps the first key of a tie, as max does.
+// the activation's maximum and the write magnitude's sum over keys, for every (query, head): the key k
+// with the largest |P[q,k,h]·f| for f = 1, ‖V[k,h]·W_O[h]‖ and x[q,h]·V[k,h] (x = ∂O/∂Z), and that
+// signed value; max_k P and Σ_k P·‖V·W_O‖. One fused loop reads each block of P once for all of them
+// (P is 50 MB a layer at 1,024 tokens: a reduction per metric made a pass and a temporary of that size
+// each). Blocks come either from the attention node's backward pass, which has P and the x·V products
+// at hand (AttentionBackwardObserver), or from fillKeyMaxima, which recomputes them.
+namespace {
+
+struct KeyReductions {
+    static constexpr int kinds = 3; // activation, write, total
+    std::int64_t n = 0, H = 0;
+    bool total = false;
+    at::Tensor norms;                  // ‖V[k,h]·W_O[h]‖ as [H, k], float32
+    at::Tensor keys[kinds], values[kinds], maxima, sums; // [q, H]
+    std::atomic<std::int64_t> rowsDone{0}; // (query, head) rows reduced: n·H when complete
+
+    KeyReductions(const at::Tensor& valueWriteNorm, bool withTotal)
+        : n(valueWriteNorm.size(0)), H(valueWriteNorm.size(1)), total(withTotal),
+          norms(valueWriteNorm.t().to(at::kFloat).contiguous())
+    {
+        for (int i = 0; i < kinds; ++i) {
+            keys[i] = at::zeros({n, H}, at::kLong);
+            values[i] = at::zeros({n, H}, at::kFloat);
+        }
+        maxima = at::zeros({n, H}, at::kFloat);
+        sums = at::zeros({n, H}, at::kFloat);
+    }
+
+    // One head's block of query rows [first, first + m): P rows of stride pStride (keys up to each
+    // query; those after it are 0), and x·V rows of stride xStride (null without an objective).
+    // Vectorized reductions first (max is exact in any order), then the first key that reaches each
+    // maximum: the same key and value as a sequential scan keeping the first of a tie. Safe to call for
+    // different heads from different threads.
+    void reduce(std::int64_t h, std::int64_t first, std::int64_t m, const float* p, std::int64_t pStride, const float* x, std::int64_t xStride)
+    {
+        const float* wr = norms.data_ptr<float>() + h * n;
+        std::int64_t* keyOut[kinds];
+        float* valueOut[kinds];
+        for (int i = 0; i < kinds; ++i) {
+            keyOut[i] = keys[i].data_ptr<std::int64_t>();
+            valueOut[i] = values[i].data_ptr<float>();
+        }
+        float* maxOut = maxima.data_ptr<float>();
+        float* sumOut = sums.data_ptr<float>();
+        for (std::int64_t r = 0; r < m; ++r) {
+            const std::int64_t q = first + r;
+            const float* pr = p + r * pStride;
+            const float* xr = x ? x + r * xStride : nullptr;
+            // Keys after the query have P = 0 (the causal mask; ablations cannot name them), so they can
+            // neither be a row's maximum by magnitude nor change its value or sum.
+            const std::int64_t count = q + 1;
+            float largest = q + 1 < n ? 0.0f : pr[0]; // max over every key, the zeros after the query included
+            float sum = 0;
+#pragma omp simd reduction(max : largest) reduction(+ : sum)
+            for (std::int64_t k = 0; k < count; ++k) {
+                largest = std::max(largest, pr[k]);
+                sum += pr[k] * wr[k];
+            }
+            float m0 = 0, m1 = 0, m2 = 0;
+#pragma omp simd reduction(max : m0, m1)
+            for (std::int64_t k = 0; k < count; ++k) {
+                m0 = std::max(m0, std::abs(pr[k]));
+                m1 = std::max(m1, std::abs(pr[k] * wr[k]));
+            }
+            if (xr) {
+#pragma omp simd reduction(max : m2)
+                for (std::int64_t k = 0; k < count; ++k)
+                    m2 = std::max(m2, std::abs(pr[k] * xr[k]));
+            }
+            const float maxAbs[kinds] = {m0, m1, m2};
+            for (int i = 0; i < kinds; ++i) {
+                if (i == 2 && !xr)
+                    break;
+                std::int64_t bestKey = 0;
+                float bestValue = 0;
+                for (std::int64_t k = 0; k < count; ++k) {
+                    const float v = i == 0 ? pr[k] : i == 1 ? pr[k] * wr[k] : pr[k] * xr[k];
+                    if (std::abs(v) == maxAbs[i]) {
+                        bestKey = k;
+                        bestValue = v;
+                        break;
+                    }
+                }
+                keyOut[i][q * H + h] = bestKey;
+                valueOut[i][q * H + h] = bestValue;
+            }
+            maxOut[q * H + h] = largest;
+            sumOut[q * H + h] = sum;
+        }
+        rowsDone += m;
+    }
+
+    // Into the layer's caches, in the layer's type.
+    void store(const LayerEffects& le) const
+    {
+        const at::ScalarType type = le.headOut.scalar_type();
+        const Metric metrics[kinds] = {Metric::Activation, Metric::WriteMagnitude, Metric::TotalEffect};
+        for (int i = 0; i < kinds; ++i) {
+            if (i == 2 && !total)
+                continue;
+            le.keyMaximaCache[static_cast<std::size_t>(metrics[i])] = LayerEffects::KeyMaxima{keys[i], values[i].to(type)};
+        }
+        le.activationOverKeys = maxima.to(type);
+        le.writeOverKeys = sums.to(type);
+    }
+};
+
+} // namespace
+
+// Without recorded probabilities the blocks are recomputed here, once, and only up to the keys their
+// queries see; the total effect's x·V products come from one product per block of query rows.
 void LayerEffects::fillKeyMaxima() const
 {
     at::NoGradGuard noGrad;
     const std::int64_t n = probs.tokens(), H = probs.heads();
-    const at::Tensor norms = valueWriteNorm.t().to(at::kFloat).contiguous(); // [H, k]
     const bool total = hasObjective;
-    constexpr int kinds = 3;                                                // activation, write, total
-    at::Tensor keys[kinds], values[kinds];
-    for (int i = 0; i < kinds; ++i) {
-        keys[i] = at::zeros({n, H}, at::kLong);
-        values[i] = at::zeros({n, H}, at::kFloat);
-    }
-    at::Tensor maxima = at::zeros({n, H}, at::kFloat), sums = at::zeros({n, H}, at::kFloat);
-    const float* w = norms.data_ptr<float>();
-    std::int64_t* keyOut[kinds];
-    float* valueOut[kinds];
-    for (int i = 0; i < kinds; ++i) {
-        keyOut[i] = keys[i].data_ptr<std::int64_t>();
-        valueOut[i] = values[i].data_ptr<float>();
-    }
-    float* maxOut = maxima.data_ptr<float>();
-    float* sumOut = sums.data_ptr<float>();
+    KeyReductions out(valueWriteNorm, total);
     // Heads in parallel, each by blocks of query rows: one head's block of P (and of the x·V products)
     // is at most 128 × n floats and stays in the core's cache through every reduction.
     const std::int64_t block = queryBlock(n, H);
@@ -296,75 +386,11 @@ void LayerEffects::fillKeyMaxima() const
                     P = P.contiguous(); // a recorded P in another layout
                 const at::Tensor products = total ? at::mm(gradient.narrow(0, first, m).select(1, h), valueF.narrow(0, 0, seen).select(1, h).t())
                                                   : at::Tensor(); // [m, seen]
-                const std::int64_t rowStride = P.stride(0);
-                const float* p = P.data_ptr<float>();
-                const float* x = total ? products.data_ptr<float>() : nullptr;
-                for (std::int64_t r = 0; r < m; ++r) {
-                    const std::int64_t q = first + r;
-                    const float* pr = p + r * rowStride;
-                    const float* wr = w + h * n;
-                    const float* xr = total ? x + r * seen : nullptr;
-                    // Keys after the query have P = 0 (the causal mask; ablations cannot name them), so
-                    // they can neither be a row's maximum by magnitude nor change its value or sum.
-                    // Vectorized reductions first (max is exact in any order), then the first key that
-                    // reaches each maximum: the same key and value as a sequential scan keeping the first
-                    // of a tie.
-                    const std::int64_t count = q + 1;
-                    float maxAbs[kinds] = {0, 0, 0};
-                    float largest = q + 1 < n ? 0.0f : pr[0]; // max over every key, the zeros after the query included
-                    float sum = 0;
-#pragma omp simd reduction(max : largest) reduction(+ : sum)
-                    for (std::int64_t k = 0; k < count; ++k) {
-                        largest = std::max(largest, pr[k]);
-                        sum += pr[k] * wr[k];
-                    }
-                    float m0 = 0, m1 = 0, m2 = 0;
-#pragma omp simd reduction(max : m0, m1)
-                    for (std::int64_t k = 0; k < count; ++k) {
-                        m0 = std::max(m0, std::abs(pr[k]));
-                        m1 = std::max(m1, std::abs(pr[k] * wr[k]));
-                    }
-                    if (xr) {
-#pragma omp simd reduction(max : m2)
-                        for (std::int64_t k = 0; k < count; ++k)
-                            m2 = std::max(m2, std::abs(pr[k] * xr[k]));
-                    }
-                    maxAbs[0] = m0;
-                    maxAbs[1] = m1;
-                    maxAbs[2] = m2;
-                    std::int64_t bestKey[kinds] = {0, 0, 0};
-                    float bestValue[kinds] = {0, 0, 0};
-                    for (int i = 0; i < kinds; ++i) {
-                        if (i == 2 && !xr)
-                            break;
-                        for (std::int64_t k = 0; k < count; ++k) {
-                            const float v = i == 0 ? pr[k] : i == 1 ? pr[k] * wr[k] : pr[k] * xr[k];
-                            if (std::abs(v) == maxAbs[i]) {
-                                bestKey[i] = k;
-                                bestValue[i] = v;
-                                break;
-                            }
-                        }
-                    }
-                    for (int i = 0; i < kinds; ++i) {
-                        keyOut[i][q * H + h] = bestKey[i];
-                        valueOut[i][q * H + h] = bestValue[i];
-                    }
-                    maxOut[q * H + h] = largest;
-                    sumOut[q * H + h] = sum;
-                }
+                out.reduce(h, first, m, P.data_ptr<float>(), P.stride(0), total ? products.data_ptr<float>() : nullptr, seen);
             }
         }
     });
-    const at::ScalarType type = headOut.scalar_type();
-    const Metric metrics[kinds] = {Metric::Activation, Metric::WriteMagnitude, Metric::TotalEffect};
-    for (int i = 0; i < kinds; ++i) {
-        if (i == 2 && !total)
-            continue;
-        keyMaximaCache[static_cast<std::size_t>(metrics[i])] = KeyMaxima{keys[i], values[i].to(type)};
-    }
-    activationOverKeys = maxima.to(type);
-    writeOverKeys = sums.to(type);
+    out.store(*this);
 }
 
 at::Tensor LayerEffects::totalToKeys() const
@@ -530,6 +556,44 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
             saeIndex[layer].push_back({b.location, indexOf(s ? s->output : saeLocationTensor(L, b.location))});
         }
     }
+    const Gpt2Config& c = model.config;
+    const int H = c.nHead, dh = c.dHead();
+    // ‖V[k,h]·W_O[h]‖ for every key token and head, one head at a time ([n, d] each): before the backward
+    // pass, whose attention nodes reduce over keys with them.
+    std::vector<at::Tensor> valueWriteNorms;
+    for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
+        at::NoGradGuard noGrad;
+        const at::Tensor value = rec.layers[layer].value.detach();
+        const Gpt2LayerWeights& lw = model.weights.layers[layer];
+        at::Tensor norms = at::empty({value.size(0), H}, value.options());
+        for (int h = 0; h < H; ++h)
+            norms.select(1, h).copy_(at::mm(value.select(1, h), asFloat32(lw.outWeight(h, dh))).norm(2, -1));
+        valueWriteNorms.push_back(norms);
+    }
+    // The key maxima, filled by the layers' attention nodes during the backward pass where they can
+    // (records without probabilities): P is then not recomputed for them (LayerEffects::fillKeyMaxima).
+    std::vector<std::unique_ptr<KeyReductions>> reductions(rec.layers.size());
+    struct ObserverReset { // the observers capture this function's locals: detach them however it ends
+        const ActivationRecord& rec;
+        ~ObserverReset()
+        {
+            for (const LayerRecord& L : rec.layers)
+                if (L.attentionObserver)
+                    L.attentionObserver->block = nullptr;
+        }
+    } observerReset{rec};
+    if (scalar) {
+        for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
+            const LayerRecord& L = rec.layers[layer];
+            if (!L.attentionObserver)
+                continue;
+            reductions[layer] = std::make_unique<KeyReductions>(valueWriteNorms[layer], /*withTotal=*/true);
+            KeyReductions* out = reductions[layer].get();
+            L.attentionObserver->block = [out](std::int64_t h, std::int64_t first, const at::Tensor& P, const at::Tensor& xV) {
+                out->reduce(h, first, P.size(0), P.data_ptr<float>(), P.stride(0), xV.data_ptr<float>(), xV.stride(0));
+            };
+        }
+    }
     std::vector<at::Tensor> grads(inputs.size());
     Effects e;
     e.readPosition = finalResidualPosition(model.config.nLayer);
@@ -558,8 +622,6 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
     const at::Tensor rows = effects ? G.abs().sum(1).nonzero().squeeze(1) : at::empty({0}, at::kLong);
     const at::Tensor Grows = effects ? G.index_select(0, rows) : at::Tensor();
 
-    const Gpt2Config& c = model.config;
-    const int H = c.nHead, dh = c.dHead();
     for (std::size_t layer = 0; layer < rec.layers.size(); ++layer) {
         const LayerRecord& L = rec.layers[layer];
         const Gpt2LayerWeights& lw = model.weights.layers[layer];
@@ -572,10 +634,7 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
         le.probs = layerProbs(model, rec, l);
         le.value = L.value.detach();
         le.headOut = L.headOut.detach();
-        // ‖V[k,h]·W_O[h]‖ for every key token and head, one head at a time ([n, d] each).
-        le.valueWriteNorm = at::empty({L.value.size(0), H}, le.value.options());
-        for (int h = 0; h < H; ++h)
-            le.valueWriteNorm.select(1, h).copy_(at::mm(le.value.select(1, h), asFloat32(lw.outWeight(h, dh))).norm(2, -1));
+        le.valueWriteNorm = valueWriteNorms[layer];
         if (effects) {
             le.neuronGradient = gradOf(mlpIndex[layer]);
             le.headOutGradient = gradOf(headIndex[layer]);
@@ -590,6 +649,10 @@ Effects computeEffects(const AnalysisInput& in, const ResolvedObjective& objecti
             for (const auto& [location, index] : saeIndex[layer])
                 le.locationGradients.push_back({location, gradOf(index)});
         }
+        // A layer whose attention node the backward pass did not reach (after the residual a traced
+        // node reads) or did not reach completely leaves its key maxima to fillKeyMaxima.
+        if (reductions[layer] && reductions[layer]->rowsDone == reductions[layer]->n * reductions[layer]->H)
+            reductions[layer]->store(le);
         e.layers.push_back(std::move(le));
     }
     for (std::size_t layer = 0; layer < rec.layers.size(); ++layer)
@@ -656,6 +719,38 @@ const TokenEffects::Row* TokenEffects::find(std::string_view kind) const
     return nullptr;
 }
 
+namespace {
+
+// Σ_f a[t, f]·g[t, f] for every row t, in double: what neurons(TotalEffect).to(kDouble).sum(1) gives
+// (the float32 products, summed in double) without its two [n, F] temporaries (float and double:
+// 38 MB a layer at 1,024 tokens of GPT-2 small).
+at::Tensor neuronTotalsPerToken(const LayerEffects& le)
+{
+    const at::Tensor& act = le.neuronActivation;
+    if (act.scalar_type() != at::kFloat || le.neuronGradient.scalar_type() != at::kFloat)
+        return le.neurons(Metric::TotalEffect).to(at::kDouble).sum(1);
+    const at::Tensor A = act.contiguous(), G = le.neuronGradient.contiguous();
+    const std::int64_t n = A.size(0), F = A.size(1);
+    at::Tensor out = at::empty({n}, at::kDouble);
+    const float* ap = A.data_ptr<float>();
+    const float* gp = G.data_ptr<float>();
+    double* op = out.data_ptr<double>();
+    at::parallel_for(0, n, 16, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t t = begin; t < end; ++t) {
+            const float* ar = ap + t * F;
+            const float* gr = gp + t * F;
+            double sum = 0;
+#pragma omp simd reduction(+ : sum)
+            for (std::int64_t f = 0; f < F; ++f)
+                sum += static_cast<double>(ar[f] * gr[f]);
+            op[t] = sum;
+        }
+    });
+    return out;
+}
+
+} // namespace
+
 TokenEffects tokenEffects(const Effects& e)
 {
     TokenEffects out;
@@ -670,7 +765,7 @@ TokenEffects tokenEffects(const Effects& e)
     at::Tensor from = mlp.clone(), to = mlp.clone();
     std::vector<std::pair<std::string, at::Tensor>> latents;
     for (const LayerEffects& le : e.layers) {
-        mlp += le.neurons(Metric::TotalEffect).to(at::kDouble).sum(1);
+        mlp += neuronTotalsPerToken(le);
         from += le.headsOverKeys(Metric::TotalEffect).to(at::kDouble).sum(1);
         to += le.totalToKeys().to(at::kDouble);
         for (const auto& lat : le.latents) {
@@ -794,6 +889,102 @@ std::pair<at::Tensor, at::Tensor> largestNeuronMagnitudes(const LayerEffects& le
     return {v, rows.index_select(0, at::floor_divide(idx, F)) * F + idx.remainder(F)};
 }
 
+// For every row t of the layer's neuron values v[t, f] of a metric (as neurons(metric) makes them), the
+// k largest |v| and their neurons, largest first (the lower neuron first on ties), as indices [n, k]
+// (int64) and signed values [n, k] (float32). What topk over |neurons(metric)| gives, without making
+// the [n, F] values, their magnitudes and topk's per-row copies (at 1,024 tokens each is 12.6 MB a layer
+// and metric). The products are the same float32 products as neurons(), one at a time; a block of 16
+// neurons is skipped after one vectorized maximum when none of it beats the row's k-th largest.
+// Undefined tensors unless the neurons are float32 (gridValues then takes topk's way).
+std::pair<at::Tensor, at::Tensor> rowTopNeurons(const LayerEffects& le, Metric metric, std::int64_t k)
+{
+    const at::Tensor& act = le.neuronActivation;
+    if (act.scalar_type() != at::kFloat || (metricNeedsObjective(metric) && !le.hasObjective))
+        return {};
+    const std::int64_t n = act.size(0), F = act.size(1);
+    k = std::min(k, F);
+    if (k < 1)
+        return {};
+    const at::Tensor A = act.contiguous();
+    const bool write = metric == Metric::WriteMagnitude, total = metric == Metric::TotalEffect, direct = metric == Metric::DirectEffect;
+    const at::Tensor C = write ? le.neuronOutNorm.to(at::kFloat).contiguous() : at::Tensor();
+    const at::Tensor B = total ? le.neuronGradient.to(at::kFloat).contiguous() : at::Tensor();
+    // A direct effect is zero outside the rows of G: row r of neuronDirectRows is token directRows[r].
+    const at::Tensor D = direct ? le.neuronDirectRows.to(at::kFloat).contiguous() : at::Tensor();
+    std::vector<std::int64_t> directRowOf(direct ? static_cast<std::size_t>(n) : 0, -1);
+    if (direct) {
+        const at::Tensor rows = le.directRows.contiguous();
+        for (std::int64_t r = 0; r < rows.numel(); ++r)
+            directRowOf[static_cast<std::size_t>(rows.data_ptr<std::int64_t>()[r])] = r;
+    }
+    at::Tensor index = at::empty({n, k}, at::kLong), value = at::empty({n, k}, at::kFloat);
+    const float* ap = A.data_ptr<float>();
+    const float* bp = total ? B.data_ptr<float>() : nullptr;
+    const float* cp = write ? C.data_ptr<float>() : nullptr;
+    std::int64_t* ip = index.data_ptr<std::int64_t>();
+    float* vp = value.data_ptr<float>();
+    at::parallel_for(0, n, 16, [&](std::int64_t begin, std::int64_t end) {
+        std::vector<float> v(static_cast<std::size_t>(F));
+        std::vector<float> bestAbs(static_cast<std::size_t>(k));
+        std::vector<std::int64_t> bestIndex(static_cast<std::size_t>(k));
+        for (std::int64_t t = begin; t < end; ++t) {
+            const float* ar = ap + t * F;
+            if (direct) {
+                const std::int64_t r = directRowOf[static_cast<std::size_t>(t)];
+                if (r < 0)
+                    std::fill(v.begin(), v.end(), 0.0f);
+                else
+                    std::copy_n(D.data_ptr<float>() + r * F, F, v.begin());
+            } else if (bp) {
+                const float* br = bp + t * F;
+#pragma omp simd
+                for (std::int64_t f = 0; f < F; ++f)
+                    v[f] = ar[f] * br[f];
+            } else if (cp) {
+#pragma omp simd
+                for (std::int64_t f = 0; f < F; ++f)
+                    v[f] = ar[f] * cp[f];
+            } else {
+                std::copy_n(ar, F, v.begin());
+            }
+            std::int64_t filled = 0;
+            const auto offer = [&](std::int64_t f) {
+                const float a = std::abs(v[f]);
+                if (filled == k && !(a > bestAbs[k - 1]))
+                    return;
+                std::int64_t j = filled < k ? filled++ : k - 1;
+                for (; j > 0 && bestAbs[j - 1] < a; --j) { // equal magnitudes keep the lower neuron first
+                    bestAbs[j] = bestAbs[j - 1];
+                    bestIndex[j] = bestIndex[j - 1];
+                }
+                bestAbs[j] = a;
+                bestIndex[j] = f;
+            };
+            constexpr std::int64_t kChunk = 16;
+            std::int64_t f = 0;
+            for (; f < std::min(k, F); ++f)
+                offer(f);
+            for (; f + kChunk <= F; f += kChunk) {
+                float chunkMax = 0;
+#pragma omp simd reduction(max : chunkMax)
+                for (std::int64_t i = 0; i < kChunk; ++i)
+                    chunkMax = std::max(chunkMax, std::abs(v[f + i]));
+                if (chunkMax > bestAbs[k - 1]) {
+                    for (std::int64_t i = 0; i < kChunk; ++i)
+                        offer(f + i);
+                }
+            }
+            for (; f < F; ++f)
+                offer(f);
+            for (std::int64_t j = 0; j < k; ++j) {
+                ip[t * k + j] = bestIndex[j];
+                vp[t * k + j] = v[bestIndex[j]];
+            }
+        }
+    });
+    return {index, value};
+}
+
 } // namespace
 
 GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
@@ -818,25 +1009,34 @@ GridValues gridValues(const AnalysisInput& in, const Effects& e, int topN)
             const double* vp = value.data_ptr<double>();
             for (int t = 0; t < n; ++t) {
                 auto& row = perToken[static_cast<std::size_t>(t)][static_cast<std::size_t>(layer)];
+                row.heads.reserve(static_cast<std::size_t>(nHeads));
                 for (int head = 0; head < nHeads; ++head)
                     row.heads.push_back({NodeRef{NodeKind::AttnHead, layer, head, t, static_cast<int>(bp[t * nHeads + head])},
                                          vp[t * nHeads + head]});
             }
+            // The cells of each token from its top k indices [n, k] and values [n, k] (double).
+            auto cellsOf = [&](const at::Tensor& idx, const at::Tensor& picked, NodeKind kind, std::vector<GridCellValue> GridLayerValues::*member) {
+                const std::int64_t k = idx.size(1);
+                const std::int64_t* ip = idx.data_ptr<std::int64_t>();
+                const double* pp = picked.data_ptr<double>();
+                for (int t = 0; t < n; ++t) {
+                    auto& cells = perToken[static_cast<std::size_t>(t)][static_cast<std::size_t>(layer)].*member;
+                    cells.reserve(static_cast<std::size_t>(k));
+                    for (std::int64_t j = 0; j < k; ++j)
+                        cells.push_back({NodeRef{kind, layer, static_cast<int>(ip[t * k + j]), t, 0}, pp[t * k + j]});
+                }
+            };
             auto topCells = [&](const at::Tensor& values, NodeKind kind, std::vector<GridCellValue> GridLayerValues::*member) {
                 const std::int64_t k = std::min<std::int64_t>(topN, values.size(1));
                 if (k <= 0)
                     return;
                 const at::Tensor idx = std::get<1>(values.abs().topk(k, 1)).contiguous();
-                const at::Tensor picked = values.gather(1, idx).to(at::kDouble).contiguous();
-                const std::int64_t* ip = idx.data_ptr<std::int64_t>();
-                const double* pp = picked.data_ptr<double>();
-                for (int t = 0; t < n; ++t) {
-                    auto& cells = perToken[static_cast<std::size_t>(t)][static_cast<std::size_t>(layer)].*member;
-                    for (std::int64_t j = 0; j < k; ++j)
-                        cells.push_back({NodeRef{kind, layer, static_cast<int>(ip[t * k + j]), t, 0}, pp[t * k + j]});
-                }
+                cellsOf(idx, values.gather(1, idx).to(at::kDouble).contiguous(), kind, member);
             };
-            topCells(le.neurons(metric), NodeKind::MlpNeuron, &GridLayerValues::neurons);
+            if (const auto [index, picked] = rowTopNeurons(le, metric, topN); index.defined())
+                cellsOf(index, picked.to(at::kDouble).contiguous(), NodeKind::MlpNeuron, &GridLayerValues::neurons);
+            else
+                topCells(le.neurons(metric), NodeKind::MlpNeuron, &GridLayerValues::neurons);
             // Latents from their active entries: a dense [n, N] per metric and a top-k over it cost more
             // than the rest of the grid (24 autoencoders of 32k latents: 4 × 24 × 2M values).
             for (const auto& lat : le.latents) {

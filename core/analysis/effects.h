@@ -63,7 +63,9 @@ struct LayerEffects {
     mutable std::array<std::optional<KeyMaxima>, kMetricCount> keyMaximaCache; // headKeyMaxima's
     // One pass over P (recomputed in query blocks when the record has none) for every reduction over
     // keys that needs it: the key maxima of the activation, write magnitude and total effect, and the
-    // activation's maximum and the write magnitude's sum over keys.
+    // activation's maximum and the write magnitude's sum over keys. computeEffects fills the same
+    // caches during the backward pass where the layer's attention node shows it P (records without
+    // probabilities, AttentionBackwardObserver), so a Run does not recompute P for them.
     void fillKeyMaxima() const;
     mutable at::Tensor activationOverKeys, writeOverKeys; // [q, H], fillKeyMaxima's
     // Σ over queries and heads of the total effect of each key token's pairs, [k] ("attn_to"); undefined

@@ -227,7 +227,8 @@ constexpr std::int64_t kAttentionBlockRows = 128;
 // blocks of query rows. Ablated entries are constants: nothing flows back through them to the scores.
 struct CausalAttention : public torch::autograd::Function<CausalAttention> {
     static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
-                              const at::Tensor& bias, const at::Tensor& ablCoordinates, const at::Tensor& ablValues, double scale)
+                              const at::Tensor& bias, const at::Tensor& ablCoordinates, const at::Tensor& ablValues, double scale,
+                              const c10::intrusive_ptr<AttentionBackwardObserver>& observer)
     {
         const std::int64_t n = query.size(0), H = query.size(1), dh = query.size(2);
         const std::vector<ProbEntry> entries = probEntries(ablCoordinates, ablValues);
@@ -247,6 +248,8 @@ struct CausalAttention : public torch::autograd::Function<CausalAttention> {
             }
         });
         ctx->saved_data["scale"] = scale;
+        // A capsule: the one IValue that holds a C++ object of ours (no TorchScript class registration).
+        ctx->saved_data["observer"] = c10::IValue::make_capsule(observer);
         ctx->save_for_backward({query, key, value, bias, ablCoordinates, ablValues});
         return Z;
     }
@@ -257,6 +260,9 @@ struct CausalAttention : public torch::autograd::Function<CausalAttention> {
         const at::Tensor &query = saved[0], &key = saved[1], &value = saved[2], &bias = saved[3];
         const std::vector<ProbEntry> entries = probEntries(saved[4], saved[5]);
         const double scale = ctx->saved_data["scale"].toDouble();
+        const c10::intrusive_ptr<torch::CustomClassHolder> held = ctx->saved_data["observer"].toCapsule();
+        const auto* observer = static_cast<const AttentionBackwardObserver*>(held.get());
+        const bool observed = observer && observer->block;
         const std::int64_t n = query.size(0), H = query.size(1);
         const at::Tensor gz = grads[0].contiguous(); // ∂O/∂Z [n, H, dh]
         at::Tensor dQ = at::empty(query.sizes(), query.options()), dK = at::zeros(query.sizes(), query.options()),
@@ -273,6 +279,16 @@ struct CausalAttention : public torch::autograd::Function<CausalAttention> {
                     at::Tensor dP = at::mm(gb, vb.t());                       // [m, keys]
                     float* p = P.data_ptr<float>();
                     float* g = dP.data_ptr<float>();
+                    if (observed) {
+                        // Before softmax's backward overwrites dP; P as Z read it (a copy only in a block
+                        // with ablated entries: softmax's backward needs its own output).
+                        bool ablated = false;
+                        forEachInBlock(entries, h, first, m, keys, [&](std::int64_t, float) { ablated = true; });
+                        at::Tensor read = ablated ? P.clone() : P;
+                        float* r = read.data_ptr<float>();
+                        forEachInBlock(entries, h, first, m, keys, [&](std::int64_t offset, float v) { r[offset] = v; });
+                        observer->block(h, first, read, dP);
+                    }
                     forEachInBlock(entries, h, first, m, keys, [&](std::int64_t offset, float) { g[offset] = 0; });
                     softmaxBackwardInPlace(dP, P, first); // now dS
                     forEachInBlock(entries, h, first, m, keys, [&](std::int64_t offset, float v) { p[offset] = v; }); // what Z read
@@ -284,7 +300,7 @@ struct CausalAttention : public torch::autograd::Function<CausalAttention> {
                 }
             }
         });
-        return {dQ, dK, dV, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+        return {dQ, dK, dV, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     }
 };
 
@@ -508,7 +524,9 @@ ActivationRecord runForward(const Gpt2Model& model, const std::vector<int>& ids,
         if (windows == 1 && !options.keepProbs) {
             const auto [ablCoordinates, ablValues] =
                 probAblationCoordinates(ablations ? ablations->probs : std::vector<ActivationAblation>{}, n, H);
-            L.headOut = CausalAttention::apply(L.query, L.key, L.value, futureBias, ablCoordinates, ablValues, scale); // [n, H, dh]
+            L.attentionObserver = c10::make_intrusive<AttentionBackwardObserver>();
+            L.headOut = CausalAttention::apply(L.query, L.key, L.value, futureBias, ablCoordinates, ablValues, scale,
+                                               L.attentionObserver); // [n, H, dh]
         } else if (windows == 1) {
             const at::Tensor qh = L.query.permute({1, 0, 2});   // [H, n, dh]
             const at::Tensor kh = L.key.permute({1, 2, 0});     // [H, dh, n]

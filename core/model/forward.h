@@ -30,6 +30,7 @@
 #include "core/model/sae_set.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/ivalue.h>
 
 #include <functional>
 #include <stdexcept>
@@ -90,9 +91,21 @@ at::Tensor saeReconstruction(const SaeRecord& record);
 // x − decode(α(x)) with the unablated latents of x: the error term the autoencoder's output keeps.
 at::Tensor saeError(const SaeRecord& record);
 
+// What a layer's attention node (ForwardOptions::keepProbs off) shows of its backward pass: for each
+// head's block of query rows [first, first + m), P [m, first + m] as Z read it (ablated entries
+// included) and ∂O/∂Z[q,h]·V[k,h] [m, first + m] (the gradient reaching P), both row-major and valid
+// during the call only, from at::parallel_for's threads (one head per thread). Reductions over keys
+// that need P and that product (the effects' key maxima) read them here instead of recomputing P once
+// more. Empty: nothing is called. A CustomClassHolder so the autograd node can hold it (in an IValue).
+struct AttentionBackwardObserver : torch::CustomClassHolder {
+    std::function<void(std::int64_t head, std::int64_t first, const at::Tensor& probs, const at::Tensor& gradientTimesValues)> block;
+};
+
 struct LayerRecord {
     std::vector<SaeRecord> saes;
     const SaeRecord* sae(SaeLocation location) const;
+    // Set when the layer's attention is the node that recomputes P in its backward pass (null otherwise).
+    c10::intrusive_ptr<AttentionBackwardObserver> attentionObserver;
 
     at::Tensor residIn, ln1Sigma;
     at::Tensor query, key, value;
