@@ -1,6 +1,6 @@
 // circuitscope-bench: the figures of product.md §6, as JSON on stdout.
 //
-//   circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere] [--large]
+//   circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere] [--large] [--analysis]
 //                      [--sae-load LATENTS] [--sae-dtype f32|f16|bf16]
 //
 // --sae-dtype: the autoencoders of --saes-everywhere and the file of --sae-load in float16/bfloat16,
@@ -682,6 +682,7 @@ int main(int argc, char** argv)
     std::vector<int> longLengths;
     bool saesEverywhere = false;
     bool large = false;
+    bool analysisOnly = false;
     std::int64_t saeLoadLatents = 0;
     at::ScalarType saeDtype = at::kFloat;
     for (int i = 1; i < argc; ++i) {
@@ -702,6 +703,8 @@ int main(int argc, char** argv)
             large = true; // only open, the products with the stored weights and a Run at --tokens (issue 15)
         else if (a == "--saes-everywhere")
             saesEverywhere = true; // only the Run with autoencoders on every layer (issue 15)
+        else if (a == "--analysis")
+            analysisOnly = true; // only the 64-token clicks with their floors, autoencoders on one layer, the layer scan
         else if (a == "--repeats" && i + 1 < argc)
             repeats = std::max(1, std::atoi(argv[++i]));
         else if (a == "--sae-load" && i + 1 < argc)
@@ -710,7 +713,7 @@ int main(int argc, char** argv)
             saeDtype = *saeDtypeFromName(argv[++i]);
         else {
             std::cerr << "usage: circuitscope-bench [--model DIR] [--tokens N] [--repeats R] [--long N,N,...] [--saes-everywhere] "
-                         "[--large] [--sae-load LATENTS] [--sae-dtype f32|f16|bf16]\n";
+                         "[--large] [--analysis] [--sae-load LATENTS] [--sae-dtype f32|f16|bf16]\n";
             return 2;
         }
     }
@@ -822,6 +825,11 @@ int main(int argc, char** argv)
         std::vector<int> ids(static_cast<std::size_t>(tokens));
         for (int i = 0; i < tokens; ++i)
             ids[static_cast<std::size_t>(i)] = (i * 7919 + 13) % c.vocabSize;
+        if (analysisOnly) {
+            out["analysis"] = analysisFigures(*model, ids, repeats, out["gemm"]["unembed_gflops"].get<double>());
+            std::cout << out.dump(2) << '\n';
+            return 0;
+        }
         const double fwdMs = medianMs(repeats, [&] { (void)cs::runForward(*model, ids); });
         cs::ForwardOptions withGrad;
         withGrad.withGrad = true;

@@ -8,6 +8,7 @@
 #include "core/util/errors.h"
 #include "core/util/runtime.h"
 
+#include <limits>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <QTest>
@@ -499,6 +500,48 @@ private Q_SLOTS:
             const at::Tensor approximate = std::get<1>(ranker.approximateScores(x.unsqueeze(0))[0].topk(20));
             QVERIFY(!at::equal(approximate, expected));
         }
+    }
+
+    void vocabRankerHalfStoredMatricesAndEdgeCases()
+    {
+        // A float16 or bfloat16 matrix is ranked as stored: the exact scores are those of its stored values.
+        at::manual_seed(9);
+        const at::Tensor base = at::randn({3000, 72}) * 0.2; // d = 72: 2 unrolled steps of 32 and a tail of 8
+        const at::Tensor X = at::randn({3, 72});
+        for (const at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
+            const at::Tensor M = base.to(dtype);
+            const VocabRanker ranker(M);
+            const RankedRows ranked = ranker.rank(X, 15);
+            const at::Tensor exact = at::mm(X.to(at::kDouble), M.to(at::kDouble).t());
+            for (std::int64_t q = 0; q < X.size(0); ++q) {
+                const auto [topV, topI] = exact[q].topk(15);
+                const auto [botV, botI] = exact[q].topk(15, 0, false);
+                const RankedRows::Row& row = ranked.rows[static_cast<std::size_t>(q)];
+                QCOMPARE(row.topIds.size(), std::size_t(15));
+                for (std::int64_t i = 0; i < 15; ++i) {
+                    QCOMPARE(row.topIds[i], topI[i].item<std::int64_t>());
+                    QCOMPARE(row.bottomIds[i], botI[i].item<std::int64_t>());
+                    QVERIFY(std::abs(row.topValues[i] - topV[i].item<double>()) <= 1e-6 * std::abs(topV[0].item<double>()));
+                    QVERIFY(std::abs(row.bottomValues[i] - botV[i].item<double>()) <= 1e-6 * std::abs(botV[0].item<double>()));
+                }
+            }
+        }
+        // k = V: every row is a candidate, the lists are the whole order.
+        const at::Tensor small = at::randn({40, 16});
+        const at::Tensor x = at::randn({1, 16});
+        const RankedRows all = VocabRanker(small).rank(x, 100);
+        const at::Tensor order = std::get<1>(at::mv(small.to(at::kDouble), x[0].to(at::kDouble)).sort(0, true));
+        QCOMPARE(all.rows[0].topIds.size(), std::size_t(40));
+        for (std::int64_t i = 0; i < 40; ++i) {
+            QCOMPARE(all.rows[0].topIds[i], order[i].item<std::int64_t>());
+            QCOMPARE(all.rows[0].bottomIds[i], order[39 - i].item<std::int64_t>());
+        }
+        // A direction with a NaN has no error bound: it is scored exactly over all rows, not dropped.
+        at::Tensor bad = at::randn({1, 72});
+        bad[0][5] = std::numeric_limits<float>::quiet_NaN();
+        const RankedRows nan = VocabRanker(base).rank(bad, 5);
+        QCOMPARE(nan.rows[0].topIds.size(), std::size_t(5));
+        QCOMPARE(nan.candidatesRescored, std::int64_t(3000));
     }
 
     void layerScanEqualsPerNodeTokenWrites()

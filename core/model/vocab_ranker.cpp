@@ -8,7 +8,10 @@
 #include <cmath>
 #include <cstring>
 #include <immintrin.h>
+#include <functional>
 #include <stdexcept>
+#include <utility>
+#include <vector>
 
 namespace cs {
 
@@ -33,6 +36,8 @@ bool cpuHasHalfKernels()
 // out[q, j] = Σ_i X[q, i] · half(M[j, i]) for rows j in [begin, end), R directions at a time, so each
 // half-precision row is read once for all of them. float32 accumulation in U independent 8-lane sums
 // per direction (one FMA chain would wait on its own latency every step), then a horizontal sum.
+// The loops over directions and lanes are unrolled by pragma: at -O2 GCC leaves them rolled, the
+// accumulators then live on the stack and every FMA waits on a store and a load (2–2.5 × slower).
 template <int R, int U>
 __attribute__((target("avx2,fma,f16c"))) void halfScoresBlock(const std::uint16_t* M, std::int64_t d, const float* X,
                                                              float* out, std::int64_t V, std::int64_t begin, std::int64_t end)
@@ -42,24 +47,31 @@ __attribute__((target("avx2,fma,f16c"))) void halfScoresBlock(const std::uint16_
     for (std::int64_t j = begin; j < end; ++j) {
         const std::uint16_t* row = M + j * d;
         __m256 acc[R][U];
+#pragma GCC unroll 4
         for (int q = 0; q < R; ++q)
+#pragma GCC unroll 4
             for (int u = 0; u < U; ++u)
                 acc[q][u] = _mm256_setzero_ps();
         std::int64_t i = 0;
         for (; i < unrolledEnd; i += step) {
+#pragma GCC unroll 4
             for (int u = 0; u < U; ++u) {
                 const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i + 8 * u)));
+#pragma GCC unroll 4
                 for (int q = 0; q < R; ++q)
                     acc[q][u] = _mm256_fmadd_ps(m, _mm256_loadu_ps(X + q * d + i + 8 * u), acc[q][u]);
             }
         }
         for (; i < vectorEnd; i += 8) {
             const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i)));
+#pragma GCC unroll 4
             for (int q = 0; q < R; ++q)
                 acc[q][0] = _mm256_fmadd_ps(m, _mm256_loadu_ps(X + q * d + i), acc[q][0]);
         }
+#pragma GCC unroll 4
         for (int q = 0; q < R; ++q) {
             __m256 total = acc[q][0];
+#pragma GCC unroll 4
             for (int u = 1; u < U; ++u)
                 total = _mm256_add_ps(total, acc[q][u]);
             const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(total), _mm256_extractf128_ps(total, 1));
@@ -174,42 +186,92 @@ at::Tensor VocabRanker::approximateScores(const at::Tensor& directions) const
 // products in any order (with or without FMA) errs by at most γ_d·Σ|x_i||ê_i|, γ_d = d·u/(1 − d·u),
 // u = 2^-24, and Σ|x_i||ê_i| ≤ ‖x‖₂‖ê‖₂ ≤ ‖x‖₂(‖e‖₂(1 + 2^-11) + 2^-25·√d). With R = max_j ‖M_j‖₂:
 //   ε = ‖x‖₂·R·(2^-11 + γ_d(1 + 2^-11)) + 2^-25·(‖x‖₁ + γ_d·√d·‖x‖₂), times 1.001 for the float32
-// rounding of R and of the norms themselves.
+// rounding of R (the norms of x are summed in double here).
+double VocabRanker::errorBoundOf(const float* x, std::int64_t d) const
+{
+    double sumSquares = 0, norm1 = 0;
+    for (std::int64_t i = 0; i < d; ++i) {
+        sumSquares += static_cast<double>(x[i]) * x[i];
+        norm1 += std::abs(static_cast<double>(x[i]));
+    }
+    const double dd = static_cast<double>(d), norm2 = std::sqrt(sumSquares);
+    const double gamma = dd * kFloatUnitRoundoff / (1.0 - dd * kFloatUnitRoundoff);
+    const double bound = norm2 * maxRowNorm_ * (kHalfUnitRoundoff + gamma * (1.0 + kHalfUnitRoundoff))
+                         + kHalfSubnormalError * (norm1 + gamma * std::sqrt(dd) * norm2);
+    return 1.001 * bound;
+}
+
 double VocabRanker::errorBound(const at::Tensor& direction) const
 {
     prepare();
-    const at::Tensor x = direction.detach().to(at::kDouble);
-    const double d = static_cast<double>(matrix_.size(1));
-    const double gamma = d * kFloatUnitRoundoff / (1.0 - d * kFloatUnitRoundoff);
-    const double norm2 = x.norm(2).item<double>(), norm1 = x.abs().sum().item<double>();
-    const double bound = norm2 * maxRowNorm_ * (kHalfUnitRoundoff + gamma * (1.0 + kHalfUnitRoundoff))
-                         + kHalfSubnormalError * (norm1 + gamma * std::sqrt(d) * norm2);
-    return 1.001 * bound;
+    const at::Tensor x = direction.detach().to(at::kFloat).contiguous();
+    return errorBoundOf(x.data_ptr<float>(), x.numel());
 }
+
+namespace {
+
+// The k-th largest (or, with largest = false, k-th smallest) of s[0, n), 1 ≤ k ≤ n, all finite: a heap of
+// the k best seen so far whose root is the worst of them; one comparison rejects almost every entry.
+float kthBest(const float* s, std::int64_t n, std::int64_t k, bool largest)
+{
+    std::vector<float> heap(s, s + k);
+    // std::greater makes a min-heap (root = smallest kept) for the largest k; std::less the reverse.
+    if (largest) {
+        std::make_heap(heap.begin(), heap.end(), std::greater<float>());
+        for (std::int64_t j = k; j < n; ++j) {
+            if (s[j] > heap.front()) {
+                std::pop_heap(heap.begin(), heap.end(), std::greater<float>());
+                heap.back() = s[j];
+                std::push_heap(heap.begin(), heap.end(), std::greater<float>());
+            }
+        }
+    } else {
+        std::make_heap(heap.begin(), heap.end(), std::less<float>());
+        for (std::int64_t j = k; j < n; ++j) {
+            if (s[j] < heap.front()) {
+                std::pop_heap(heap.begin(), heap.end(), std::less<float>());
+                heap.back() = s[j];
+                std::push_heap(heap.begin(), heap.end(), std::less<float>());
+            }
+        }
+    }
+    return heap.front();
+}
+
+// Row j of M times x, accumulated in double from M's stored values (float32, float16 or bfloat16, all
+// exact in float); rounded to float at the end, so it is at least as exact as a float32 product.
+template <typename T>
+float exactRowScore(const T* M, std::int64_t rowStride, std::int64_t colStride, std::int64_t j, const float* x, std::int64_t d)
+{
+    const T* row = M + j * rowStride;
+    double sum = 0;
+    for (std::int64_t i = 0; i < d; ++i)
+        sum += static_cast<double>(static_cast<float>(row[i * colStride])) * x[i];
+    return static_cast<float>(sum);
+}
+
+} // namespace
 
 RankedRows VocabRanker::rank(const at::Tensor& directions, std::int64_t k) const
 {
     at::NoGradGuard noGrad;
     const at::Tensor X = directions.detach().to(at::kFloat).contiguous();
-    const std::int64_t V = matrix_.size(0);
+    const std::int64_t V = matrix_.size(0), d = matrix_.size(1);
     k = std::clamp<std::int64_t>(k, 0, V);
     RankedRows out;
     out.rows.resize(static_cast<std::size_t>(X.size(0)));
     if (k == 0 || X.size(0) == 0)
         return out;
 
-    const auto fill = [&](RankedRows::Row& row, const at::Tensor& values, const at::Tensor& ids, bool top) {
-        const at::Tensor v = values.contiguous(), i = ids.contiguous();
-        auto& outIds = top ? row.topIds : row.bottomIds;
-        auto& outValues = top ? row.topValues : row.bottomValues;
-        outIds.assign(i.data_ptr<std::int64_t>(), i.data_ptr<std::int64_t>() + i.numel());
-        outValues.assign(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
-    };
     const auto exactRow = [&](RankedRows::Row& row, const at::Tensor& scores) {
-        const auto [topV, topI] = scores.topk(k, 0, /*largest=*/true, /*sorted=*/true);
-        const auto [botV, botI] = scores.topk(k, 0, /*largest=*/false, /*sorted=*/true);
-        fill(row, topV, topI, true);
-        fill(row, botV, botI, false);
+        const auto fill = [&](bool top) {
+            const auto [values, ids] = scores.topk(k, 0, /*largest=*/top, /*sorted=*/true);
+            const at::Tensor v = values.contiguous(), i = ids.contiguous();
+            (top ? row.topIds : row.bottomIds).assign(i.data_ptr<std::int64_t>(), i.data_ptr<std::int64_t>() + i.numel());
+            (top ? row.topValues : row.bottomValues).assign(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+        };
+        fill(true);
+        fill(false);
     };
 
     const at::Tensor approx = approximateScores(X);
@@ -223,25 +285,59 @@ RankedRows VocabRanker::rank(const at::Tensor& directions, std::int64_t k) const
     // Past this many candidates rescoring costs about as much as the exact product (a degenerate matrix
     // or direction); then the row is scored exactly in full.
     const std::int64_t limit = std::max<std::int64_t>(4 * k, V / 16);
+    const at::Tensor m = matrix_.detach();
+    const std::int64_t rowStride = m.stride(0), colStride = m.stride(1);
+    const auto rowScore = [&](std::int64_t j, const float* x) {
+        switch (m.scalar_type()) {
+        case at::kHalf: return exactRowScore(m.data_ptr<at::Half>(), rowStride, colStride, j, x, d);
+        case at::kBFloat16: return exactRowScore(m.data_ptr<at::BFloat16>(), rowStride, colStride, j, x, d);
+        default: return exactRowScore(m.data_ptr<float>(), rowStride, colStride, j, x, d);
+        }
+    };
+    // Plain loops over the [V] scores and a few dozen rescored rows: at a click's size the selection and
+    // rescoring cost tens of microseconds, next to milliseconds for ATen's topk, nonzero and gathers.
+    std::vector<std::pair<float, std::int64_t>> scored;
     for (std::int64_t q = 0; q < X.size(0); ++q) {
         RankedRows::Row& row = out.rows[static_cast<std::size_t>(q)];
-        const at::Tensor a = approx[q];
-        const double margin = 2.0 * errorBound(X[q]);
-        const double kthTop = std::get<0>(a.topk(k, 0, true, false)).min().item<double>();
-        const double kthBottom = std::get<0>(a.topk(k, 0, false, false)).max().item<double>();
-        const at::Tensor topCandidates = (a >= floatAtMost(kthTop - margin)).nonzero().squeeze(1);
-        const at::Tensor bottomCandidates = (a <= floatAtLeast(kthBottom + margin)).nonzero().squeeze(1);
-        if (topCandidates.numel() + bottomCandidates.numel() > limit) {
+        const float* x = X.data_ptr<float>() + q * d;
+        const float* a = approx.data_ptr<float>() + q * V;
+        const double margin = 2.0 * errorBoundOf(x, d);
+        if (!std::isfinite(margin)) { // a direction with NaN or infinity: no bound, the exact product decides
             exactRow(row, exactScores(X[q].unsqueeze(0))[0]);
             out.candidatesRescored += V;
             continue;
         }
-        for (const bool top : {true, false}) {
-            const at::Tensor& candidates = top ? topCandidates : bottomCandidates;
-            const at::Tensor exact = at::mv(asFloat32(matrix_.index_select(0, candidates)), X[q]);
-            const auto [values, where] = exact.topk(k, 0, top, /*sorted=*/true);
-            fill(row, values, candidates.index_select(0, where), top);
-            out.candidatesRescored += candidates.numel();
+        const float topThreshold = floatAtMost(static_cast<double>(kthBest(a, V, k, true)) - margin);
+        const float bottomThreshold = floatAtLeast(static_cast<double>(kthBest(a, V, k, false)) + margin);
+        std::vector<std::int64_t> top, bottom;
+        for (std::int64_t j = 0; j < V; ++j) {
+            if (a[j] >= topThreshold)
+                top.push_back(j);
+            if (a[j] <= bottomThreshold)
+                bottom.push_back(j);
+        }
+        if (static_cast<std::int64_t>(top.size() + bottom.size()) > limit) {
+            exactRow(row, exactScores(X[q].unsqueeze(0))[0]);
+            out.candidatesRescored += V;
+            continue;
+        }
+        for (const bool isTop : {true, false}) {
+            const std::vector<std::int64_t>& candidates = isTop ? top : bottom;
+            scored.clear();
+            for (const std::int64_t j : candidates)
+                scored.emplace_back(rowScore(j, x), j);
+            // Best first; equal scores by id so the order does not depend on the candidates' order.
+            const auto better = [isTop](const auto& l, const auto& r) {
+                return l.first != r.first ? (isTop ? l.first > r.first : l.first < r.first) : l.second < r.second;
+            };
+            std::partial_sort(scored.begin(), scored.begin() + k, scored.end(), better);
+            auto& ids = isTop ? row.topIds : row.bottomIds;
+            auto& values = isTop ? row.topValues : row.bottomValues;
+            for (std::int64_t i = 0; i < k; ++i) {
+                values.push_back(scored[static_cast<std::size_t>(i)].first);
+                ids.push_back(scored[static_cast<std::size_t>(i)].second);
+            }
+            out.candidatesRescored += static_cast<std::int64_t>(candidates.size());
         }
     }
     return out;

@@ -62,6 +62,7 @@ public:
 
 private:
     void prepare() const;
+    double errorBoundOf(const float* x, std::int64_t d) const; // errorBound of d contiguous floats
 
     at::Tensor matrix_;
     mutable std::once_flag prepared_;
