@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 namespace cs {
 
@@ -100,39 +101,72 @@ at::Tensor blockBuffer(at::Tensor& buffer, std::int64_t rows, std::int64_t cols)
 }
 
 // Calls use(start, length, block) for consecutive blocks of W along `dim` (0: rows, 1: columns), each
-// converted to float32 into one reused buffer of about kBlockEntries entries.
+// converted to float32, about kBlockEntries entries each. The blocks are shared out in ONE parallel
+// region: each thread converts its own blocks into its own buffer and uses them on its own (BLAS and
+// ATen called inside a parallel region run on the calling thread). A parallel conversion and a parallel
+// GEMM per block made two regions per block (≈ 200 for one 32k-latent encoder); on a machine with more
+// runnable threads than cores every region's barrier waits for a descheduled thread: 18× the float32
+// product at load 12 on 2 cores, against 1.3× here. The block count is a multiple of the thread count so
+// that no thread gets one more block than another. `use` may be called concurrently, with the thread's
+// index in [0, at::get_num_threads()) as its last argument.
 template <typename Use>
 void forEachFloat32Block(const at::Tensor& w, int dim, Use use)
 {
     const std::int64_t total = w.size(dim), across = w.size(1 - dim);
-    const std::int64_t length = std::clamp<std::int64_t>(kBlockEntries / std::max<std::int64_t>(across, 1), 1, std::max<std::int64_t>(total, 1));
-    at::Tensor buffer;
-    for (std::int64_t start = 0; start < total; start += length) {
-        const std::int64_t len = std::min(length, total - start);
-        at::Tensor block = dim == 0 ? blockBuffer(buffer, len, across) : blockBuffer(buffer, across, len);
-        convertBlock(w.narrow(dim, start, len), block);
-        use(start, len, block);
-    }
+    if (total == 0)
+        return;
+    const std::int64_t threads = std::max(1, at::get_num_threads());
+    const std::int64_t wanted = std::clamp<std::int64_t>(kBlockEntries / std::max<std::int64_t>(across, 1), 1, total);
+    const std::int64_t blocks = std::min(total, (total + wanted - 1) / wanted + threads - 1) / threads * threads;
+    const std::int64_t length = (total + std::max<std::int64_t>(blocks, 1) - 1) / std::max<std::int64_t>(blocks, 1);
+    const std::int64_t count = (total + length - 1) / length;
+    at::parallel_for(0, count, 1, [&](std::int64_t first, std::int64_t last) {
+        const int thread = at::get_thread_num();
+        at::Tensor buffer;
+        for (std::int64_t b = first; b < last; ++b) {
+            const std::int64_t start = b * length, len = std::min(length, total - start);
+            at::Tensor block = dim == 0 ? blockBuffer(buffer, len, across) : blockBuffer(buffer, across, len);
+            convertBlock(w.narrow(dim, start, len), block);
+            use(start, len, block, thread);
+        }
+    });
 }
 
+// One float32 [n, m] partial sum per thread, added up at the end (the products that sum over blocks).
+struct PartialSums {
+    explicit PartialSums(std::int64_t n, std::int64_t m) : parts(static_cast<std::size_t>(std::max(1, at::get_num_threads())))
+    {
+        for (at::Tensor& p : parts)
+            p = at::zeros({n, m}, at::kFloat);
+    }
+    at::Tensor& of(int thread) { return parts[static_cast<std::size_t>(thread)]; }
+    at::Tensor total()
+    {
+        for (std::size_t t = 1; t < parts.size(); ++t)
+            parts[0].add_(parts[t]);
+        return parts[0];
+    }
+    std::vector<at::Tensor> parts;
+};
+
 // x [n, k]·W [k, m] with W in half precision. While y is small enough to stay in cache (a short prompt),
-// blocks of W's rows (contiguous) are summed into it: y += x_block·W_block, 0.9–1.2× the float32 product
-// on GPT-2 XL's shapes at 64 tokens. A larger y (a long prompt, an autoencoder's 32k latents) would be
-// re-read for every block; then blocks of W's columns each give a column slice of y, written in place
-// (BLAS takes the leading dimension).
+// blocks of W's rows (contiguous) are summed into it: y += x_block·W_block, one partial y per thread. A
+// larger y (a long prompt, an autoencoder's 32k latents) would be re-read for every block; then blocks
+// of W's columns each give a column slice of y, written in place (BLAS takes the leading dimension).
+// x carries no autograd graph here (HalfWeightProduct provides the backward pass).
 at::Tensor halfTimesWeight(const at::Tensor& x, const at::Tensor& w)
 {
-    const at::Tensor xf = x.to(at::kFloat);
+    const at::Tensor xf = x.detach().to(at::kFloat);
     const std::int64_t n = x.size(0), m = w.size(1);
     if (n * m <= kBlockEntries * 2) {
-        at::Tensor y = at::zeros({n, m}, xf.options());
-        forEachFloat32Block(w, 0, [&](std::int64_t i, std::int64_t rows, const at::Tensor& block) {
-            y.addmm_(xf.narrow(1, i, rows), block);
+        PartialSums y(n, m);
+        forEachFloat32Block(w, 0, [&](std::int64_t i, std::int64_t rows, const at::Tensor& block, int thread) {
+            y.of(thread).addmm_(xf.narrow(1, i, rows), block);
         });
-        return y;
+        return y.total();
     }
     at::Tensor y = at::empty({n, m}, xf.options());
-    forEachFloat32Block(w, 1, [&](std::int64_t j, std::int64_t cols, const at::Tensor& block) {
+    forEachFloat32Block(w, 1, [&](std::int64_t j, std::int64_t cols, const at::Tensor& block, int) {
         at::Tensor target = y.narrow(1, j, cols);
         at::mm_out(target, xf, block);
     });
@@ -140,23 +174,23 @@ at::Tensor halfTimesWeight(const at::Tensor& x, const at::Tensor& w)
 }
 
 // x [n, k]·Wᵀ for W [m, k] in half precision. Two ways to cut W: blocks of its columns (the
-// contraction: y += x_block·W_blockᵀ), which on GPT-2 XL's layer shapes is 1.2–1.5× the float32
-// product, or blocks of its rows, each giving a column slice of y (written in place). A vocabulary
-// matrix [50,257, d] has blocks of a few columns only, so it is cut by rows.
+// contraction: y += x_block·W_blockᵀ, one partial y per thread), or blocks of its rows, each giving a
+// column slice of y (written in place). A vocabulary matrix [50,257, d] has blocks of a few columns
+// only, so it is cut by rows.
 at::Tensor halfTimesWeightT(const at::Tensor& x, const at::Tensor& w)
 {
-    const at::Tensor xf = x.to(at::kFloat);
+    const at::Tensor xf = x.detach().to(at::kFloat);
     const std::int64_t n = x.size(0), k = x.size(1), m = w.size(0);
     const std::int64_t columnsPerBlock = kBlockEntries / std::max<std::int64_t>(m, 1);
-    if (columnsPerBlock >= 64 || columnsPerBlock >= k) {
-        at::Tensor y = at::zeros({n, m}, xf.options());
-        forEachFloat32Block(w, 1, [&](std::int64_t i, std::int64_t cols, const at::Tensor& block) {
-            y.addmm_(xf.narrow(1, i, cols), block.t());
+    if ((columnsPerBlock >= 64 || columnsPerBlock >= k) && n * m <= kBlockEntries * 2) {
+        PartialSums y(n, m);
+        forEachFloat32Block(w, 1, [&](std::int64_t i, std::int64_t cols, const at::Tensor& block, int thread) {
+            y.of(thread).addmm_(xf.narrow(1, i, cols), block.t());
         });
-        return y;
+        return y.total();
     }
     at::Tensor y = at::empty({n, m}, xf.options());
-    forEachFloat32Block(w, 0, [&](std::int64_t j, std::int64_t rows, const at::Tensor& block) {
+    forEachFloat32Block(w, 0, [&](std::int64_t j, std::int64_t rows, const at::Tensor& block, int) {
         at::Tensor target = y.narrow(1, j, rows);
         at::mm_out(target, xf, block.t());
     });
@@ -175,21 +209,33 @@ at::Tensor halfProductT(const at::Tensor& x, const at::Tensor& w)
     return w.stride(0) == 1 && w.stride(1) != 1 ? halfTimesWeight(x, w.t()) : halfTimesWeightT(x, w);
 }
 
-// x·W with W in half precision; the backward pass reads the stored weight again (autograd would keep
-// the float32 copy of W for it: the whole model in float32 over a Run).
+// x·W (or x·Wᵀ) with W in half precision; the backward pass reads the stored weight again (autograd
+// would keep the float32 copy of W for it: the whole model in float32 over a Run).
 struct HalfWeightProduct : public torch::autograd::Function<HalfWeightProduct> {
-    static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w)
+    static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, bool transposed)
     {
         ctx->saved_data["weight"] = w;
-        return halfProduct(x, w);
+        ctx->saved_data["transposed"] = transposed;
+        return transposed ? halfProductT(x, w) : halfProduct(x, w);
     }
 
     static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads)
     {
-        // g [n, m]·Wᵀ; no gradient for the stored weight.
-        return {halfProductT(grads[0], ctx->saved_data["weight"].toTensor()), at::Tensor()};
+        // g [n, m]·Wᵀ (or g·W); no gradient for the stored weight.
+        const at::Tensor w = ctx->saved_data["weight"].toTensor();
+        const at::Tensor g = ctx->saved_data["transposed"].toBool() ? halfProduct(grads[0], w) : halfProductT(grads[0], w);
+        return {g, at::Tensor(), at::Tensor()};
     }
 };
+
+// The product with autograd when x needs a gradient: the blocks run on threads whose autograd state is
+// their own, so the graph is one node around the whole product, never recorded block by block.
+at::Tensor halfProductWithGrad(const at::Tensor& x, const at::Tensor& w, bool transposed)
+{
+    if (at::GradMode::is_enabled() && x.requires_grad())
+        return HalfWeightProduct::apply(x, w, transposed);
+    return transposed ? halfProductT(x, w) : halfProduct(x, w);
+}
 
 } // namespace
 
@@ -219,13 +265,13 @@ at::Tensor asFloat32(const at::Tensor& t)
 at::Tensor timesWeight(const at::Tensor& x, const at::Tensor& w)
 {
     checkMatrix(x, w, 0, "timesWeight");
-    return isHalfStorage(w) ? halfProduct(x, w) : at::mm(x, w);
+    return isHalfStorage(w) ? halfProductWithGrad(x, w, false) : at::mm(x, w);
 }
 
 at::Tensor timesWeightT(const at::Tensor& x, const at::Tensor& w)
 {
     checkMatrix(x, w, 1, "timesWeightT");
-    return isHalfStorage(w) ? halfProductT(x, w) : at::mm(x, w.t());
+    return isHalfStorage(w) ? halfProductWithGrad(x, w, true) : at::mm(x, w.t());
 }
 
 at::Tensor weightTimesVector(const at::Tensor& w, const at::Tensor& v)
@@ -241,7 +287,7 @@ at::Tensor linear(const at::Tensor& bias, const at::Tensor& x, const at::Tensor&
         return bias.defined() ? at::addmm(bias, x, w) : at::mm(x, w);
     checkMatrix(x, w, 0, "linear");
     if (at::GradMode::is_enabled() && x.requires_grad()) {
-        const at::Tensor y = HalfWeightProduct::apply(x, w);
+        const at::Tensor y = HalfWeightProduct::apply(x, w, false);
         return bias.defined() ? y + bias : y;
     }
     at::Tensor y = halfProduct(x, w);
@@ -259,7 +305,7 @@ at::Tensor weightRowNorms(const at::Tensor& w)
     if (!isHalfStorage(w) || w.stride(1) != 1)
         return asFloat32(w).norm(2, -1);
     at::Tensor out = at::empty({w.size(0)}, at::kFloat);
-    forEachFloat32Block(w, 0, [&](std::int64_t i, std::int64_t rows, const at::Tensor& block) {
+    forEachFloat32Block(w, 0, [&](std::int64_t i, std::int64_t rows, const at::Tensor& block, int) {
         out.narrow(0, i, rows).copy_(block.norm(2, -1));
     });
     return out;
