@@ -356,7 +356,19 @@ private Q_SLOTS:
             QCOMPARE(int(x.top.size()), std::min<int>(kExampleTop, int(byValue.size())));
             QVERIFY2(std::abs(x.corpusMax - byValue[0].value) <= 1e-5, what);
             QCOMPARE(r.index->corpusMax(id), x.corpusMax);
-            const auto checkExample = [&](const Example& e, const BruteWindow& b) {
+            const auto checkExample = [&](const Example& e, const BruteWindow& expected) {
+                // Windows tied in value (the same tokens at the start of two windows give the same
+                // activation to the last bit or two) may come in either order: which one the products'
+                // rounding puts first depends on the BLAS kernels of the machine. A tie is checked as
+                // the brute-force window the index chose, with the value it ties.
+                const BruteWindow* chosen = &expected;
+                if (e.position != expected.position) {
+                    for (const auto& other : all) {
+                        if (other.position == e.position && std::abs(other.value - expected.value) <= 1e-6f * std::max(1.0f, std::abs(expected.value)))
+                            chosen = &other;
+                    }
+                }
+                const BruteWindow& b = *chosen;
                 QVERIFY2(e.position == b.position, QByteArray(what + " position " + QByteArray::number(qlonglong(e.position)) + " vs " +
                                                                   QByteArray::number(qlonglong(b.position))).constData());
                 QVERIFY2(std::abs(e.max - b.value) <= 1e-5, what);
@@ -423,7 +435,8 @@ private Q_SLOTS:
             if (!active.empty()) {
                 ++activeNodes;
                 const float minActive = std::min_element(active.begin(), active.end(), [](auto& a, auto& b) { return a.value < b.value; })->value;
-                QCOMPARE(x.bands.back().lo, minActive);
+                // Within 1e-5 like every value here (the index's batched products round differently).
+                QVERIFY2(std::abs(x.bands.back().lo - minActive) <= 1e-5, what);
             }
         }
         qInfo("checked %d nodes' top examples, %d bands, %d active nodes over %lld windows", checkedTop, checkedBands, activeNodes,
@@ -531,6 +544,11 @@ private Q_SLOTS:
         QVERIFY(a.windows % 16 != 0 && windowAt(a.windows - 1, a.tokens, m_model->config.nCtx).length < m_model->config.nCtx);
         int compared = 0;
         const auto same = [&](const Example& x, const Example& y, const QByteArray& what) {
+            if (x.position != y.position) {
+                // Two windows tied in value (see topAndQuantilesMatchBruteForce): either order is right.
+                QVERIFY2(std::abs(x.max - y.max) <= 1e-6f * std::max(1.0f, std::abs(x.max)), what);
+                return;
+            }
             QVERIFY2(x.position == y.position && x.keyPosition == y.keyPosition && x.shownStart == y.shownStart, what);
             QVERIFY2(std::abs(x.max - y.max) <= 1e-5, what);
             QCOMPARE(x.activations.size(), y.activations.size());

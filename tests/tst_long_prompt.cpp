@@ -240,8 +240,9 @@ private Q_SLOTS:
                 QVERIFY(close(magnitude.select(2, h), Ph * writes.norm(2, -1).unsqueeze(0)));
                 QVERIFY(close(direct.select(2, h), Ph * at::mm(G, writes.t())));
             }
-            // Query blocks of the lazy tensor are the rows of the whole one.
-            CS_COMPARE_TENSORS(le.heads(Metric::TotalEffect, 700, 50), total.narrow(0, 700, 50), 0);
+            // Query blocks of the lazy tensor are the rows of the whole one (to the last bits: some BLAS
+            // kernels round a product of 50 rows differently from the same rows in a product of 1,024).
+            CS_COMPARE_TENSORS(le.heads(Metric::TotalEffect, 700, 50), total.narrow(0, 700, 50), 1e-9 * total.abs().max().item<double>());
             // The sums over keys in closed form equal the sums of the per-pair values.
             QVERIFY(close(le.headsOverKeys(Metric::TotalEffect), total.sum(1)));
             QVERIFY(close(le.headsOverKeys(Metric::DirectEffect), direct.sum(1)));
