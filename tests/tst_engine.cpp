@@ -80,6 +80,66 @@ private Q_SLOTS:
             QVERIFY(!row.directEffect && !row.totalEffect);
     }
 
+    void stagedResultsShowTheModelNodesFirst()
+    {
+        // With autoencoders, a run first sends the table and grid of the model's own nodes (no latents
+        // yet), then the final result; the staged values are the final ones for the same nodes.
+        QSignalSpy changed(m_engine->engine(), &Engine::saesChanged);
+        m_engine->addSae(SaeRole::Mlp, QStringLiteral("1=") + QString::fromStdString((test::dataDir() / "sae/mlp_post_act.relu.pt").string()));
+        m_engine->addSae(SaeRole::Attn, QStringLiteral("0=") + QString::fromStdString((test::dataDir() / "sae/resid_delta_attn.relu.pt").string()));
+        QVERIFY(test::waitForSignal(changed, 30000));
+        while (changed.size() < 2)
+            QVERIFY(test::waitForSignal(changed, 30000));
+        QSignalSpy staged(m_engine->engine(), &Engine::runStaged);
+        QSignalSpy stages(m_engine->engine(), &Engine::stageChanged);
+        RunRequest r;
+        r.prompt = kPrompt;
+        r.objective.targets = {" Mary"};
+        r.tableTopK = 200;
+        const RunResult final = runAndWait(r);
+        QVERIFY(!final.partial);
+        QVERIFY(staged.size() >= 1);
+        const RunResult first = staged.first().first().value<RunResult>();
+        QVERIFY(first.partial);
+        QCOMPARE(first.id, final.id);
+        QCOMPARE(first.latentLayersDone, 0);
+        QCOMPARE(first.latentLayersTotal, 2);
+        QVERIFY(!first.table.isEmpty());
+        QMap<QString, const NodeRow*> finalRows;
+        bool finalHasLatents = false;
+        for (const NodeRow& row : final.table) {
+            finalRows.insert(row.name, &row);
+            finalHasLatents |= row.kind.endsWith(QStringLiteral("_sae"));
+        }
+        QVERIFY(finalHasLatents);
+        int matched = 0;
+        for (const NodeRow& row : first.table) {
+            QVERIFY2(!row.kind.endsWith(QStringLiteral("_sae")), qPrintable(row.name));
+            if (const NodeRow* f = finalRows.value(row.name)) {
+                QCOMPARE(row.activation, f->activation);
+                QVERIFY(row.totalEffect && f->totalEffect && std::abs(*row.totalEffect - *f->totalEffect) <= 1e-9);
+                ++matched;
+            }
+        }
+        QVERIFY(matched > 0);
+        // The grid: the model's neurons and heads as in the final one, no latents yet.
+        for (int t = 0; t < final.grid.tokenCount; ++t) {
+            for (int layer = 0; layer < final.grid.nLayers; ++layer) {
+                const GridLayerRow& a = first.grid.row(Metric::TotalEffect, t, layer);
+                const GridLayerRow& b = final.grid.row(Metric::TotalEffect, t, layer);
+                QCOMPARE(a.neurons.size(), b.neurons.size());
+                for (int i = 0; i < a.neurons.size(); ++i)
+                    QCOMPARE(a.neurons[i].node.index, b.neurons[i].node.index);
+                QVERIFY(a.mlpLatents.isEmpty() && a.attnLatents.isEmpty());
+            }
+        }
+        // The progress bar's stages named what was computed.
+        QStringList names;
+        for (const auto& s : stages)
+            names << s.at(1).toString();
+        QVERIFY2(names.join(u'|').contains(QStringLiteral("autoencoder")), qPrintable(names.join(u'|')));
+    }
+
     void inspectMatchesTheCore()
     {
         RunRequest r;

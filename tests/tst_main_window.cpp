@@ -144,6 +144,22 @@ private Q_SLOTS:
         QVERIFY(grid->cellFor(node));
     }
 
+    void stagedResultsComeBeforeTheFinalOne()
+    {
+        // With autoencoders the grid and table first show the model's own nodes (runStagedShown, no
+        // latents done yet), then the final result (runReady).
+        m_window->addAutoencoder(SaeRole::Mlp, QStringLiteral("1=") + QString::fromStdString((test::dataDir() / "sae/mlp_post_act.relu.pt").string()));
+        QList<QString> order;
+        connect(m_window.get(), &MainWindow::runStagedShown, this, [&](int done, int total) {
+            order << QStringLiteral("staged %1/%2").arg(done).arg(total);
+        });
+        connect(m_window.get(), &MainWindow::runReady, this, [&] { order << QStringLiteral("final"); });
+        typeAndRun(QStringLiteral("When Mary and John went to the store, John gave a drink to"), QStringLiteral(" Mary"), QStringLiteral(" John"));
+        QVERIFY2(order.size() >= 2 && order.first() == QStringLiteral("staged 0/1") && order.last() == QStringLiteral("final"),
+                 qPrintable(order.join(u',')));
+        QVERIFY(m_window->lastRun() && !m_window->lastRun()->partial);
+    }
+
     void keyboardAndGoToNodeSelect()
     {
         typeAndRun(kPrompt, QString(), QString());

@@ -360,6 +360,73 @@ NodeMetricsView metricsView(const NodeMetrics& m, bool hasObjective)
     return v;
 }
 
+// The node table (every row's top-3 write tokens from one batched product) and the grid(s) of an
+// analysis: the final one, or a staged one whose left side has the latents of some layers only.
+void fillTableAndGrid(RunResult& r, const Gpt2Model& model, const SaeSet& saes, const Analysis& analysis, const RunRequest& request)
+{
+    const PromptAnalysis& left = analysis.left;
+    const PromptTokens& p = left.tokens;
+    const AnalysisInput in{model, saes, left.run.record};
+    const Effects& effects = left.run.effects;
+    // The node table, with every row's top-3 write tokens from one batched product. A node only
+    // the second prompt has reads its write from the second prompt's record.
+    const std::vector<NodeTableRow> rows = nodeTable(model, saes, analysis, request.tableTopK);
+    std::vector<at::Tensor> writes;
+    for (const auto& row : rows) {
+        if (row.left)
+            writes.push_back(residualWrite(in, row.node));
+        else if (row.right && analysis.right)
+            writes.push_back(residualWrite(AnalysisInput{model, saes, analysis.right->run.record}, row.node));
+        else
+            writes.push_back(at::zeros({model.config.dModel}));
+    }
+    const at::Tensor tokenWrites = writes.empty() ? at::Tensor() : tokenWrite(model, at::stack(writes));
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        const NodeTableRow& tableRow = rows[i];
+        const bool twoPrompts = analysis.right.has_value();
+        if (!tableRow.left && !(twoPrompts && tableRow.right))
+            continue;
+        const NodeMetrics& m = tableRow.left ? *tableRow.left : *tableRow.right;
+        const std::vector<std::string>& rowTokens = tableRow.left ? p.tokens : analysis.right->tokens.tokens;
+        NodeRow row;
+        row.node = m.node;
+        row.name = qs(m.node.name());
+        row.kind = QString::fromLatin1(nodeKindName(m.node.kind));
+        row.layer = m.node.kind == NodeKind::Embedding ? -1 : m.node.layer;
+        // Raw token strings (leading spaces kept): the table shows them with '·' itself and
+        // exports them unchanged to CSV.
+        const QString tokenQ = qs(rowTokens[static_cast<std::size_t>(m.node.token)]);
+        row.tokens = m.node.kind == NodeKind::AttnHead
+                         ? tokenQ + QStringLiteral(" → ") + qs(rowTokens[static_cast<std::size_t>(m.node.keyToken)])
+                         : tokenQ;
+        row.hasMain = tableRow.left.has_value();
+        if (tableRow.left) {
+            const NodeMetricsView v = metricsView(*tableRow.left, effects.hasObjective);
+            row.activation = v.activation;
+            row.writeMagnitude = v.writeMagnitude;
+            row.directEffect = v.directEffect;
+            row.totalEffect = v.totalEffect;
+        }
+        if (twoPrompts && tableRow.right)
+            row.other = metricsView(*tableRow.right, analysis.right->run.effects.hasObjective);
+        else if (!twoPrompts && tableRow.baseline)
+            row.other = metricsView(*tableRow.baseline, left.baseline && left.baseline->effects.hasObjective);
+        const TopTokens tt = topTokens(*model.tokenizer, tokenWrites[static_cast<std::int64_t>(i)], 3);
+        QStringList top3;
+        for (const auto& s : tt.top)
+            top3 << qs(s.token);
+        row.topWriteTokens = top3.join(QStringLiteral(", "));
+        r.table.push_back(row);
+    }
+    r.grid = buildGrid(in, effects, request.gridTopN);
+    if (analysis.right)
+        r.deltaGrid = buildDeltaGrid(in, effects, analysis.right->run.effects, analysis.right->run.record.tokenCount(), true,
+                                     request.gridTopN);
+    else if (left.baseline)
+        r.deltaGrid = buildDeltaGrid(in, effects, left.baseline->effects, left.baseline->record.tokenCount(), false,
+                                     request.gridTopN);
+}
+
 } // namespace
 
 void Engine::run(const RunRequest& request)
@@ -379,12 +446,36 @@ void Engine::run(const RunRequest& request)
         AnalysisControl control;
         control.cancelled = cancelled;
         control.progress = [this](int done, int total) { Q_EMIT progress(done, total); };
+        control.stage = [this, id = request.id](const std::string& stage) { Q_EMIT stageChanged(id, qs(stage)); };
+        // Staged results while autoencoders are encoded: the model's own nodes at once, then more
+        // layers' latents at most every 0.3 s (a table and grid cost tens of ms; the last stage is the
+        // final result, which runFinished brings).
+        QElapsedTimer sinceStaged;
+        control.staged = [&](const PromptAnalysis& partial, int latentLayers, int latentLayersTotal) {
+            if (latentLayersTotal == 0 || latentLayers == latentLayersTotal || cancelled())
+                return;
+            if (latentLayers > 0 && sinceStaged.isValid() && sinceStaged.elapsed() < 300)
+                return;
+            Analysis staged;
+            staged.left = partial;
+            RunResult s;
+            s.id = request.id;
+            s.partial = true;
+            s.latentLayersDone = latentLayers;
+            s.latentLayersTotal = latentLayersTotal;
+            s.hasObjective = partial.run.effects.hasObjective;
+            for (const auto& t : partial.tokens.tokens)
+                s.tokens << displayToken(t);
+            fillTableAndGrid(s, model, *m_state->saes, staged, request);
+            s.seconds = timer.elapsed() / 1000.0;
+            Q_EMIT runStaged(s);
+            sinceStaged.start();
+        };
         Analysis analysis = analyzePrompt(model, *m_state->saes, query, control);
         if (cancelled())
             throw Cancelled();
         const PromptAnalysis& left = analysis.left;
         const PromptTokens& p = left.tokens;
-        const AnalysisInput in{model, *m_state->saes, left.run.record};
         const Effects& effects = left.run.effects;
 
         RunResult r;
@@ -434,63 +525,7 @@ void Engine::run(const RunRequest& request)
                 r.baselineObjective = left.baseline->effects.objective;
             r.baselineNext = nextTokensView(left.baseline->next);
         }
-        // The node table, with every row's top-3 write tokens from one batched product. A node only
-        // the second prompt has reads its write from the second prompt's record.
-        const std::vector<NodeTableRow> rows = nodeTable(model, *m_state->saes, analysis, request.tableTopK);
-        std::vector<at::Tensor> writes;
-        for (const auto& row : rows) {
-            if (row.left)
-                writes.push_back(residualWrite(in, row.node));
-            else if (row.right && analysis.right)
-                writes.push_back(residualWrite(AnalysisInput{model, *m_state->saes, analysis.right->run.record}, row.node));
-            else
-                writes.push_back(at::zeros({model.config.dModel}));
-        }
-        const at::Tensor tokenWrites = writes.empty() ? at::Tensor() : tokenWrite(model, at::stack(writes));
-        for (std::size_t i = 0; i < rows.size(); ++i) {
-            const NodeTableRow& tableRow = rows[i];
-            const bool twoPrompts = analysis.right.has_value();
-            if (!tableRow.left && !(twoPrompts && tableRow.right))
-                continue;
-            const NodeMetrics& m = tableRow.left ? *tableRow.left : *tableRow.right;
-            const std::vector<std::string>& rowTokens = tableRow.left ? p.tokens : analysis.right->tokens.tokens;
-            NodeRow row;
-            row.node = m.node;
-            row.name = qs(m.node.name());
-            row.kind = QString::fromLatin1(nodeKindName(m.node.kind));
-            row.layer = m.node.kind == NodeKind::Embedding ? -1 : m.node.layer;
-            // Raw token strings (leading spaces kept): the table shows them with '·' itself and
-            // exports them unchanged to CSV.
-            const QString tokenQ = qs(rowTokens[static_cast<std::size_t>(m.node.token)]);
-            row.tokens = m.node.kind == NodeKind::AttnHead
-                             ? tokenQ + QStringLiteral(" → ") + qs(rowTokens[static_cast<std::size_t>(m.node.keyToken)])
-                             : tokenQ;
-            row.hasMain = tableRow.left.has_value();
-            if (tableRow.left) {
-                const NodeMetricsView v = metricsView(*tableRow.left, effects.hasObjective);
-                row.activation = v.activation;
-                row.writeMagnitude = v.writeMagnitude;
-                row.directEffect = v.directEffect;
-                row.totalEffect = v.totalEffect;
-            }
-            if (twoPrompts && tableRow.right)
-                row.other = metricsView(*tableRow.right, analysis.right->run.effects.hasObjective);
-            else if (!twoPrompts && tableRow.baseline)
-                row.other = metricsView(*tableRow.baseline, left.baseline && left.baseline->effects.hasObjective);
-            const TopTokens tt = topTokens(*model.tokenizer, tokenWrites[static_cast<std::int64_t>(i)], 3);
-            QStringList top3;
-            for (const auto& s : tt.top)
-                top3 << qs(s.token);
-            row.topWriteTokens = top3.join(QStringLiteral(", "));
-            r.table.push_back(row);
-        }
-        r.grid = buildGrid(in, effects, request.gridTopN);
-        if (analysis.right)
-            r.deltaGrid = buildDeltaGrid(in, effects, analysis.right->run.effects, analysis.right->run.record.tokenCount(), true,
-                                         request.gridTopN);
-        else if (left.baseline)
-            r.deltaGrid = buildDeltaGrid(in, effects, left.baseline->effects, left.baseline->record.tokenCount(), false,
-                                         request.gridTopN);
+        fillTableAndGrid(r, model, *m_state->saes, analysis, request);
         r.seconds = timer.elapsed() / 1000.0;
 
         // Only now, with everything computed, replace the cached state: a failure above keeps the old one.

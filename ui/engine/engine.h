@@ -113,6 +113,12 @@ Q_SIGNALS:
     void saesChanged(const QStringList& descriptions);
     void progress(int done, int total);
     void runFinished(const cs::ui::RunResult& result);
+    // While a run with autoencoders is in progress: its node table and grid so far (result.partial): the
+    // model's own nodes first, then the latents of more layers (at most every ~0.3 s). The final result
+    // still comes as runFinished.
+    void runStaged(const cs::ui::RunResult& result);
+    // What the run in progress is computing ("forward", "autoencoders of layer 5", …).
+    void stageChanged(quint64 runId, const QString& stage);
     void runCancelled(quint64 id);
     void nodeReady(const cs::ui::NodeView& view);
     // message: one line naming the file or field (userMessage).

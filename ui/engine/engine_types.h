@@ -102,6 +102,10 @@ struct RightPrompt {
 
 struct RunResult {
     quint64 id = 0;
+    // A staged result (Engine::runStaged): only the table and the grid are filled, with the latents of
+    // latentLayersDone of latentLayersTotal layers' autoencoders.
+    bool partial = false;
+    int latentLayersDone = 0, latentLayersTotal = 0;
     QString prompt;
     QStringList tokens;
     QVector<int> ids;

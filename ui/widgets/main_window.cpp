@@ -529,6 +529,13 @@ void MainWindow::connectEngine()
         m_progress->setRange(0, total);
         m_progress->setValue(done);
     });
+    // The progress bar says which stage the run is in; staged results fill the grid and the table in
+    // before the autoencoders' latents are done (the rest of the window waits for the final result).
+    connect(e, &Engine::stageChanged, this, [this](quint64 id, const QString& stage) {
+        if (id == m_engine->latestRun())
+            m_progress->setFormat(stage + QStringLiteral(" · %p%"));
+    });
+    connect(e, &Engine::runStaged, this, &MainWindow::onRunStaged);
     connect(e, &Engine::runCancelled, this, [this](quint64 id) {
         if (id != m_engine->latestRun())
             return; // superseded by a newer run, which is on its way
@@ -828,6 +835,25 @@ void MainWindow::setBusy(bool busy)
     m_progress->setVisible(busy);
     m_cancelButton->setVisible(busy);
     m_progress->setValue(0);
+    m_progress->setFormat(QStringLiteral("%p%"));
+}
+
+// A staged result of the run in progress: the grid and the node table so far, the model's own nodes
+// first and then the latents of more layers. The inspector, the other panels and the session wait for
+// the final result (onRunFinished), which replaces all of this.
+void MainWindow::onRunStaged(const RunResult& r)
+{
+    if (r.id != m_engine->latestRun() || !r.partial)
+        return;
+    m_grid->setSnapshot(r.grid);
+    m_table->setEffectsAvailable(r.hasObjective);
+    m_table->setComparison(Comparison::None);
+    m_table->setRows(r.table);
+    m_timeLabel->setText(tr("· %1 s: the model's nodes and the latents of %2 of %3 layers so far")
+                             .arg(r.seconds, 0, 'f', 2)
+                             .arg(r.latentLayersDone)
+                             .arg(r.latentLayersTotal));
+    Q_EMIT runStagedShown(r.latentLayersDone, r.latentLayersTotal);
 }
 
 void MainWindow::onModelOpened(const ModelSummary& s)

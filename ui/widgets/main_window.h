@@ -148,6 +148,8 @@ Q_SIGNALS:
     void modelReady();
     void sessionRestored();
     void runReady();
+    // A staged result was shown (grid and table with the latents of `done` of `total` layers).
+    void runStagedShown(int done, int total);
     void nodeShown();
     void errorShown(const QString& message);
     void circuitExported(const QString& path);
@@ -167,6 +169,7 @@ private:
     void chooseAutoencoder(SaeRole role);
     void onModelOpened(const ModelSummary& summary);
     void onRunFinished(const RunResult& result);
+    void onRunStaged(const RunResult& result);
     void onNodeReady(const NodeView& view);
     void onFailed(cs::ui::EngineJob job, const QString& message);
     void buildInterventionDocks();
