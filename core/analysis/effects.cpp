@@ -1160,7 +1160,6 @@ std::vector<NodeMetrics> topNodes(const AnalysisInput& in, const Effects& e, int
                 // the k-th largest entry is ≥ M, and an entry ≥ M sits in a row whose maximum is ≥ M).
                 // So only those rows' values over keys are made, not the n²·H of the layer.
                 const at::Tensor rowMax = le.headKeyMaxima(metric).value.abs(); // [q, H]
-                const std::int64_t H = rowMax.size(1);
                 const std::int64_t kk = std::min<std::int64_t>(k, rowMax.numel());
                 // The row maxima come from block products and the rows below from one-row products: the
                 // two may differ in the last bits, so both bounds are lowered by far more than that.
