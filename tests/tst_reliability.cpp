@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <fcntl.h>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sys/resource.h>
 #include <chrono>
@@ -506,6 +507,36 @@ private Q_SLOTS:
         QVERIFY(refused > 0);
         truncateFrom(f, 0);
         CS_VERIFY_INPUT_ERROR(st.toTensor(st.entries().front()), f.string() + ": file changed while being read");
+    }
+
+    void largeReadsSplitOverThreadsReadTheWholeSpanOrFail()
+    {
+        // A read of more than 16 MB is cut into one span per thread (InputFile::readAt): the spans
+        // together are exactly the file's bytes, at any offset; a file cut short under the later spans is
+        // one InputError, never a partial buffer taken as read.
+        const fs::path f = dir() / "large-read.bin";
+        const std::uint64_t size = (std::uint64_t(40) << 20) + 12345;
+        std::string bytes(size, '\0');
+        std::uint64_t state = 88172645463325252ull; // xorshift: every span differs from every other
+        for (std::uint64_t i = 0; i < size; i += 8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            std::memcpy(bytes.data() + i, &state, std::min<std::uint64_t>(8, size - i));
+        }
+        writeRaw(f, bytes);
+        const cs::InputFile in(f);
+        std::string back(size, '\0');
+        in.readAt(0, back.data(), size);
+        QVERIFY(back == bytes);
+        const std::uint64_t offset = 777, n = size - 2 * offset;
+        std::string middle(n, '\0');
+        in.readAt(offset, middle.data(), n);
+        QVERIFY(middle == bytes.substr(offset, n));
+        truncateFrom(f, size / 3);
+        CS_VERIFY_INPUT_ERROR(in.readAt(0, back.data(), size), f.string() + ": file changed while being read: it was " +
+                                                                   std::to_string(size) + " bytes when opened and is now " +
+                                                                   std::to_string(size / 3) + " bytes");
     }
 
     void loadedModelIsASnapshotOfItsFile()

@@ -153,7 +153,6 @@ Analysis analyzePrompt(const Gpt2Model& model, const SaeSet& saes, const Analysi
         }
         right = plan(model, saes, q, q.second->prompt, objective, "second prompt");
     }
-    releaseFreedMemory();
     const bool ablated = !left.ablations.empty();
     const bool baseline = ablated && q.baseline && (!right || q.baselineOfBothPrompts);
     const int passes = (right ? 2 : 1) * (baseline ? 2 : 1);

@@ -10,7 +10,9 @@
 #include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
+#include <vector>
 
 namespace cs {
 
@@ -235,6 +237,42 @@ void InputFile::readAt(std::uint64_t offset, void* buffer, std::uint64_t n) cons
     if (offset > m_size || n > m_size - offset)
         throwInputError(m_path, "read of " + std::to_string(n) + " bytes at offset " + std::to_string(offset) +
                                     " runs past the end of the file (" + std::to_string(m_size) + " bytes)");
+    // A large read goes to fresh memory (a model's weights), where what costs is not the copy but the
+    // kernel's page faults on the destination: each 4 KB page is mapped and zeroed on first touch. Those
+    // run in parallel, so the read is cut into one span per thread: reading GPT-2 XL's 6.2 GB float32
+    // file (page cache warm) took 3.7–9.6 s on one thread and 1.3–2.1 s on two (2-core VM, 2026-12-04).
+    constexpr std::uint64_t kMinSpan = std::uint64_t(8) << 20;
+    const std::uint64_t cores = std::clamp<std::uint64_t>(std::thread::hardware_concurrency(), 1, 8);
+    const std::uint64_t spans = std::min(cores, n / kMinSpan);
+    if (spans < 2) {
+        readSpan(offset, buffer, n);
+        return;
+    }
+    auto* out = static_cast<char*>(buffer);
+    std::vector<std::exception_ptr> errors(spans);
+    std::vector<std::thread> readers;
+    readers.reserve(spans - 1);
+    const auto readPart = [&](std::uint64_t i) {
+        const std::uint64_t begin = n * i / spans, end = n * (i + 1) / spans;
+        try {
+            readSpan(offset + begin, out + begin, end - begin);
+        } catch (...) {
+            errors[i] = std::current_exception();
+        }
+    };
+    for (std::uint64_t i = 1; i < spans; ++i)
+        readers.emplace_back(readPart, i);
+    readPart(0);
+    for (std::thread& t : readers)
+        t.join();
+    for (const std::exception_ptr& e : errors) {
+        if (e)
+            std::rethrow_exception(e);
+    }
+}
+
+void InputFile::readSpan(std::uint64_t offset, void* buffer, std::uint64_t n) const
+{
     auto* out = static_cast<char*>(buffer);
     std::uint64_t done = 0;
     while (done < n) {

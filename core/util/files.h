@@ -49,9 +49,13 @@ public:
     std::uint64_t size() const { return m_size; }
     // Exactly n bytes at offset into buffer, or InputError: outside the file's size, a read error, or the
     // file became shorter since it was opened.
+    // Large reads are split over threads (see files.cpp).
     void readAt(std::uint64_t offset, void* buffer, std::uint64_t n) const;
 
 private:
+    // readAt's work for a span already checked against the size.
+    void readSpan(std::uint64_t offset, void* buffer, std::uint64_t n) const;
+
     std::filesystem::path m_path;
     int m_fd = -1;
     std::uint64_t m_size = 0;

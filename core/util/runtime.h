@@ -20,9 +20,11 @@ void initializeRuntime();
 
 RuntimeInfo runtimeInfo();
 
-// Hands memory that earlier work freed back to the system (glibc keeps freed blocks of up to 32 MB in
-// its per-thread arenas, so after one long-prompt Run the process stays about 1 GB larger than what
-// it holds). Called before each analysis, so that the resident size is what the Run needs.
+// Hands memory that earlier work freed back to the system. The runtime keeps freed memory for reuse
+// (initializeRuntime: the next Run needs the same again, and fresh pages cost the kernel's page faults),
+// so after a long-prompt Run the process stays about as large as that Run's peak. Not called per
+// analysis (that made every Run fault its memory in again); the benchmark calls it so that one
+// measurement does not reuse another's memory.
 void releaseFreedMemory();
 
 } // namespace cs
