@@ -91,6 +91,48 @@ private Q_SLOTS:
         }
     }
 
+    void writeNormsAreTheNormsOfTheProducts()
+    {
+        // ‖V[k,h]·W_O[h]‖ comes from the cached Gram matrices (Gpt2LayerWeights::headOutGrams) and ‖W_out[f]‖
+        // from the cached row norms: both against the literal products in double, at every key and head,
+        // within 1e-6 of the largest value (float32 values, double sums).
+        const Gpt2Config& c = m_fx->model->config;
+        for (int layer = 0; layer < c.nLayer; ++layer) {
+            const Gpt2LayerWeights& lw = m_fx->model->weights.layers[static_cast<std::size_t>(layer)];
+            const LayerEffects& le = m_effects->layers[static_cast<std::size_t>(layer)];
+            const at::Tensor value = m_rec->layers[static_cast<std::size_t>(layer)].value.detach().to(at::kDouble);
+            at::Tensor expected = at::empty({value.size(0), c.nHead}, at::kDouble);
+            for (int h = 0; h < c.nHead; ++h)
+                expected.select(1, h).copy_(at::mm(value.select(1, h), lw.outWeight(h, c.dHead()).to(at::kDouble)).norm(2, -1));
+            const double scale = expected.abs().max().item<double>();
+            CS_COMPARE_TENSORS(le.valueWriteNorm.to(at::kDouble), expected, 1e-6 * scale);
+            const at::Tensor rows = lw.mlpOutWeight.to(at::kDouble).norm(2, -1);
+            CS_COMPARE_TENSORS(le.neuronOutNorm.to(at::kDouble), rows, 1e-6 * rows.max().item<double>());
+        }
+    }
+
+    void cachedWeightSummariesFollowTheWeights()
+    {
+        // The summaries are kept between Runs; a weight changed in place (a trainer's step) or replaced
+        // by another tensor is summarized again.
+        Gpt2LayerWeights lw = m_fx->model->weights.layers[0];
+        lw.mlpOutWeight = lw.mlpOutWeight.clone();
+        lw.attnOutWeight = lw.attnOutWeight.clone();
+        const int dh = m_fx->model->config.dHead();
+        const at::Tensor norms = lw.neuronOutNorms(), grams = lw.headOutGrams(dh);
+        QVERIFY(lw.neuronOutNorms().is_same(norms)); // kept
+        QVERIFY(lw.headOutGrams(dh).is_same(grams));
+        {
+            at::NoGradGuard noGrad;
+            lw.mlpOutWeight.mul_(2);
+            lw.attnOutWeight.mul_(3);
+        }
+        CS_COMPARE_TENSORS(lw.neuronOutNorms(), norms * 2, 1e-5 * norms.max().item<double>());
+        CS_COMPARE_TENSORS(lw.headOutGrams(dh), grams * 9, 1e-6 * grams.abs().max().item<double>()); // 3·W rounds in float32
+        lw.mlpOutWeight = lw.mlpOutWeight / 4;
+        CS_COMPARE_TENSORS(lw.neuronOutNorms(), norms / 2, 1e-5 * norms.max().item<double>());
+    }
+
     void totalEffectIsActTimesGradByPlainAutograd()
     {
         // An independent pass: fresh forward with grad and TDB's literal autoencoder graph

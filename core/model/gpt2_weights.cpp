@@ -35,6 +35,39 @@ at::Tensor Gpt2LayerWeights::outWeight(int head, int dHead) const
 
 namespace {
 
+template <typename Compute>
+at::Tensor summary(LayerWeightSummaries& cache, LayerWeightSummaries::Entry& entry, const at::Tensor& source, Compute compute)
+{
+    // Inference-mode tensors have no version counter; nothing changes them in place either.
+    const std::int64_t version = source.is_inference() ? 0 : static_cast<std::int64_t>(source._version());
+    std::lock_guard lock(cache.mutex);
+    if (!entry.value.defined() || !entry.source.is_same(source) || entry.version != version) {
+        at::NoGradGuard noGrad;
+        entry.value = compute();
+        entry.source = source;
+        entry.version = version;
+    }
+    return entry.value;
+}
+
+} // namespace
+
+at::Tensor Gpt2LayerWeights::neuronOutNorms() const
+{
+    return summary(*summaries, summaries->neuronOutNorms, mlpOutWeight, [&] { return weightRowNorms(mlpOutWeight.detach()); });
+}
+
+at::Tensor Gpt2LayerWeights::headOutGrams(int dHead) const
+{
+    return summary(*summaries, summaries->headOutGrams, attnOutWeight, [&] {
+        const std::int64_t heads = attnOutWeight.size(0) / dHead;
+        const at::Tensor wo = asFloat32(attnOutWeight.detach()).to(at::kDouble).view({heads, dHead, attnOutWeight.size(1)});
+        return at::bmm(wo, wo.transpose(1, 2)); // [H, dh, dh]
+    });
+}
+
+namespace {
+
 template <typename Size>
 std::int64_t sumOverTensors(const Gpt2Weights& w, Size size)
 {

@@ -12,9 +12,25 @@
 
 #include <ATen/ATen.h>
 
+#include <memory>
+#include <mutex>
 #include <vector>
 
 namespace cs {
+
+// What the effects of every Run derive from a layer's matrices and no Run changes (see
+// Gpt2LayerWeights::neuronOutNorms): computed on first use and kept with the source tensor and its
+// version, so a weight replaced by another tensor or changed in place (the trainer's steps) is derived
+// again. Copies of the layer share it.
+struct LayerWeightSummaries {
+    struct Entry {
+        at::Tensor source;          // the weight it was derived from (kept: the same tensor stays the same)
+        std::int64_t version = -1;  // the source's version counter then
+        at::Tensor value;
+    };
+    std::mutex mutex;
+    Entry neuronOutNorms, headOutGrams;
+};
 
 struct Gpt2LayerWeights {
     at::Tensor ln1Gain, ln1Bias;         // [d]
@@ -33,6 +49,16 @@ struct Gpt2LayerWeights {
     at::Tensor keyWeight(int head, int dHead) const;
     at::Tensor valueWeight(int head, int dHead) const;
     at::Tensor outWeight(int head, int dHead) const;
+
+    // ‖W_out[f]‖ for every neuron, float32 [F] (weightRowNorms of mlpOutWeight).
+    at::Tensor neuronOutNorms() const;
+    // W_O[h]·W_O[h]ᵀ for every head, double [H, d_head, d_head]: ‖v·W_O[h]‖² = v·G_h·vᵀ takes a d_head-wide
+    // product per token instead of a d-wide one (25× fewer operations at GPT-2 XL's width). Double,
+    // because the quadratic form loses what the norm of the product would not when W_O[h] is badly
+    // conditioned: its error grows with cond(W_O[h])².
+    at::Tensor headOutGrams(int dHead) const;
+
+    std::shared_ptr<LayerWeightSummaries> summaries = std::make_shared<LayerWeightSummaries>();
 };
 
 struct Gpt2Weights {
