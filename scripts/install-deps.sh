@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   cmake ninja-build g++ pkg-config
   qt6-base-dev qt6-svg-dev
-  libtorch-dev libopenblas0-openmp
+  libtorch-dev libopenblas0-openmp libdnnl-dev
   libqcustomplot-dev libqcustomplot2.1-qt6
   nlohmann-json3-dev
   dpkg-dev desktop-file-utils appstream

@@ -96,13 +96,102 @@ private Q_SLOTS:
         const at::Tensor gwT2 = at::mm(g, wf.t());
         CS_COMPARE_TENSORS(timesWeight(g, w.t()), gwT2, relativeTolerance(gwT2));
         CS_COMPARE_TENSORS(timesWeightT(x, w.t()), xw, relativeTolerance(xw));
-        // Float32 weights take ATen's own product: identical.
-        QVERIFY(at::equal(timesWeight(x, wf), at::mm(x, wf)));
+        // Float32 weights (oneDNN's sgemm): the same sums in another order.
+        CS_COMPARE_TENSORS(timesWeight(x, wf), xw, relativeTolerance(xw));
         QVERIFY(at::equal(asFloat32(w), wf));
         QVERIFY(at::equal(asFloat32(w.narrow(1, 1, m / 2)), wf.narrow(1, 1, m / 2))); // a head's columns
         QVERIFY(at::equal(asFloat32(w[k / 2]), wf[k / 2]));                            // a neuron's row
         QVERIFY(at::equal(asFloat32(w.select(1, m - 1)), wf.select(1, m - 1)));       // strided
         CS_COMPARE_TENSORS(weightRowNorms(w), wf.norm(2, -1), 1e-5 * wf.norm(2, -1).max().item<double>());
+    }
+
+    // Float32 weights go to oneDNN's sgemm in every layout sgemm can take (rows contiguous, or a
+    // transposed view; a column slice keeps its row stride) and to ATen in the others (expanded, strided
+    // both ways), against ATen's product of contiguous copies. Includes GPT-2 XL's 64-token shapes and
+    // the degenerate ones (one row, one column, nothing to sum).
+    void float32ProductsEqualATenProducts_data()
+    {
+        QTest::addColumn<int>("n");
+        QTest::addColumn<int>("k");
+        QTest::addColumn<int>("m");
+        QTest::addRow("small") << 7 << 37 << 53;
+        QTest::addRow("XL attention in") << 64 << 1600 << 4800;
+        QTest::addRow("XL MLP out") << 64 << 6400 << 1600;
+        QTest::addRow("one row") << 1 << 300 << 700;
+        QTest::addRow("one column") << 9 << 300 << 1;
+        QTest::addRow("one inner") << 9 << 1 << 40;
+        QTest::addRow("nothing to sum") << 5 << 0 << 6;
+        QTest::addRow("no rows") << 0 << 30 << 6;
+    }
+    void float32ProductsEqualATenProducts()
+    {
+        QFETCH(int, n);
+        QFETCH(int, k);
+        QFETCH(int, m);
+        at::manual_seed(7);
+        const at::Tensor x = at::randn({n, k});
+        const at::Tensor w = at::randn({k, m}) * 0.05;
+        const at::Tensor g = at::randn({n, m});
+        const at::Tensor xw = at::mm(x, w), gwT = at::mm(g, w.t().contiguous());
+        const auto check = [](const at::Tensor& got, const at::Tensor& want) {
+            QCOMPARE(got.sizes(), want.sizes());
+            QCOMPARE(got.scalar_type(), at::kFloat);
+            if (want.numel() > 0)
+                CS_COMPARE_TENSORS(got, want, relativeTolerance(want));
+        };
+        check(timesWeight(x, w), xw);
+        check(timesWeightT(g, w), gwT);
+        check(timesWeight(x, w.t().contiguous().t()), xw); // W as a transposed view
+        check(timesWeightT(x, w.t().contiguous()), xw);
+        check(timesWeight(x.t().contiguous().t(), w), xw); // x as a transposed view
+        check(linear({}, x, w), xw);
+        if (m >= 2) { // a column slice of W (a head's columns): row stride m, m/2 columns
+            const at::Tensor slice = w.narrow(1, 1, m / 2);
+            check(timesWeight(x, slice), at::mm(x, slice.contiguous()));
+        }
+        if (m >= 2 && k >= 2) { // expanded (stride 0) and strided-both-ways weights: ATen's own product
+            const at::Tensor expanded = w.narrow(1, 0, 1).expand({k, m});
+            QVERIFY(at::equal(timesWeight(x, expanded), at::mm(x, expanded)));
+            const at::Tensor both = at::randn({2 * k, 2 * m}).slice(0, 0, 2 * k, 2).slice(1, 0, 2 * m, 2);
+            QVERIFY(at::equal(timesWeight(x, both), at::mm(x, both)));
+        }
+        if (k >= 1 && m >= 1) {
+            const at::Tensor v = at::randn({k});
+            check(weightTimesVector(w.t().contiguous(), v), at::mv(w.t().contiguous(), v));
+        }
+        // Other dtypes are ATen's: exact.
+        QVERIFY(at::equal(timesWeight(x.to(at::kDouble), w.to(at::kDouble)), at::mm(x.to(at::kDouble), w.to(at::kDouble))));
+    }
+
+    // With float32 weights the gradient w.r.t. x comes from the same sgemm (a custom autograd node), equal
+    // to ATen's; a weight that requires a gradient (the trainers) still gets it, through ATen's addmm.
+    void float32LinearGradients()
+    {
+        at::manual_seed(3);
+        const at::Tensor w = at::randn({96, 700}) * 0.05;
+        const at::Tensor b = at::randn({700});
+        const at::Tensor r = at::randn({5, 700});
+        const at::Tensor x0 = at::randn({5, 96});
+
+        const at::Tensor x = x0.clone().requires_grad_(true);
+        const at::Tensor y = linear(b, x, w);
+        (y * r).sum().backward();
+        const at::Tensor xa = x0.clone().requires_grad_(true);
+        const at::Tensor ya = at::addmm(b, xa, w);
+        (ya * r).sum().backward();
+        CS_COMPARE_TENSORS(y.detach(), ya.detach(), relativeTolerance(ya.detach()));
+        CS_COMPARE_TENSORS(x.grad(), xa.grad(), relativeTolerance(xa.grad()));
+        // The transposed product's gradient (the logits: x·Uᵀ).
+        const at::Tensor x2 = x0.clone().requires_grad_(true);
+        (timesWeightT(x2, w.t().contiguous()) * r).sum().backward();
+        CS_COMPARE_TENSORS(x2.grad(), xa.grad(), relativeTolerance(xa.grad()));
+
+        const at::Tensor wt = w.clone().requires_grad_(true);
+        const at::Tensor bt = b.clone().requires_grad_(true);
+        (linear(bt, x0, wt) * r).sum().backward();
+        QVERIFY(wt.grad().defined() && bt.grad().defined());
+        CS_COMPARE_TENSORS(wt.grad(), at::mm(x0.t(), r), relativeTolerance(at::mm(x0.t(), r)));
+        CS_COMPARE_TENSORS(bt.grad(), r.sum(0), 1e-5);
     }
 
     void linearGradientEqualsFloat32Gradient_data()
