@@ -107,7 +107,8 @@ private Q_SLOTS:
 
     // Float32 weights go to oneDNN's sgemm in every layout sgemm can take (rows contiguous, or a
     // transposed view; a column slice keeps its row stride) and to ATen in the others (expanded, strided
-    // both ways), against ATen's product of contiguous copies. Includes GPT-2 XL's 64-token shapes and
+    // both ways), against ATen's product of contiguous copies. Up to 128 rows a product with a
+    // transposed weight is computed transposed; above, as given: both are here. Includes GPT-2 XL's 64-token shapes and
     // the degenerate ones (one row, one column, nothing to sum).
     void float32ProductsEqualATenProducts_data()
     {
@@ -117,6 +118,7 @@ private Q_SLOTS:
         QTest::addRow("small") << 7 << 37 << 53;
         QTest::addRow("XL attention in") << 64 << 1600 << 4800;
         QTest::addRow("XL MLP out") << 64 << 6400 << 1600;
+        QTest::addRow("many rows (transposed products not flipped)") << 300 << 200 << 500;
         QTest::addRow("one row") << 1 << 300 << 700;
         QTest::addRow("one column") << 9 << 300 << 1;
         QTest::addRow("one inner") << 9 << 1 << 40;

@@ -169,6 +169,10 @@ bool isPlainFloat32(const at::Tensor& t)
     return t.dim() == 2 && t.scalar_type() == at::kFloat && t.device().is_cpu() && t.layout() == at::kStrided;
 }
 
+// Up to this many rows of A, a product with a transposed B is computed transposed (below): measured
+// faster at 1 to 256 rows, slower at 1,024.
+constexpr std::int64_t kFewRows = 128;
+
 // C = beta·C + A·B for float32 A [n, k], B [k, m], C [n, m] (C's rows contiguous). False, with C
 // untouched, where oneDNN cannot take the layouts; the callers then use ATen.
 bool sgemmInto(at::Tensor& C, const at::Tensor& A, const at::Tensor& B, float beta)
@@ -188,6 +192,21 @@ bool sgemmInto(at::Tensor& C, const at::Tensor& A, const at::Tensor& B, float be
             C.zero_();
         else
             C.mul_(beta);
+        return true;
+    }
+    if (b->trans == 'T' && n <= kFewRows) {
+        // B is a transposed matrix (g·Wᵀ, the backward pass; x·Uᵀ, the logits) and A has few rows:
+        // sgemm is faster with the large matrix as its untransposed operand, so compute Cᵀ = Bᵀ·Aᵀ and
+        // transpose the small result (64 rows: 2.5 against 4.1 ms for [64, 4800]·[4800, 1600]).
+        at::Tensor transposed = at::empty({m, n}, C.options());
+        const char flippedA = a->trans == 'N' ? 'T' : 'N';
+        if (dnnl_sgemm('N', flippedA, m, n, k, 1.0f, B.data_ptr<float>(), b->ld, A.data_ptr<float>(), a->ld, 0.0f,
+                       transposed.data_ptr<float>(), n) != dnnl_success)
+            return false;
+        if (beta == 0)
+            C.copy_(transposed.t());
+        else
+            C.mul_(beta).add_(transposed.t());
         return true;
     }
     return dnnl_sgemm(a->trans, b->trans, n, m, k, 1.0f, A.data_ptr<float>(), a->ld, B.data_ptr<float>(), b->ld, beta,
