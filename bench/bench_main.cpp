@@ -315,11 +315,20 @@ nlohmann::ordered_json analysisFigures(const cs::Gpt2Model& model, const std::ve
     // Layer scan: top-20 write tokens of every neuron of one layer.
     const double scanMs = medianMs(std::max(2, repeats / 4), [&] { (void)cs::scanNeuronWriteTokens(model, layer, 20); });
     const double scanGflop = 2.0 * c.dMlp * c.dModel * static_cast<double>(c.vocabSize) / 1e9;
+    // The scan's products alone (its 256-neuron blocks times the unembedding, no top-k): the GEMM rate at
+    // exactly its shape, which differs from the unembedding rate above (a transposed [V, d] matrix).
+    const at::Tensor scanWeights = cs::asFloat32(model.weights.layers[static_cast<std::size_t>(layer)].mlpOutWeight);
+    const double scanProductsMs = medianMs(std::max(2, repeats / 4), [&] {
+        for (std::int64_t start = 0; start < c.dMlp; start += 256)
+            (void)cs::timesWeightT(scanWeights.narrow(0, start, std::min<std::int64_t>(256, c.dMlp - start)), model.weights.unembedding);
+    });
     out["layer_scan"] = {{"neurons", c.dMlp},
                          {"ms", scanMs},
                          {"gflop", scanGflop},
                          {"gflops", scanGflop / (scanMs / 1e3)},
                          {"fraction_of_gemm_rate", scanGflop / (scanMs / 1e3) / gemmGflops},
+                         {"products_alone_ms", scanProductsMs},
+                         {"fraction_of_its_products", scanProductsMs / scanMs},
                          {"target_fraction", 0.8}};
     return out;
 }
